@@ -1,0 +1,173 @@
+// Package event defines monitord's events: their kinds, their deterministic
+// ids, their NATS subjects, and the outbox record that carries them from a
+// committed poll to NATS.
+package event
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+// Kind is what happened.
+type Kind string
+
+// The event kinds. See docs/events.md for when each fires.
+const (
+	Created         Kind = "created"
+	StatusChanged   Kind = "status_changed"
+	Failed          Kind = "failed"
+	Stuck           Kind = "stuck"
+	Deleted         Kind = "deleted"
+	TargetError     Kind = "target_error"
+	TargetRecovered Kind = "target_recovered"
+	Heartbeat       Kind = "heartbeat"
+)
+
+// Kinds lists every kind in a stable order.
+var Kinds = []Kind{Created, StatusChanged, Failed, Stuck, Deleted, TargetError, TargetRecovered, Heartbeat}
+
+// Valid reports whether k is one of Kinds.
+func (k Kind) Valid() bool {
+	for _, x := range Kinds {
+		if k == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Leg names which resource of an interaction a status belongs to.
+type Leg string
+
+const (
+	// Inbound is the inbound resource (the message a participant sent).
+	Inbound Leg = "inbound"
+	// Outbound is the outbound resource (the message Proxy relayed).
+	Outbound Leg = "outbound"
+	// NoLeg is for events that concern the interaction or target as a whole.
+	NoLeg Leg = ""
+)
+
+// Event is one change monitord detected. Interaction events carry the
+// interaction's fields; target events carry Error; heartbeats carry Heartbeat.
+type Event struct {
+	ID     string
+	Kind   Kind
+	Target twilio.Target
+	Time   time.Time // when monitord detected it
+
+	InteractionSID      string
+	Leg                 Leg
+	PrevStatus          string // "" when the interaction is new or the status was null
+	Status              string
+	Type                string
+	DateCreated         time.Time
+	DateUpdated         time.Time
+	InboundResourceSID  string
+	OutboundResourceSID string
+	OutboundResourceURL string
+	Body                string // message body (API "data"); set only when the config opts in
+
+	Error *TargetErrorInfo // target_error and target_recovered
+	Beat  *HeartbeatInfo   // heartbeat
+}
+
+// TargetErrorInfo describes why a target's polls fail.
+type TargetErrorInfo struct {
+	Class      string // "auth", "not_found", "unavailable", "rate_limited", "invalid_response", "other"
+	HTTPStatus int
+	Code       int // Twilio error code, 0 when unknown
+	Message    string
+	Since      time.Time // first failure of this outage
+	Failures   int       // consecutive failed polls
+	Outage     uint64    // the target's outage counter: makes ids of successive outages differ
+}
+
+// HeartbeatInfo is the payload of a heartbeat event.
+type HeartbeatInfo struct {
+	Instance          string
+	TargetsHealthy    int
+	TargetsFailing    int
+	OutboxDepth       int
+	LastCompleteCycle time.Time
+	Seq               uint64
+}
+
+// InteractionID is the deterministic id of an interaction event: the same
+// change observed by two instances, or derived again after a crash, gets the
+// same id, so JetStream's duplicate window drops the replay.
+func InteractionID(interactionSID string, kind Kind, leg Leg, status string) string {
+	return hashID("i", interactionSID, string(kind), string(leg), status)
+}
+
+// TargetID is the deterministic id of a target_error or target_recovered
+// event for the given outage number of the target.
+func TargetID(t twilio.Target, kind Kind, outage uint64) string {
+	return hashID("t", t.Key(), string(kind), strconv.FormatUint(outage, 10))
+}
+
+// HeartbeatID is the id of an instance's seq-th heartbeat.
+func HeartbeatID(instance string, at time.Time) string {
+	return hashID("h", instance, strconv.FormatInt(at.UnixNano(), 10))
+}
+
+func hashID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// DefaultPrefix is the default first subject token.
+const DefaultPrefix = "monitord"
+
+// Subject is the NATS subject of an event of kind k about target t:
+// <prefix>.<kind>.<service>.<session>.<participant or "_">. The SID tokens
+// come from a target that passed twilio.Target.Validate, so they can hold no
+// '.', '*' or '>'.
+func Subject(prefix string, k Kind, t twilio.Target) string {
+	p := t.ParticipantSID
+	if p == "" {
+		p = "_"
+	}
+	var b strings.Builder
+	b.Grow(len(prefix) + len(k) + 3*35 + 4)
+	b.WriteString(prefix)
+	b.WriteByte('.')
+	b.WriteString(string(k))
+	b.WriteByte('.')
+	b.WriteString(t.ServiceSID)
+	b.WriteByte('.')
+	b.WriteString(t.SessionSID)
+	b.WriteByte('.')
+	b.WriteString(p)
+	return b.String()
+}
+
+// HeartbeatSubject is <prefix>.heartbeat.<instance>.
+func HeartbeatSubject(prefix, instance string) string {
+	return prefix + "." + string(Heartbeat) + "." + instance
+}
+
+// Message is an event ready to publish: what the outbox stores. It is
+// rendered once, when the poll commits, so draining does no encoding.
+type Message struct {
+	ID      string // Nats-Msg-Id
+	Subject string
+	Data    []byte // CloudEvents 1.0 structured JSON
+}
+
+// Record is an outbox entry: a Message and its position in the outbox.
+// Records are published in Seq order.
+type Record struct {
+	Seq uint64
+	Message
+}

@@ -1,0 +1,43 @@
+package twilio
+
+import "fmt"
+
+// ValidSID reports whether s is a Twilio SID with the given two-letter
+// prefix: the prefix followed by exactly 32 hexadecimal digits. An empty
+// prefix accepts any two ASCII letters (the spec's pattern for resource SIDs).
+func ValidSID(prefix, s string) bool {
+	if len(s) != 34 {
+		return false
+	}
+	if prefix != "" {
+		if s[:2] != prefix {
+			return false
+		}
+	} else if !isLetter(s[0]) || !isLetter(s[1]) {
+		return false
+	}
+	for i := 2; i < 34; i++ {
+		if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckSID returns an error naming field when s is not a SID with prefix.
+func CheckSID(field, prefix, s string) error {
+	if ValidSID(prefix, s) {
+		return nil
+	}
+	p := prefix
+	if p == "" {
+		p = "[a-zA-Z]{2}"
+	}
+	return fmt.Errorf("%s: %q does not match ^%s[0-9a-fA-F]{32}$", field, s, p)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
