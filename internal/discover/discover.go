@@ -1,0 +1,272 @@
+// Package discover finds the targets of a whole Proxy Service by itself: on a
+// cron schedule it lists the Service's sessions, and the participants of each
+// open one, and hands the complete discovered target set to a Sink (the
+// poller). Proxy sessions are short-lived, so a hand-written target list is
+// out of date within the hour; discovery follows them instead.
+//
+// Three promises, each tested:
+//   - A refresh either sees everything (every sessions page, every
+//     participants list it needed) or changes nothing: an error keeps the
+//     previous set whole, so an API hiccup never drops a target.
+//   - A session that closes, fails or disappears stays a target for a grace
+//     period (late delivery receipts still arrive), then is dropped, and the
+//     Sink forgets its state.
+//   - Discovery's requests go through the same twilio.Client as the polls,
+//     so they share the per-Service rate budget.
+package discover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+// Defaults for an Entry's zero fields.
+const (
+	DefaultSchedule = "@every 5m"
+	DefaultGrace    = time.Hour
+	// DefaultParticipantRefreshEvery re-lists the participants of an
+	// already-known, complete session every 12th refresh (an hour at the
+	// default schedule). See Entry.ParticipantRefreshEvery.
+	DefaultParticipantRefreshEvery = 12
+	// DefaultConcurrency is how many participants lists one refresh keeps in
+	// flight: enough to use the Service's rate budget despite round-trip
+	// latency; the client's rate limiter and in-flight cap still govern.
+	DefaultConcurrency = 4
+)
+
+// Lister is what discovery needs of the API: *twilio.Client satisfies it.
+// Both calls must return a complete listing (every page) or an error.
+type Lister interface {
+	ListSessions(ctx context.Context, serviceSID string) ([]twilio.Session, error)
+	ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]twilio.Participant, error)
+}
+
+// Sink receives a Service's complete discovered target set after every
+// successful refresh (live targets and those in their grace period). A
+// target absent from the new set was dropped: the Sink stops polling it and
+// forgets its state, unless it is also configured.
+type Sink interface {
+	SetDiscovered(serviceSID string, targets []twilio.Target)
+}
+
+// Entry is one Service to discover, as the config's `discover` entry says.
+type Entry struct {
+	// ServiceSID is the Service (KS…) whose sessions are followed.
+	ServiceSID string
+	// Source is what to poll for each discovered session: its participants'
+	// MessageInteractions (twilio.SourceParticipant, the default) or the
+	// session's Interactions (twilio.SourceSession).
+	Source twilio.Source
+	// Statuses, when not empty, are the session statuses followed (e.g.
+	// "open", "in-progress"). Sessions that are closed or failed are never
+	// followed as live whatever this says. Empty: every other status.
+	Statuses []string
+	// UniqueNamePrefix, when not empty, keeps only sessions whose unique_name
+	// starts with it.
+	UniqueNamePrefix string
+	// Schedule is the refresh cron spec (seconds optional, descriptors such
+	// as "@every 5m"); "" is DefaultSchedule.
+	Schedule string
+	// Grace is how long targets of a closed or vanished session are still
+	// polled; 0 is DefaultGrace.
+	Grace time.Duration
+	// ParticipantRefreshEvery: participants of a known session are re-listed
+	// only when the session is new, has fewer than two participants (Proxy's
+	// maximum, so a session still being set up), changed its date_updated,
+	// or every Nth refresh. 1 re-lists every refresh; 0 is
+	// DefaultParticipantRefreshEvery.
+	ParticipantRefreshEvery int
+}
+
+// Config configures a Discoverer.
+type Config struct {
+	Entries []Entry
+	// Lister is the API client; use the same *twilio.Client as the poller
+	// so discovery's requests share each Service's rate budget.
+	Lister Lister
+	Sink   Sink
+	// Observer receives one RefreshResult per refresh; may be nil.
+	Observer Observer
+	// Logger may be nil.
+	Logger *zap.Logger
+	// Now is the clock the grace period is measured with; nil is time.Now.
+	Now func() time.Time
+	// Location is the time zone of the cron schedules; nil is UTC.
+	Location *time.Location
+	// Concurrency is participants lists in flight per refresh; 0 is
+	// DefaultConcurrency.
+	Concurrency int
+}
+
+// Discoverer refreshes every entry on its schedule. Create it with New.
+type Discoverer struct {
+	cfg     Config
+	log     *zap.Logger
+	entries []*entryState
+
+	mu        sync.Mutex              // guards published and sinking
+	published map[int][]twilio.Target // per entry index, last committed set
+}
+
+// cronParser is the poller's: seconds optional, descriptors allowed.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// New checks cfg and returns a Discoverer. Every bad entry is reported,
+// each naming its index and field.
+func New(cfg Config) (*Discoverer, error) {
+	if cfg.Lister == nil {
+		return nil, errors.New("discover: lister is nil")
+	}
+	if cfg.Sink == nil {
+		return nil, errors.New("discover: sink is nil")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	d := &Discoverer{cfg: cfg, log: log, published: map[int][]twilio.Target{}}
+	var errs []error
+	for i, e := range cfg.Entries {
+		st, err := newEntryState(e)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("discover[%d].%w", i, err))
+			continue
+		}
+		st.index = i
+		d.entries = append(d.entries, st)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func newEntryState(e Entry) (*entryState, error) {
+	if e.Source == "" {
+		e.Source = twilio.SourceParticipant
+	}
+	if e.Schedule == "" {
+		e.Schedule = DefaultSchedule
+	}
+	if e.Grace == 0 {
+		e.Grace = DefaultGrace
+	}
+	if e.ParticipantRefreshEvery == 0 {
+		e.ParticipantRefreshEvery = DefaultParticipantRefreshEvery
+	}
+	if err := twilio.CheckSID("service_sid", "KS", e.ServiceSID); err != nil {
+		return nil, err
+	}
+	if !e.Source.Valid() {
+		return nil, fmt.Errorf("source: %q is not %q or %q", e.Source, twilio.SourceParticipant, twilio.SourceSession)
+	}
+	if e.Grace < 0 {
+		return nil, fmt.Errorf("grace: %s is negative", e.Grace)
+	}
+	if e.ParticipantRefreshEvery < 0 {
+		return nil, fmt.Errorf("participant_refresh_every: %d is negative", e.ParticipantRefreshEvery)
+	}
+	sched, err := cronParser.Parse(e.Schedule)
+	if err != nil {
+		return nil, fmt.Errorf("schedule: %q: %w", e.Schedule, err)
+	}
+	return &entryState{
+		entry:    e,
+		sched:    sched,
+		sessions: map[string]*sessionCache{},
+		targets:  map[twilio.Target]time.Time{},
+	}, nil
+}
+
+// Run refreshes every entry at once, then on its schedule, until ctx is
+// done. A slow refresh delays that entry's next one rather than overlapping
+// it. Failed refreshes are logged and observed; Run returns nil when ctx is
+// done.
+func (d *Discoverer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, st := range d.entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.loop(ctx, st)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (d *Discoverer) loop(ctx context.Context, st *entryState) {
+	for {
+		// Errors are already logged and observed by refresh.
+		_ = d.refresh(ctx, st)
+		// The schedule runs on the wall clock; Now only measures grace. A
+		// spec without its own CRON_TZ= runs in the time's zone.
+		now := time.Now().In(d.cfg.Location)
+		next := st.sched.Next(now)
+		timer := time.NewTimer(next.Sub(now))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+	}
+}
+
+// Refresh refreshes every entry once, now, in order. It returns the
+// refreshes' errors joined; an entry whose refresh failed keeps its
+// previous set.
+func (d *Discoverer) Refresh(ctx context.Context) error {
+	var errs []error
+	for _, st := range d.entries {
+		errs = append(errs, d.refresh(ctx, st))
+	}
+	return errors.Join(errs...)
+}
+
+// publish hands the Sink the union of every entry's set for a Service (two
+// entries may watch one Service with different filters).
+func (d *Discoverer) publish(st *entryState, set []twilio.Target) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.published[st.index] = set
+	svc := st.entry.ServiceSID
+	seen := map[twilio.Target]bool{}
+	var union []twilio.Target
+	for _, other := range d.entries {
+		if other.entry.ServiceSID != svc {
+			continue
+		}
+		for _, t := range d.published[other.index] {
+			if !seen[t] {
+				seen[t] = true
+				union = append(union, t)
+			}
+		}
+	}
+	sortTargets(union)
+	// Under d.mu so two entries of one Service never deliver out of order.
+	d.cfg.Sink.SetDiscovered(svc, union)
+}
+
+func sortTargets(ts []twilio.Target) {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Key() < ts[j].Key() })
+}

@@ -1,0 +1,284 @@
+package discover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+// entryState is one entry's committed view, touched by one refresh at a time.
+type entryState struct {
+	index int
+	entry Entry
+	sched cron.Schedule
+
+	mu        sync.Mutex // one refresh at a time: Run's loop and Refresh
+	refreshes int        // committed refreshes so far
+	// sessions caches the participants of live sessions, so a refresh lists
+	// them again only when needed (see Entry.ParticipantRefreshEvery).
+	sessions map[string]*sessionCache
+	// live is the set of sessions followed as live at the last commit.
+	live map[string]bool
+	// targets is the committed set: zero time while live, else the instant
+	// it stopped being live (its grace runs from there).
+	targets map[twilio.Target]time.Time
+}
+
+type sessionCache struct {
+	updated      time.Time // the session's date_updated when listed
+	participants []string  // SIDs of participants not deleted
+	listedAt     int       // entryState.refreshes when listed
+}
+
+// ended reports whether a session status is final: its targets go into
+// their grace period.
+func ended(status string) bool { return status == "closed" || status == "failed" }
+
+// follows reports whether a session in this status is followed as live.
+func (e Entry) follows(status string) bool {
+	if ended(status) {
+		return false
+	}
+	if len(e.Statuses) == 0 {
+		return true
+	}
+	for _, s := range e.Statuses {
+		if s == status {
+			return true
+		}
+	}
+	return false
+}
+
+// plan is one session a refresh takes targets from.
+type plan struct {
+	session twilio.Session
+	sight   sighting
+}
+
+// refresh runs one refresh of st, observes and logs it.
+func (d *Discoverer) refresh(ctx context.Context, st *entryState) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	start := time.Now()
+	res := RefreshResult{ServiceSID: st.entry.ServiceSID}
+	err := d.refreshLocked(ctx, st, d.cfg.Now(), &res)
+	res.Duration = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("discover %s: %w", st.entry.ServiceSID, err)
+		res.Err = err
+	}
+	if d.cfg.Observer != nil {
+		d.cfg.Observer.Refreshed(res)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("discovery refresh failed; keeping the previous target set",
+				zap.String("service", st.entry.ServiceSID), zap.Int("targets", len(st.targets)), zap.Error(err))
+		}
+		return err
+	}
+	d.log.Debug("discovery refresh",
+		zap.String("service", st.entry.ServiceSID), zap.Int("sessions_seen", res.SessionsSeen),
+		zap.Int("sessions_closed", res.SessionsClosed), zap.Int("targets", res.Targets),
+		zap.Int("in_grace", res.InGrace), zap.Int("dropped", res.Dropped),
+		zap.Int("participant_lists", res.ParticipantLists), zap.Duration("took", res.Duration))
+	return nil
+}
+
+// refreshLocked lists, decides and commits; on any error it commits nothing
+// but the participants cache of sessions it fully listed (each such listing
+// is complete on its own, so the next refresh need not repeat it).
+func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time.Time, res *RefreshResult) error {
+	e := st.entry
+	sessions, err := d.cfg.Lister.ListSessions(ctx, e.ServiceSID)
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	trackedSessions := map[string]bool{}
+	for t := range st.targets {
+		trackedSessions[t.SessionSID] = true
+	}
+
+	seen := map[twilio.Target]sighting{}
+	live := map[string]bool{}
+	var plans []plan
+	for _, s := range sessions {
+		if !strings.HasPrefix(s.UniqueName, e.UniqueNamePrefix) {
+			continue
+		}
+		var sight sighting
+		switch {
+		case e.follows(s.Status):
+			sight.live = true
+		case ended(s.Status) && !trackedSessions[s.SID]:
+			// First seen already ended: after a restart, follow it for the
+			// rest of its grace period.
+			sight.endedAt = s.DateEnded
+			if sight.endedAt.IsZero() {
+				sight.endedAt = s.DateUpdated
+			}
+			if sight.endedAt.IsZero() || now.Sub(sight.endedAt) >= e.Grace {
+				continue
+			}
+		default:
+			continue
+		}
+		if sight.live {
+			live[s.SID] = true
+		}
+		if e.Source == twilio.SourceSession {
+			seen[twilio.Target{Source: twilio.SourceSession, ServiceSID: e.ServiceSID, SessionSID: s.SID}] = sight
+			continue
+		}
+		plans = append(plans, plan{session: s, sight: sight})
+	}
+	res.SessionsSeen = len(live)
+
+	if e.Source == twilio.SourceParticipant {
+		gone, err := d.listParticipants(ctx, st, plans, res)
+		if err != nil {
+			return err
+		}
+		for _, p := range plans {
+			if gone[p.session.SID] {
+				continue
+			}
+			for _, kp := range st.sessions[p.session.SID].participants {
+				t := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: e.ServiceSID, SessionSID: p.session.SID, ParticipantSID: kp}
+				seen[t] = p.sight
+			}
+		}
+		for sid := range gone {
+			delete(live, sid)
+		}
+	}
+
+	next, dropped := nextSet(st.targets, seen, now, e.Grace)
+
+	// Commit.
+	for sid := range st.live {
+		if !live[sid] {
+			res.SessionsClosed++
+		}
+	}
+	for sid := range st.sessions {
+		if !live[sid] {
+			delete(st.sessions, sid)
+		}
+	}
+	st.live = live
+	st.targets = next
+	st.refreshes++
+	set := make([]twilio.Target, 0, len(next))
+	for t, since := range next {
+		set = append(set, t)
+		if !since.IsZero() {
+			res.InGrace++
+		}
+	}
+	res.Targets = len(next)
+	res.Dropped = dropped
+	d.publish(st, set)
+	return nil
+}
+
+// needsParticipants decides whether a session's participants are listed in
+// this refresh or taken from the cache. Participants of a Proxy session
+// rarely change once it has its two, so at 10,000 sessions this turns
+// ~10,000 requests per refresh into the new sessions' few.
+func (st *entryState) needsParticipants(s twilio.Session) bool {
+	c := st.sessions[s.SID]
+	return c == nil ||
+		len(c.participants) < 2 ||
+		!c.updated.Equal(s.DateUpdated) ||
+		st.refreshes-c.listedAt >= st.entry.ParticipantRefreshEvery
+}
+
+// listParticipants lists, Concurrency at a time, the participants of the
+// planned sessions that need it, into st.sessions. A session that answers
+// 404 was deleted since the sessions list: it is returned in gone, not as an
+// error. Any other error cancels the rest and is returned.
+func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans []plan, res *RefreshResult) (gone map[string]bool, err error) {
+	var todo []twilio.Session
+	for _, p := range plans {
+		if st.needsParticipants(p.session) {
+			todo = append(todo, p.session)
+		}
+	}
+	type result struct {
+		ps  []twilio.Participant
+		err error
+	}
+	results := make([]result, len(todo))
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, d.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, s := range todo {
+		select {
+		case sem <- struct{}{}:
+		case <-lctx.Done():
+		}
+		if lctx.Err() != nil {
+			results[i].err = lctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ps, err := d.cfg.Lister.ListParticipants(lctx, st.entry.ServiceSID, s.SID)
+			results[i] = result{ps, err}
+			if err != nil && !isNotFound(err) {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+
+	gone = map[string]bool{}
+	var firstErr error
+	for i, s := range todo {
+		r := results[i]
+		if r.err == nil {
+			res.ParticipantLists++
+			st.sessions[s.SID] = &sessionCache{updated: s.DateUpdated, participants: present(r.ps), listedAt: st.refreshes}
+			continue
+		}
+		if isNotFound(r.err) {
+			res.ParticipantLists++
+			gone[s.SID] = true
+			delete(st.sessions, s.SID)
+			continue
+		}
+		// Prefer the error that caused the cancellation over the
+		// cancellations it caused.
+		if firstErr == nil || errors.Is(firstErr, context.Canceled) && !errors.Is(r.err, context.Canceled) {
+			firstErr = fmt.Errorf("list participants of %s: %w", s.SID, r.err)
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return gone, nil
+}
+
+// present returns the SIDs of participants not removed from the session.
+func present(ps []twilio.Participant) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		if p.DateDeleted.IsZero() {
+			out = append(out, p.SID)
+		}
+	}
+	return out
+}
