@@ -1,31 +1,290 @@
 // Package diff decides which events a complete listing of a target produces
 // against what was seen before. It is pure: no I/O, no clock, no logger —
 // time comes in as an argument — so every rule is tested by tables alone.
+//
+// The rules, in the order on-call cares about them:
+//
+//   - failed: a leg (inbound or outbound) enters an alert status from a
+//     status that is not an alert status (a new interaction counts as coming
+//     from nothing). Moving from one alert status to another (failed →
+//     undelivered) is the same failure: status_changed only, no second page.
+//     A leg that leaves the alert statuses and enters one again pages again.
+//   - baseline: the first listing of a target is recorded silently, except a
+//     failed event for each leg in an alert status when the interaction's
+//     date_updated is within Rules.BaselineAlertRecent of now (a null
+//     date_updated is not recent). Interactions already stuck at baseline
+//     are marked reported without an event: history does not page.
+//   - created: a SID seen for the first time after the baseline.
+//   - status_changed: per leg, whenever the status string differs from the
+//     last one seen. Null ("") and unknown values are statuses like any
+//     other, and a status going "backwards" is just a status_changed.
+//   - stuck: the outbound status is non-terminal (see Rules.TerminalStatuses;
+//     null, "unknown" and any unrecognised value are non-terminal) for at
+//     least Rules.StuckAfter; once per interaction, ever.
+//   - deleted: a SID of the previous snapshot is absent from the listing.
+//
+// Event ids come from event.InteractionID(sid, kind, leg, new status), with
+// leg and status empty for created and deleted, so two instances (or one
+// replaying after a crash) derive the same id for the same change. Events
+// come out ordered by interaction SID, then kind: created, status_changed
+// inbound, status_changed outbound, failed inbound, failed outbound, stuck,
+// deleted.
 package diff
 
-import "time"
+import (
+	"cmp"
+	"slices"
+	"time"
 
-// Rules are the configurable parts of the diff.
-type Rules struct {
-	// AlertStatuses are the statuses whose entry on a leg is a failed event
-	// (default "failed", "undelivered").
-	AlertStatuses []string
-	// StuckAfter is how long an outbound status may stay non-terminal before
-	// a stuck event (once per interaction). 0 disables.
-	StuckAfter time.Duration
-	// BaselineAlertRecent: on a target's first listing, interactions in an
-	// alert status whose date_updated is within this of now still produce
-	// failed. 0 disables.
-	BaselineAlertRecent time.Duration
-	// IncludeBody copies the message body into events.
-	IncludeBody bool
+	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+// Diff compares a complete listing of target t with prev, the snapshot of
+// its previous complete listing, and returns the events that happened and
+// the snapshot to store for next time. now is when the listing completed;
+// every event gets it as Time.
+//
+// Duplicate SIDs in the listing (Twilio paging can repeat an item when the
+// list changes between pages) count once: the last occurrence in listing
+// order wins. Diff modifies neither prev nor listing.
+//
+// Besides ID, Kind, Target and Time, each event carries the interaction's
+// Type, dates and resource SIDs, the outbound resource URL (not on deleted:
+// the snapshot does not keep URLs) and the body when r.IncludeBody. Per
+// kind: status_changed and failed have Leg, PrevStatus and Status; stuck
+// has Leg outbound and Status the stuck status; created has no leg and
+// Status the outbound status; deleted has no leg and PrevStatus the last
+// outbound status seen.
+func Diff(t twilio.Target, prev Snapshot, listing []twilio.Interaction, now time.Time, r Rules) ([]event.Event, Snapshot) {
+	now = norm(now)
+	d := differ{t: t, now: now, r: r, c: newClassifier(r), baseline: !prev.Baselined, old: prev.Entries}
+	order := sortedUnique(listing)
+	n := len(listing)
+	if order != nil {
+		n = len(order)
+	}
+	item := func(j int) *twilio.Interaction {
+		if order != nil {
+			return &listing[order[j]]
+		}
+		return &listing[j]
+	}
+	old := prev.Entries
+	i, j := 0, 0
+	for i < len(old) || j < n {
+		switch {
+		case j >= n || (i < len(old) && old[i].SID < item(j).SID):
+			d.cow(i)
+			if !d.baseline {
+				d.emit(event.Deleted, event.NoLeg, old[i].OutboundStatus, "", &old[i], nil)
+			}
+			i++
+		case i >= len(old) || old[i].SID > item(j).SID:
+			d.cow(i)
+			d.add(item(j))
+			j++
+		default:
+			d.same(i, item(j))
+			i++
+			j++
+		}
+	}
+	if d.out == nil && len(old) == d.kept {
+		// Nothing changed: share prev's entries rather than copy them.
+		return d.events, Snapshot{Baselined: true, Entries: old}
+	}
+	return d.events, Snapshot{Baselined: true, Entries: d.out}
 }
 
-// DefaultRules returns the documented defaults.
-func DefaultRules() Rules {
-	return Rules{
-		AlertStatuses:       []string{"failed", "undelivered"},
-		StuckAfter:          15 * time.Minute,
-		BaselineAlertRecent: 15 * time.Minute,
+// differ carries one Diff's state. The next snapshot is built copy-on-write:
+// while every entry so far is unchanged, out stays nil and kept counts the
+// shared prefix of old; the first change copies that prefix.
+type differ struct {
+	t        twilio.Target
+	now      time.Time
+	r        Rules
+	c        classifier
+	baseline bool
+	old      []Entry
+	out      []Entry
+	kept     int
+	events   []event.Event
+}
+
+// cow switches to a private copy of the next snapshot, because the entry
+// at old[i] is about to differ from what prev holds.
+func (d *differ) cow(i int) {
+	if d.out == nil {
+		d.out = make([]Entry, i, len(d.old)+8)
+		copy(d.out, d.old[:i])
 	}
+}
+
+// add handles a SID absent from prev.
+func (d *differ) add(it *twilio.Interaction) {
+	e := Entry{
+		SID:                 it.SID,
+		Type:                it.Type,
+		InboundStatus:       it.InboundResourceStatus,
+		OutboundStatus:      it.OutboundResourceStatus,
+		InboundResourceSID:  it.InboundResourceSID,
+		OutboundResourceSID: it.OutboundResourceSID,
+		DateCreated:         norm(it.DateCreated),
+		DateUpdated:         norm(it.DateUpdated),
+		OutboundSince:       sinceFor(it, d.now),
+	}
+	if d.baseline {
+		recent := d.r.BaselineAlertRecent > 0 && !e.DateUpdated.IsZero() &&
+			d.now.Sub(e.DateUpdated) <= d.r.BaselineAlertRecent
+		if recent && d.c.isAlert(e.InboundStatus) {
+			d.emit(event.Failed, event.Inbound, "", e.InboundStatus, &e, it)
+		}
+		if recent && d.c.isAlert(e.OutboundStatus) {
+			d.emit(event.Failed, event.Outbound, "", e.OutboundStatus, &e, it)
+		}
+		// History does not page: an interaction already stuck at baseline
+		// is marked reported without an event.
+		e.StuckReported = d.stuckDue(&e)
+		d.out = append(d.out, e)
+		return
+	}
+	d.emit(event.Created, event.NoLeg, "", e.OutboundStatus, &e, it)
+	if d.c.isAlert(e.InboundStatus) {
+		d.emit(event.Failed, event.Inbound, "", e.InboundStatus, &e, it)
+	}
+	if d.c.isAlert(e.OutboundStatus) {
+		d.emit(event.Failed, event.Outbound, "", e.OutboundStatus, &e, it)
+	}
+	if d.stuckDue(&e) {
+		e.StuckReported = true
+		d.emit(event.Stuck, event.Outbound, "", e.OutboundStatus, &e, it)
+	}
+	d.out = append(d.out, e)
+}
+
+// same handles a SID present in both prev (at old[i]) and the listing.
+func (d *differ) same(i int, it *twilio.Interaction) {
+	oe := &d.old[i]
+	e := *oe
+	// Keep the stored strings when equal so the snapshot never pins the
+	// listing's memory, and compare before assigning: the common case is
+	// that nothing differs at all.
+	if e.Type != it.Type {
+		e.Type = it.Type
+	}
+	if e.InboundResourceSID != it.InboundResourceSID {
+		e.InboundResourceSID = it.InboundResourceSID
+	}
+	if e.OutboundResourceSID != it.OutboundResourceSID {
+		e.OutboundResourceSID = it.OutboundResourceSID
+	}
+	if !e.DateCreated.Equal(it.DateCreated) {
+		e.DateCreated = norm(it.DateCreated)
+	}
+	if !e.DateUpdated.Equal(it.DateUpdated) {
+		e.DateUpdated = norm(it.DateUpdated)
+	}
+	inChanged := e.InboundStatus != it.InboundResourceStatus
+	outChanged := e.OutboundStatus != it.OutboundResourceStatus
+	if inChanged {
+		e.InboundStatus = it.InboundResourceStatus
+	}
+	if outChanged {
+		e.OutboundStatus = it.OutboundResourceStatus
+		e.OutboundSince = sinceFor(it, d.now)
+	}
+	stuck := d.stuckDue(&e)
+	if stuck {
+		e.StuckReported = true
+	}
+	if !d.baseline {
+		if inChanged {
+			d.emit(event.StatusChanged, event.Inbound, oe.InboundStatus, e.InboundStatus, &e, it)
+		}
+		if outChanged {
+			d.emit(event.StatusChanged, event.Outbound, oe.OutboundStatus, e.OutboundStatus, &e, it)
+		}
+		if inChanged && d.c.isAlert(e.InboundStatus) && !d.c.isAlert(oe.InboundStatus) {
+			d.emit(event.Failed, event.Inbound, oe.InboundStatus, e.InboundStatus, &e, it)
+		}
+		if outChanged && d.c.isAlert(e.OutboundStatus) && !d.c.isAlert(oe.OutboundStatus) {
+			d.emit(event.Failed, event.Outbound, oe.OutboundStatus, e.OutboundStatus, &e, it)
+		}
+		if stuck {
+			d.emit(event.Stuck, event.Outbound, "", e.OutboundStatus, &e, it)
+		}
+	}
+	if d.out == nil && e.equal(oe) {
+		d.kept++
+		return
+	}
+	d.cow(i)
+	d.out = append(d.out, e)
+}
+
+func (d *differ) stuckDue(e *Entry) bool {
+	return d.r.StuckAfter > 0 && !e.StuckReported && !d.c.isTerminal(e.OutboundStatus) &&
+		d.now.Sub(e.OutboundSince) >= d.r.StuckAfter
+}
+
+func (d *differ) emit(k event.Kind, leg event.Leg, prevStatus, status string, e *Entry, it *twilio.Interaction) {
+	idStatus := status
+	if k == event.Created || k == event.Deleted {
+		idStatus = ""
+	}
+	ev := event.Event{
+		ID:                  event.InteractionID(e.SID, k, leg, idStatus),
+		Kind:                k,
+		Target:              d.t,
+		Time:                d.now,
+		InteractionSID:      e.SID,
+		Leg:                 leg,
+		PrevStatus:          prevStatus,
+		Status:              status,
+		Type:                e.Type,
+		DateCreated:         e.DateCreated,
+		DateUpdated:         e.DateUpdated,
+		InboundResourceSID:  e.InboundResourceSID,
+		OutboundResourceSID: e.OutboundResourceSID,
+	}
+	if it != nil {
+		ev.OutboundResourceURL = it.OutboundResourceURL
+		if d.r.IncludeBody {
+			ev.Body = it.Data
+		}
+	}
+	d.events = append(d.events, ev)
+}
+
+// sortedUnique returns the indexes of listing in SID order, one per SID,
+// the last occurrence winning; nil when listing is already strictly sorted
+// (then the identity order is meant and nothing is allocated).
+func sortedUnique(listing []twilio.Interaction) []int32 {
+	sorted := true
+	for k := 1; k < len(listing); k++ {
+		if listing[k-1].SID >= listing[k].SID {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return nil
+	}
+	idx := make([]int32, len(listing))
+	for k := range idx {
+		idx[k] = int32(k)
+	}
+	// Stable, so equal SIDs stay in listing order and the last one is the
+	// last occurrence.
+	slices.SortStableFunc(idx, func(a, b int32) int { return cmp.Compare(listing[a].SID, listing[b].SID) })
+	w := 0
+	for k := range idx {
+		if k+1 < len(idx) && listing[idx[k]].SID == listing[idx[k+1]].SID {
+			continue
+		}
+		idx[w] = idx[k]
+		w++
+	}
+	return idx[:w]
 }

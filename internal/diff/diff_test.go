@@ -1,0 +1,349 @@
+package diff
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+var (
+	testTarget = twilio.Target{
+		Source:         twilio.SourceParticipant,
+		ServiceSID:     "KS" + strings.Repeat("0", 32),
+		SessionSID:     "KC" + strings.Repeat("0", 32),
+		ParticipantSID: "KP" + strings.Repeat("0", 32),
+	}
+	t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+)
+
+// sid returns the n-th interaction SID: KI followed by n in 32 hex digits,
+// so SID order is numeric order.
+func sid(n int) string { return fmt.Sprintf("KI%032x", n) }
+
+// ix builds interaction n with the given inbound and outbound statuses,
+// updated at `updated`.
+func ix(n int, in, out string, updated time.Time) twilio.Interaction {
+	return twilio.Interaction{
+		SID:                    sid(n),
+		Type:                   "message",
+		Data:                   `{"body":"hello"}`,
+		InboundResourceSID:     fmt.Sprintf("SM%032x", 1000+n),
+		InboundResourceStatus:  in,
+		OutboundResourceSID:    fmt.Sprintf("SM%032x", 2000+n),
+		OutboundResourceStatus: out,
+		OutboundResourceURL:    fmt.Sprintf("https://api.twilio.com/2010-04-01/Accounts/AC/Messages/SM%032x.json", 2000+n),
+		DateCreated:            updated.Add(-time.Minute),
+		DateUpdated:            updated,
+	}
+}
+
+// ev is the short form of an event the tables compare against.
+type ev struct {
+	N      int
+	Kind   event.Kind
+	Leg    event.Leg
+	Prev   string
+	Status string
+}
+
+func short(t *testing.T, evs []event.Event) []ev {
+	t.Helper()
+	out := []ev{}
+	for _, e := range evs {
+		var n int
+		if _, err := fmt.Sscanf(e.InteractionSID, "KI%x", &n); err != nil {
+			t.Fatalf("event sid %q: %v", e.InteractionSID, err)
+		}
+		out = append(out, ev{n, e.Kind, e.Leg, e.PrevStatus, e.Status})
+	}
+	return out
+}
+
+// baselined diffs listing as a target's first listing at now and returns the
+// resulting snapshot, failing the test if the baseline emitted anything.
+func baselined(t *testing.T, listing []twilio.Interaction, now time.Time, r Rules) Snapshot {
+	t.Helper()
+	evs, s := Diff(testTarget, Snapshot{}, listing, now, r)
+	if len(evs) != 0 {
+		t.Fatalf("baseline emitted %v", short(t, evs))
+	}
+	return s
+}
+
+func TestRules(t *testing.T) {
+	r := DefaultRules()
+	old := t0.Add(-time.Hour)
+	type step struct {
+		listing []twilio.Interaction
+		at      time.Time
+		want    []ev
+	}
+	cases := []struct {
+		name  string
+		rules Rules
+		steps []step
+	}{
+		{"baseline is silent", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "delivered", old), ix(2, "received", "queued", old)}, t0, nil},
+		}},
+		{"baseline pages a recent failure on each alert leg", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(-time.Minute)), ix(2, "failed", "undelivered", t0.Add(-15*time.Minute))}, t0,
+				[]ev{{1, event.Failed, event.Outbound, "", "failed"}, {2, event.Failed, event.Inbound, "", "failed"}, {2, event.Failed, event.Outbound, "", "undelivered"}}},
+		}},
+		{"baseline does not page an old failure", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(-15*time.Minute-time.Second))}, t0, nil},
+		}},
+		{"baseline does not page a failure with null date_updated", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "failed", time.Time{})}, t0, nil},
+		}},
+		{"baseline recent failure in the future (clock skew) pages", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute))}, t0, []ev{{1, event.Failed, event.Outbound, "", "failed"}}},
+		}},
+		{"baseline alert_recent 0 disables", Rules{AlertStatuses: r.AlertStatuses, StuckAfter: r.StuckAfter}, []step{
+			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0, nil},
+		}},
+		{"baseline of an empty listing then created", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(time.Minute), []ev{{1, event.Created, "", "", "delivered"}}},
+		}},
+		{"created then status changes per leg", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "receiving", "queued", t0)}, t0, []ev{{1, event.Created, "", "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "sent", t0.Add(time.Second))}, t0.Add(time.Minute),
+				[]ev{{1, event.StatusChanged, event.Inbound, "receiving", "received"}, {1, event.StatusChanged, event.Outbound, "queued", "sent"}}},
+			{[]twilio.Interaction{ix(1, "received", "delivered", t0.Add(2*time.Second))}, t0.Add(2 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "delivered"}}},
+		}},
+		{"created directly failed pages", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0,
+				[]ev{{1, event.Created, "", "", "undelivered"}, {1, event.Failed, event.Outbound, "", "undelivered"}}},
+		}},
+		{"entering failed pages, failed to undelivered does not page again", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}, {1, event.Failed, event.Outbound, "sent", "failed"}}},
+			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "failed", "undelivered"}}},
+		}},
+		{"backwards status is status_changed, not a second page", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "undelivered"}, {1, event.Failed, event.Outbound, "sent", "undelivered"}}},
+			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute), nil},
+			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "undelivered", "failed"}}},
+		}},
+		{"fails, recovers, fails again pages again", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}, {1, event.Failed, event.Outbound, "sent", "failed"}}},
+			{[]twilio.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(2 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "failed", "delivered"}}},
+			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "delivered", "failed"}, {1, event.Failed, event.Outbound, "delivered", "failed"}}},
+		}},
+		{"inbound leg failure pages", r, []step{
+			{[]twilio.Interaction{ix(1, "receiving", "", old)}, t0, nil},
+			{[]twilio.Interaction{ix(1, "failed", "", t0)}, t0.Add(time.Minute),
+				[]ev{{1, event.StatusChanged, event.Inbound, "receiving", "failed"}, {1, event.Failed, event.Inbound, "receiving", "failed"}}},
+		}},
+		{"null and unknown statuses are values", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "", old)}, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "unknown", old)}, t0.Add(time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "", "unknown"}}},
+			{[]twilio.Interaction{ix(1, "received", "brand-new-status", old)}, t0.Add(2 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "unknown", "brand-new-status"}}},
+			{[]twilio.Interaction{ix(1, "received", "", old)}, t0.Add(3 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "brand-new-status", ""}}},
+		}},
+		{"configured alert statuses", Rules{AlertStatuses: []string{"delivery-unknown"}}, []step{
+			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "failed", old)}, t0.Add(time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}}},
+			{[]twilio.Interaction{ix(1, "received", "delivery-unknown", old)}, t0.Add(2 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "failed", "delivery-unknown"}, {1, event.Failed, event.Outbound, "failed", "delivery-unknown"}}},
+		}},
+		{"deleted when absent from a complete listing", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "delivered", old), ix(2, "received", "sent", old)}, t0, nil},
+			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(time.Minute), []ev{{1, event.Deleted, "", "delivered", ""}}},
+			{nil, t0.Add(2 * time.Minute), []ev{{2, event.Deleted, "", "sent", ""}}},
+			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(3 * time.Minute), []ev{{2, event.Created, "", "", "sent"}}},
+		}},
+		{"stuck once per interaction, after stuck_after from date_updated", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0, []ev{{1, event.Created, "", "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15*time.Minute - time.Second), nil},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15 * time.Minute), []ev{{1, event.Stuck, event.Outbound, "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(time.Hour), nil},
+			{[]twilio.Interaction{ix(1, "received", "sending", t0.Add(time.Hour))}, t0.Add(3 * time.Hour),
+				[]ev{{1, event.StatusChanged, event.Outbound, "queued", "sending"}}},
+		}},
+		{"stuck clock restarts when the outbound status changes", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "accepted", t0)}, t0, []ev{{1, event.Created, "", "", "accepted"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(10 * time.Minute),
+				[]ev{{1, event.StatusChanged, event.Outbound, "accepted", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(20 * time.Minute), nil},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(25 * time.Minute), []ev{{1, event.Stuck, event.Outbound, "", "queued"}}},
+		}},
+		{"terminal outbound statuses are never stuck, null is", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0,
+				[]ev{{1, event.Created, "", "", "sent"}, {2, event.Created, "", "", "delivered"}, {3, event.Created, "", "", ""},
+					{4, event.Created, "", "", "undelivered"}, {4, event.Failed, event.Outbound, "", "undelivered"}}},
+			{[]twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0.Add(time.Hour),
+				[]ev{{3, event.Stuck, event.Outbound, "", ""}}},
+		}},
+		{"new interaction already overdue is created and stuck", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(-time.Hour))}, t0,
+				[]ev{{1, event.Created, "", "", "queued"}, {1, event.Stuck, event.Outbound, "", "queued"}}},
+		}},
+		{"stuck at baseline is history", r, []step{
+			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0.Add(time.Hour), nil},
+		}},
+		{"stuck_after 0 disables", Rules{AlertStatuses: r.AlertStatuses}, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0, []ev{{1, event.Created, "", "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0.Add(24 * time.Hour), nil},
+		}},
+		{"duplicate SIDs: last occurrence wins", r, []step{
+			{nil, t0, nil},
+			{[]twilio.Interaction{ix(2, "received", "queued", t0), ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0)}, t0,
+				[]ev{{1, event.Created, "", "", "sent"}, {2, event.Created, "", "", "delivered"}}},
+		}},
+		{"event order: SID then kind", r, []step{
+			{[]twilio.Interaction{ix(1, "receiving", "queued", old), ix(3, "received", "sent", old)}, t0, nil},
+			{[]twilio.Interaction{ix(3, "received", "failed", old), ix(2, "received", "sent", old), ix(1, "failed", "failed", old)}, t0.Add(time.Minute),
+				[]ev{
+					{1, event.StatusChanged, event.Inbound, "receiving", "failed"}, {1, event.StatusChanged, event.Outbound, "queued", "failed"},
+					{1, event.Failed, event.Inbound, "receiving", "failed"}, {1, event.Failed, event.Outbound, "queued", "failed"},
+					{2, event.Created, "", "", "sent"},
+					{3, event.StatusChanged, event.Outbound, "sent", "failed"}, {3, event.Failed, event.Outbound, "sent", "failed"},
+				}},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var s Snapshot
+			for i, st := range tc.steps {
+				evs, next := Diff(testTarget, s, st.listing, st.at, tc.rules)
+				got := short(t, evs)
+				want := st.want
+				if want == nil {
+					want = []ev{}
+				}
+				if d := cmp.Diff(want, got); d != "" {
+					t.Fatalf("step %d: events (-want +got):\n%s", i, d)
+				}
+				checkEvents(t, evs, st.at)
+				// The same listing again at the same instant is nothing new.
+				if again, _ := Diff(testTarget, next, st.listing, st.at, tc.rules); len(again) != 0 {
+					t.Fatalf("step %d: repeating the listing emitted %v", i, short(t, again))
+				}
+				s = next
+			}
+		})
+	}
+}
+
+// checkEvents checks what every event must carry.
+func checkEvents(t *testing.T, evs []event.Event, now time.Time) {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, e := range evs {
+		if ids[e.ID] {
+			t.Fatalf("duplicate id %s", e.ID)
+		}
+		ids[e.ID] = true
+		idStatus := e.Status
+		if e.Kind == event.Created || e.Kind == event.Deleted {
+			idStatus = ""
+		}
+		if want := event.InteractionID(e.InteractionSID, e.Kind, e.Leg, idStatus); e.ID != want {
+			t.Fatalf("%s %s: id %s, want %s", e.InteractionSID, e.Kind, e.ID, want)
+		}
+		if !e.Time.Equal(now) || e.Target != testTarget {
+			t.Fatalf("%s %s: time %v target %v", e.InteractionSID, e.Kind, e.Time, e.Target)
+		}
+	}
+}
+
+func TestEventFields(t *testing.T) {
+	r := DefaultRules()
+	s := baselined(t, nil, t0, r)
+	it := ix(1, "received", "failed", t0)
+	evs, _ := Diff(testTarget, s, []twilio.Interaction{it}, t0, r)
+	if len(evs) != 2 {
+		t.Fatalf("got %d events", len(evs))
+	}
+	want := event.Event{
+		ID: event.InteractionID(it.SID, event.Failed, event.Outbound, "failed"), Kind: event.Failed,
+		Target: testTarget, Time: t0, InteractionSID: it.SID, Leg: event.Outbound, Status: "failed",
+		Type: "message", DateCreated: it.DateCreated, DateUpdated: it.DateUpdated,
+		InboundResourceSID: it.InboundResourceSID, OutboundResourceSID: it.OutboundResourceSID,
+		OutboundResourceURL: it.OutboundResourceURL,
+	}
+	if d := cmp.Diff(want, evs[1]); d != "" {
+		t.Fatalf("failed event (-want +got):\n%s", d)
+	}
+	if evs[0].Body != "" {
+		t.Fatal("body copied without IncludeBody")
+	}
+	r.IncludeBody = true
+	evs, _ = Diff(testTarget, s, []twilio.Interaction{it}, t0, r)
+	if evs[0].Body != it.Data || evs[1].Body != it.Data {
+		t.Fatalf("IncludeBody: bodies %q %q", evs[0].Body, evs[1].Body)
+	}
+}
+
+func TestDiffDoesNotModifyInputs(t *testing.T) {
+	r := DefaultRules()
+	listing := []twilio.Interaction{ix(3, "received", "sent", t0), ix(1, "received", "queued", t0), ix(2, "received", "sent", t0)}
+	s := baselined(t, listing, t0, r)
+	before := append([]Entry(nil), s.Entries...)
+	changed := []twilio.Interaction{ix(2, "received", "delivered", t0), ix(1, "received", "failed", t0)}
+	keep := append([]twilio.Interaction(nil), changed...)
+	_, next := Diff(testTarget, s, changed, t0.Add(time.Hour), r)
+	if d := cmp.Diff(before, s.Entries); d != "" {
+		t.Fatalf("prev modified:\n%s", d)
+	}
+	if d := cmp.Diff(keep, changed); d != "" {
+		t.Fatalf("listing modified:\n%s", d)
+	}
+	if next.Len() != 2 {
+		t.Fatalf("next has %d entries", next.Len())
+	}
+}
+
+func TestUnchangedSharesEntries(t *testing.T) {
+	r := DefaultRules()
+	listing := []twilio.Interaction{ix(1, "received", "delivered", t0), ix(2, "received", "sent", t0)}
+	s := baselined(t, listing, t0, r)
+	evs, next := Diff(testTarget, s, listing, t0.Add(time.Minute), r)
+	if len(evs) != 0 || &next.Entries[0] != &s.Entries[0] {
+		t.Fatalf("unchanged listing: %d events, shared=%v", len(evs), &next.Entries[0] == &s.Entries[0])
+	}
+}
+
+func TestFind(t *testing.T) {
+	s := baselined(t, []twilio.Interaction{ix(5, "", "sent", t0), ix(1, "", "sent", t0), ix(3, "", "queued", t0)}, t0, DefaultRules())
+	for _, n := range []int{1, 3, 5} {
+		if e, ok := s.Find(sid(n)); !ok || e.SID != sid(n) {
+			t.Fatalf("Find(%d) = %v %v", n, e.SID, ok)
+		}
+	}
+	for _, n := range []int{0, 2, 4, 6} {
+		if _, ok := s.Find(sid(n)); ok {
+			t.Fatalf("Find(%d) found", n)
+		}
+	}
+}

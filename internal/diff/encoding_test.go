@@ -1,0 +1,75 @@
+package diff
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+func TestEncodingRoundTrip(t *testing.T) {
+	s := Snapshot{Baselined: true, Entries: []Entry{
+		{SID: sid(1), Type: "message", InboundStatus: "received", OutboundStatus: "delivered",
+			InboundResourceSID: "SM" + strings.Repeat("ab", 16), OutboundResourceSID: "SM" + strings.Repeat("cd", 16),
+			DateCreated: t0, DateUpdated: t0.Add(time.Second), OutboundSince: t0.Add(1500 * time.Millisecond), StuckReported: true},
+		// Values outside the tables and SIDs that cannot be packed.
+		{SID: sid(2), Type: "fax", InboundStatus: "", OutboundStatus: "brand-new",
+			InboundResourceSID: "SMABCDEF" + strings.Repeat("0", 26), OutboundResourceSID: "short"},
+		{SID: sid(3), DateCreated: time.Unix(-5, 7).UTC()},
+	}}
+	b, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Snapshot
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(s) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+	}
+	b2, _ := got.MarshalBinary()
+	if !bytes.Equal(b, b2) {
+		t.Fatal("re-encoding differs")
+	}
+	// Packed SIDs cost 19 bytes, not 35: the whole entry stays under 90.
+	one, _ := Snapshot{Entries: s.Entries[:1]}.MarshalBinary()
+	if len(one) > 90 {
+		t.Fatalf("one entry encodes to %d bytes", len(one))
+	}
+}
+
+func TestEncodingEmpty(t *testing.T) {
+	for _, s := range []Snapshot{{}, {Baselined: true}} {
+		b, _ := s.MarshalBinary()
+		var got Snapshot
+		if err := got.UnmarshalBinary(b); err != nil || !got.Equal(s) {
+			t.Fatalf("%+v: got %+v, %v", s, got, err)
+		}
+	}
+}
+
+func TestEncodingRejects(t *testing.T) {
+	good, _ := baselined(t, []twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "sent", t0)}, t0, DefaultRules()).MarshalBinary()
+	unsorted := Snapshot{Entries: []Entry{{SID: sid(2)}, {SID: sid(1)}}}
+	ub, _ := unsorted.MarshalBinary()
+	cases := map[string][]byte{
+		"empty":          nil,
+		"newer version":  append([]byte{2}, good[1:]...),
+		"unknown flags":  append([]byte{1, 0x80}, good[2:]...),
+		"truncated":      good[:len(good)-1],
+		"trailing bytes": append(append([]byte(nil), good...), 0),
+		"unsorted":       ub,
+		"huge count":     {1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f},
+	}
+	for name, b := range cases {
+		var s Snapshot
+		err := s.UnmarshalBinary(b)
+		if !errors.Is(err, ErrEncoding) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
