@@ -1,0 +1,226 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	envprovider "github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// EnvPrefix starts every environment variable Load reads. Levels are
+// separated by "__": MONITORD_TWILIO__LIMITS__PAGE_SIZE is
+// twilio.limits.page_size. A list of strings is comma-separated. Lists of
+// targets, discovery entries and accounts come from the file only.
+const EnvPrefix = "MONITORD_"
+
+// Load reads the configuration: defaults, then the YAML file at path (none
+// when path is ""), then the MONITORD_ variables of env, then the flags of
+// flags that were set explicitly and whose name is a key ("log.level",
+// "nats.subject-prefix": "-" stands for "_"); other flags are ignored, so
+// the caller's own flags (-c, --dry-run) may share the set. flags may be nil.
+//
+// env is passed in (os.Environ() in main) rather than read, so tests do not
+// touch the process environment; it also supplies $STATE_DIRECTORY (the
+// default state.path) and $CREDENTIALS_DIRECTORY (secrets by name).
+//
+// The result has its secrets read from *_file and credentials, derived
+// defaults filled in, and is validated: the error, a Problems, lists every
+// unknown key, wrong type, unreadable secret and invalid value at once.
+func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
+	var p Problems
+	merged := koanf.New(".")
+	add := func(raw map[string]any, label func(string) string) error {
+		normalize(raw, label, &p)
+		// Check each source on its own first so that an error names the
+		// variable or flag it came from, not only the merged key.
+		scratch := Default()
+		decodeConfig(&scratch, raw, label, &p)
+		return merged.Load(confmap.Provider(raw, ""), nil)
+	}
+
+	if path != "" {
+		b, err := file.Provider(path).ReadBytes()
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		raw, err := yaml.Parser().Unmarshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", path, err)
+		}
+		if err := add(raw, nil); err != nil {
+			return nil, fmt.Errorf("merge %s: %w", path, err)
+		}
+	}
+
+	vars := map[string]string{} // key path -> variable name
+	ek := koanf.New(".")
+	err := ek.Load(envprovider.Provider(".", envprovider.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return env },
+		TransformFunc: func(k, v string) (string, any) {
+			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, EnvPrefix)), "__", ".")
+			if key == "" {
+				return "", nil
+			}
+			vars[key] = k
+			return key, v
+		},
+	}), nil)
+	if err != nil {
+		return nil, fmt.Errorf("read environment: %w", err)
+	}
+	if err := add(ek.Raw(), func(path string) string { return sourceLabel(path, vars, "") }); err != nil {
+		return nil, fmt.Errorf("merge environment: %w", err)
+	}
+
+	if flags != nil {
+		names := map[string]string{}
+		fk := koanf.New(".")
+		err := fk.Load(posflag.ProviderWithFlag(flags, ".", nil, func(f *pflag.Flag) (string, any) {
+			key := strings.ReplaceAll(f.Name, "-", "_")
+			if !f.Changed || !(knownKey(key) || key == "nats.url") {
+				return "", nil
+			}
+			names[key] = "--" + f.Name
+			return key, posflag.FlagVal(flags, f)
+		}), nil)
+		if err != nil {
+			return nil, fmt.Errorf("read flags: %w", err)
+		}
+		if err := add(fk.Raw(), func(path string) string { return sourceLabel(path, names, "flag ") }); err != nil {
+			return nil, fmt.Errorf("merge flags: %w", err)
+		}
+	}
+	if len(p) > 0 {
+		return nil, p
+	}
+
+	cfg := Default()
+	decodeConfig(&cfg, merged.Raw(), nil, &p)
+	cfg.resolveDerived(env)
+	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), &p)
+	if err := cfg.Validate(); err != nil {
+		p = append(p, err.(Problems)...)
+	}
+	if len(p) > 0 {
+		return nil, p
+	}
+	return &cfg, nil
+}
+
+// decodeConfig decodes raw onto cfg. accounts is decoded last because its
+// items start from the top-level twilio base_url and limits, which must be
+// final by then (keys are otherwise decoded in sorted order).
+func decodeConfig(cfg *Config, raw map[string]any, label func(string) string, p *Problems) {
+	d := &decoder{p: p, label: label, protos: map[reflect.Type]func() reflect.Value{
+		reflect.TypeFor[Target](): func() reflect.Value {
+			return reflect.ValueOf(Target{Source: DefaultSource})
+		},
+		reflect.TypeFor[Discover](): func() reflect.Value {
+			return reflect.ValueOf(Discover{Source: DefaultSource, Schedule: DefaultDiscoverSchedule, Grace: DefaultDiscoverGrace})
+		},
+		reflect.TypeFor[Account](): func() reflect.Value {
+			return reflect.ValueOf(Account{Twilio: Twilio{BaseURL: cfg.Twilio.BaseURL, Limits: cfg.Twilio.Limits}})
+		},
+	}}
+	rest := make(map[string]any, len(raw))
+	for k, v := range raw {
+		if k != "accounts" {
+			rest[k] = v
+		}
+	}
+	d.decode("", rest, reflect.ValueOf(cfg).Elem())
+	if accounts, ok := raw["accounts"]; ok {
+		d.decode("accounts", accounts, reflect.ValueOf(&cfg.Accounts).Elem())
+	}
+}
+
+// normalize turns the alias nats.url into nats.urls within one source, so
+// that a later source's url still overrides an earlier one's urls.
+func normalize(raw map[string]any, label func(string) string, p *Problems) {
+	n, ok := raw["nats"].(map[string]any)
+	if !ok {
+		return
+	}
+	u, ok := n["url"]
+	if !ok {
+		return
+	}
+	if _, both := n["urls"]; both {
+		name := "nats.url"
+		if label != nil {
+			name = label(name)
+		}
+		p.addf("%s: set either nats.url or nats.urls, not both", name)
+	}
+	delete(n, "url")
+	n["urls"] = u
+}
+
+// sourceLabel names a key path by the variable or flag that set it.
+func sourceLabel(path string, names map[string]string, kind string) string {
+	for k := path; k != ""; {
+		if name, ok := names[k]; ok {
+			return kind + name + " (" + path + ")"
+		}
+		if k == "nats.urls" {
+			k = "nats.url"
+			continue
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return path
+}
+
+// resolveDerived fills the defaults that depend on the host or environment.
+func (c *Config) resolveDerived(env []string) {
+	if c.Instance == "" {
+		c.Instance = defaultInstance()
+	}
+	if c.NATS.Name == "" {
+		c.NATS.Name = "monitord/" + c.Instance
+	}
+	if c.State.Path == "" {
+		c.State.Path = "monitord.db"
+		// StateDirectory= may list several directories, colon-separated.
+		if dir, _, _ := strings.Cut(lookupEnv(env, "STATE_DIRECTORY"), ":"); dir != "" {
+			c.State.Path = filepath.Join(dir, "monitord.db")
+		}
+	}
+}
+
+// lookupEnv returns the last value of name in env, as os/exec does.
+func lookupEnv(env []string, name string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+// RegisterFlags adds the flags that override the most commonly changed keys
+// without editing the file. Each flag's name is its key; Load applies only
+// flags that were set.
+func RegisterFlags(fs *pflag.FlagSet) {
+	fs.String("instance", "", "override instance (name in heartbeats)")
+	fs.String("log.level", "", "override log.level: debug, info, warn or error")
+	fs.String("log.format", "", "override log.format: json or console")
+	fs.String("admin.listen", "", "override admin.listen (host:port; empty disables)")
+	fs.String("state.path", "", "override state.path (bbolt file)")
+	fs.StringSlice("nats.urls", nil, "override nats.urls (comma-separated)")
+	fs.String("poll.schedule", "", "override poll.schedule (cron spec)")
+}

@@ -1,0 +1,287 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/monitord/monitord/internal/event"
+)
+
+// Problems is every problem found in a configuration, in key order, each
+// message starting with the key it concerns. Its Error is one per line.
+type Problems []error
+
+// Error returns the problems one per line.
+func (p Problems) Error() string {
+	msgs := make([]string, len(p))
+	for i, e := range p {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap lets errors.Is and errors.As see each problem.
+func (p Problems) Unwrap() []error { return p }
+
+func (p *Problems) addf(format string, args ...any) {
+	*p = append(*p, fmt.Errorf(format, args...))
+}
+
+// CronParser is the parser every schedule is read with: five fields or six
+// with leading seconds, and descriptors such as "@every 30s" and "@hourly".
+// The scheduler must use the same one so that what check accepts, run runs.
+var CronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+var (
+	labelKeyRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	tokenRE    = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// Validate checks every value and returns a Problems listing all that are
+// wrong, or nil. It never includes a secret's value. It expects secrets
+// already read (Load does); it reads nothing but stats the NATS key and
+// certificate files so that `monitord check` catches a missing one.
+func (c *Config) Validate() error {
+	var p Problems
+	if c.Instance == "" {
+		p.addf("instance: required")
+	} else if !tokenRE.MatchString(c.Instance) {
+		p.addf("instance: %q must be letters, digits, \"_\" or \"-\" (it is a NATS subject token)", c.Instance)
+	}
+	c.validateAccounts(&p)
+	c.Poll.validate(&p)
+	c.Rules.validate(&p)
+	c.State.validate(&p)
+	c.NATS.validate(&p)
+	if c.Admin.Listen != "" {
+		checkHostPort(&p, "admin.listen", c.Admin.Listen)
+	}
+	oneOf(&p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(&p, "log.format", c.Log.Format, "json", "console")
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+func (pl *Poll) validate(p *Problems) {
+	checkCron(p, "poll.schedule", pl.Schedule, true)
+	if pl.Timezone == "" {
+		p.addf("poll.timezone: required (an IANA zone such as UTC or Europe/Berlin)")
+	} else if _, err := time.LoadLocation(pl.Timezone); err != nil {
+		p.addf("poll.timezone: unknown time zone %q", pl.Timezone)
+	}
+	positive(p, "poll.timeout", pl.Timeout)
+	positive(p, "poll.heartbeat_interval", pl.HeartbeatInterval)
+	positive(p, "poll.shutdown_timeout", pl.ShutdownTimeout)
+}
+
+func (r *Rules) validate(p *Problems) {
+	if len(r.AlertStatuses) == 0 {
+		p.addf("rules.alert_statuses: must list at least one status")
+	}
+	seen := map[string]bool{}
+	for i, s := range r.AlertStatuses {
+		key := fmt.Sprintf("rules.alert_statuses[%d]", i)
+		switch {
+		case strings.TrimSpace(s) == "":
+			p.addf("%s: must not be empty", key)
+		case seen[s]:
+			p.addf("%s: %q is listed twice", key, s)
+		}
+		seen[s] = true
+	}
+	positive(p, "rules.stuck_after", r.StuckAfter)
+	nonNegative(p, "rules.baseline.alert_recent", r.Baseline.AlertRecent)
+	seenKind := map[event.Kind]bool{}
+	for i, k := range r.PublishKinds {
+		key := fmt.Sprintf("rules.publish_kinds[%d]", i)
+		switch {
+		case !k.Valid():
+			p.addf("%s: %q is not an event kind (%s)", key, k, kindList())
+		case seenKind[k]:
+			p.addf("%s: %q is listed twice", key, k)
+		}
+		seenKind[k] = true
+	}
+	atLeast(p, "rules.target_error_after", int64(r.TargetErrorAfter), 1)
+}
+
+func kindList() string {
+	names := make([]string, len(event.Kinds))
+	for i, k := range event.Kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s *State) validate(p *Problems) {
+	// An empty path is allowed here: Load resolves it.
+	atLeast(p, "state.max_outbox_events", int64(s.MaxOutboxEvents), 1)
+	atLeast(p, "state.max_outbox_bytes", s.MaxOutboxBytes, 1)
+	positive(p, "state.open_timeout", s.OpenTimeout)
+}
+
+func (n *NATS) validate(p *Problems) {
+	if len(n.URLs) == 0 {
+		p.addf("nats.urls: must list at least one server")
+	}
+	for i, raw := range n.URLs {
+		key := fmt.Sprintf("nats.urls[%d]", i)
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			shown := raw
+			if err == nil {
+				shown = u.Redacted()
+			}
+			p.addf("%s: %q is not a URL such as nats://127.0.0.1:4222", key, shown)
+			continue
+		}
+		if s := u.Scheme; s != "nats" && s != "tls" && s != "ws" && s != "wss" {
+			p.addf("%s: scheme %q is not nats, tls, ws or wss", key, u.Scheme)
+		}
+		if u.User != nil {
+			// Credentials in a URL end up in logs; they have keys of their own.
+			p.addf("%s: must not contain credentials; use nats.user/password or nats.token", key)
+		}
+	}
+	kinds := 0
+	for _, set := range []bool{n.User != "" || n.Password != "", n.Token != "", n.NKeySeedFile != "", n.CredsFile != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		p.addf("nats: set only one of user/password, token, nkey_seed_file and creds_file")
+	}
+	if n.User != "" && n.Password == "" {
+		p.addf("nats.password: required with nats.user (or password_file, or credential %s)", CredNATSPassword)
+	}
+	if n.User == "" && n.Password != "" {
+		p.addf("nats.user: required with nats.password")
+	}
+	checkFile(p, "nats.nkey_seed_file", n.NKeySeedFile)
+	checkFile(p, "nats.creds_file", n.CredsFile)
+	checkFile(p, "nats.tls.ca_file", n.TLS.CAFile)
+	checkFile(p, "nats.tls.cert_file", n.TLS.CertFile)
+	checkFile(p, "nats.tls.key_file", n.TLS.KeyFile)
+	if n.TLS.CertFile != "" && n.TLS.KeyFile == "" {
+		p.addf("nats.tls.key_file: required with nats.tls.cert_file")
+	}
+	if n.TLS.CertFile == "" && n.TLS.KeyFile != "" {
+		p.addf("nats.tls.cert_file: required with nats.tls.key_file")
+	}
+	oneOf(p, "nats.mode", n.Mode, "jetstream", "core")
+	if n.SubjectPrefix == "" {
+		p.addf("nats.subject_prefix: required")
+	} else if !validSubjectToken(n.SubjectPrefix) {
+		p.addf("nats.subject_prefix: %q must be one subject token (no \".\", \"*\", \">\" or spaces)", n.SubjectPrefix)
+	}
+	st := n.Stream
+	if st.Name == "" {
+		p.addf("nats.stream.name: required")
+	} else if strings.ContainsAny(st.Name, ".*>/\\ \t\r\n") {
+		p.addf("nats.stream.name: %q must not contain \".\", \"*\", \">\", slashes or spaces", st.Name)
+	}
+	oneOf(p, "nats.stream.storage", st.Storage, "file", "memory")
+	nonNegative(p, "nats.stream.max_age", st.MaxAge)
+	positive(p, "nats.stream.duplicates", st.Duplicates)
+	if st.MaxAge > 0 && st.Duplicates > st.MaxAge {
+		p.addf("nats.stream.duplicates: %s is longer than nats.stream.max_age %s", st.Duplicates, st.MaxAge)
+	}
+	if st.Replicas < 1 || st.Replicas > 5 {
+		p.addf("nats.stream.replicas: must be between 1 and 5, got %d", st.Replicas)
+	}
+	atLeast(p, "nats.max_pending", int64(n.MaxPending), 1)
+	positive(p, "nats.ack_timeout", n.AckTimeout)
+}
+
+func validSubjectToken(s string) bool {
+	return !strings.ContainsAny(s, ".*> \t\r\n")
+}
+
+// checkCron parses spec with CronParser; an empty spec is an error only when
+// required (a target's own schedule may be empty: poll.schedule applies).
+func checkCron(p *Problems, key, spec string, required bool) {
+	if spec == "" {
+		if required {
+			p.addf("%s: required (a cron spec such as \"@every 1m\" or \"*/5 * * * *\")", key)
+		}
+		return
+	}
+	if _, err := CronParser.Parse(spec); err != nil {
+		p.addf("%s: %q is not a cron spec: %v", key, spec, err)
+	}
+}
+
+func checkHostPort(p *Problems, key, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.addf("%s: %q is not host:port", key, addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.addf("%s: port %q is not a number between 0 and 65535", key, port)
+	}
+}
+
+func checkFile(p *Problems, key, path string) {
+	if path == "" {
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		p.addf("%s: %s: %v", key, path, err)
+	}
+}
+
+func oneOf(p *Problems, key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	p.addf("%s: %q is not %s", key, v, orList(allowed))
+}
+
+// orList words a choice: "a", "a or b", "a, b or c".
+func orList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+func positive(p *Problems, key string, d time.Duration) {
+	if d <= 0 {
+		p.addf("%s: must be positive, got %s", key, d)
+	}
+}
+
+func nonNegative(p *Problems, key string, d time.Duration) {
+	if d < 0 {
+		p.addf("%s: must not be negative, got %s", key, d)
+	}
+}
+
+func atLeast(p *Problems, key string, n, min int64) {
+	if n < min {
+		p.addf("%s: must be at least %d, got %d", key, min, n)
+	}
+}
