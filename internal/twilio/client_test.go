@@ -1,0 +1,507 @@
+package twilio
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestListFollowsNextPageURLUntilNull(t *testing.T) {
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		switch page {
+		case 0: // a short first page: not the end, next_page_url says so
+			writeJSON(w, 200, pageJSON(0, 2, a.pageURL(1)))
+		case 1:
+			writeJSON(w, 200, pageJSON(2, 5, a.pageURL(2)))
+		case 2:
+			writeJSON(w, 200, pageJSON(5, 5, ""))
+		}
+	})
+	rec := &recorder{}
+	cfg := testConfig(a)
+	cfg.Observer = rec
+	c := newClient(t, cfg)
+	got, err := c.ListInteractions(context.Background(), testTarget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 {
+		t.Fatalf("got %d interactions, want 5", len(got))
+	}
+	for i, it := range got {
+		if want := fmt.Sprintf("KI%032x", i); it.SID != want {
+			t.Errorf("item %d: SID %s, want %s", i, it.SID, want)
+		}
+	}
+	if n := a.requests.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+	first := a.log[0]
+	if got := first.URL.Query().Get("PageSize"); got != "1000" {
+		t.Errorf("first request PageSize=%q, want 1000", got)
+	}
+	if got := first.Header.Get("User-Agent"); got != "monitord/test" {
+		t.Errorf("User-Agent %q", got)
+	}
+	if got := first.Header.Get("Accept-Encoding"); got != "gzip" {
+		t.Errorf("Accept-Encoding %q", got)
+	}
+	if got := a.log[2].URL.Query().Get("PageToken"); got != "PT2" {
+		t.Errorf("third request PageToken=%q: the client must use next_page_url as given", got)
+	}
+	if len(rec.listings) != 1 || rec.listings[0] != 3 {
+		t.Errorf("Observer.Listing calls %v, want [3]", rec.listings)
+	}
+	if len(rec.statuses) != 3 || rec.statuses[0] != 200 {
+		t.Errorf("Observer.Request statuses %v", rec.statuses)
+	}
+}
+
+func TestListRefusesForeignNextPageURL(t *testing.T) {
+	other := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		writeJSON(w, 200, pageJSON(0, 0, ""))
+	})
+	cases := map[string]func(a *api) string{
+		"other host": func(*api) string { return other.pageURL(1) },
+		"other scheme": func(a *api) string {
+			return strings.Replace(a.pageURL(1), "http://", "https://", 1)
+		},
+		"userinfo": func(a *api) string {
+			return strings.Replace(a.pageURL(1), "http://", "http://evil:pw@", 1)
+		},
+	}
+	for name, next := range cases {
+		t.Run(name, func(t *testing.T) {
+			var a *api
+			a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+				writeJSON(w, 200, pageJSON(0, 3, next(a)))
+			})
+			got, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+			if !errors.Is(err, ErrForeignHost) || got != nil {
+				t.Fatalf("got %d items, err %v; want ErrForeignHost and nothing", len(got), err)
+			}
+			if n := other.requests.Load(); n != 0 {
+				t.Fatalf("the foreign host got %d requests", n)
+			}
+		})
+	}
+}
+
+func TestListDetectsPageLoop(t *testing.T) {
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		next := a.pageURL(page + 1)
+		if page == 2 {
+			next = a.pageURL(1)
+		}
+		writeJSON(w, 200, pageJSON(page, page+1, next))
+	})
+	got, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+	if !errors.Is(err, ErrPageLoop) || got != nil {
+		t.Fatalf("err %v, %d items; want ErrPageLoop", err, len(got))
+	}
+	if n := a.requests.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+}
+
+func TestListCapsPages(t *testing.T) {
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		writeJSON(w, 200, pageJSON(page, page+1, a.pageURL(page+1)))
+	})
+	cfg := testConfig(a)
+	cfg.MaxPages = 4
+	got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	if !errors.Is(err, ErrTooManyPages) || got != nil {
+		t.Fatalf("err %v, %d items; want ErrTooManyPages", err, len(got))
+	}
+	if n := a.requests.Load(); n != 4 {
+		t.Errorf("%d requests, want 4", n)
+	}
+}
+
+func TestListRetriesRateLimited(t *testing.T) {
+	cases := []struct {
+		name       string
+		retryAfter func() string
+		code       int
+		minGap     time.Duration
+	}{
+		{name: "no Retry-After", retryAfter: func() string { return "" }, code: 20429},
+		{name: "Retry-After seconds", retryAfter: func() string { return "1" }, minGap: time.Second},
+		{name: "Retry-After HTTP-date", retryAfter: func() string {
+			return time.Now().Add(2 * time.Second).UTC().Format(http.TimeFormat)
+		}, minGap: time.Second}, // the date has whole seconds: 1..2 s ahead
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var times []time.Time
+			a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+				times = append(times, time.Now())
+				if len(times) == 1 {
+					if v := tc.retryAfter(); v != "" {
+						w.Header().Set("Retry-After", v)
+					}
+					writeError(w, 429, tc.code, "Too Many Requests")
+					return
+				}
+				writeJSON(w, 200, pageJSON(0, 2, ""))
+			})
+			rec := &recorder{}
+			cfg := testConfig(a)
+			cfg.MaxBackoff = 3 * time.Second
+			cfg.MinBackoff = 10 * time.Millisecond
+			cfg.Observer = rec
+			got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+			if err != nil || len(got) != 2 {
+				t.Fatalf("err %v, %d items", err, len(got))
+			}
+			if len(times) != 2 {
+				t.Fatalf("%d requests, want 2", len(times))
+			}
+			if gap := times[1].Sub(times[0]); gap < tc.minGap {
+				t.Errorf("retried after %v, Retry-After asked for at least %v", gap, tc.minGap)
+			}
+			if len(rec.retries) != 1 || rec.retries[0] != "rate_limited" {
+				t.Errorf("Observer.Retry %v", rec.retries)
+			}
+		})
+	}
+}
+
+func TestListFailsFastOnLongRetryAfter(t *testing.T) {
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		w.Header().Set("Retry-After", "3600")
+		writeError(w, 429, 20429, "Too Many Requests")
+	})
+	_, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+	if !IsRateLimited(err) || !IsRetryable(err) {
+		t.Fatalf("err %v, want rate limited", err)
+	}
+	if n := a.requests.Load(); n != 1 {
+		t.Errorf("%d requests, want 1: an hour's Retry-After is not waited for", n)
+	}
+}
+
+func TestListRetriesServerErrorsThenSucceeds(t *testing.T) {
+	var calls int
+	b := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		calls++
+		switch calls {
+		case 1:
+			writeError(w, 500, 20500, "Internal Server Error")
+		case 2:
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(503)
+			_, _ = w.Write([]byte("<html><body>Service Unavailable</body></html>"))
+		case 3: // a connection cut mid-response: a transport error
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			_, _ = conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"interac"))
+			_ = conn.Close()
+		default:
+			writeJSON(w, 200, pageJSON(0, 3, ""))
+		}
+	})
+	rec := &recorder{}
+	cfg := testConfig(b)
+	cfg.MaxAttempts = 4
+	cfg.Observer = rec
+	got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("err %v, %d items", err, len(got))
+	}
+	want := []string{"server_error", "server_error", "transport"}
+	if fmt.Sprint(rec.retries) != fmt.Sprint(want) {
+		t.Errorf("Observer.Retry %v, want %v", rec.retries, want)
+	}
+}
+
+func TestListGivesUpAfterMaxAttempts(t *testing.T) {
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(502)
+		_, _ = w.Write([]byte("<html>Bad Gateway</html>"))
+	})
+	cfg := testConfig(a)
+	cfg.MaxAttempts = 3
+	_, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.HTTPStatus != 502 || !IsRetryable(err) {
+		t.Fatalf("err %v, want a retryable 502 APIError", err)
+	}
+	if n := a.requests.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+}
+
+func TestListClientErrorsAreNotRetried(t *testing.T) {
+	cases := []struct {
+		name   string
+		secret string
+		status int
+		code   int
+		check  func(error) bool
+	}{
+		{"401 wrong secret", "wrong", 401, 20003, IsAuth},
+		{"404 unknown participant", testSecret, 404, 20404, IsNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+				writeError(w, 404, 20404, "The requested resource was not found")
+			})
+			cfg := testConfig(a)
+			cfg.APIKeySecret = tc.secret
+			got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+			var ae *APIError
+			if !errors.As(err, &ae) || got != nil {
+				t.Fatalf("err %v, want APIError", err)
+			}
+			if ae.HTTPStatus != tc.status || ae.Code != tc.code || ae.Message == "" ||
+				ae.MoreInfo == "" || !strings.HasPrefix(ae.URL, a.srv.URL+basePath+"/v1/") {
+				t.Errorf("APIError %+v", ae)
+			}
+			if !tc.check(err) || IsRetryable(err) {
+				t.Errorf("classified wrongly: %v", err)
+			}
+			if n := a.requests.Load(); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+}
+
+func TestListRejectsBadBodies(t *testing.T) {
+	big := pageJSON(0, 50, "")
+	cases := []struct {
+		name     string
+		ctype    string
+		body     string
+		sentinel error
+		reason   string
+	}{
+		{"truncated JSON", "application/json", big[:len(big)/2], nil, "unexpected end of JSON"},
+		{"HTML with HTML type", "text/html; charset=utf-8", "<html><body>Oops</body></html>", ErrContentType, "not JSON"},
+		{"HTML with JSON type", "application/json", "<html><body>Oops</body></html>", nil, "expected an object"},
+		{"no content type", "", pageJSON(0, 1, ""), ErrContentType, "not JSON"},
+		{"invalid JSON", "application/json", `{"interactions":[],"meta":{"next_page_url":null}}}`, nil, "after the top-level value"},
+		{"not a list", "application/json", `{"code":20404}`, nil, "not a list page"},
+		{"no next_page_url", "application/json", `{"interactions":[],"meta":{}}`, nil, "missing"},
+		{"oversized", "application/json", pageJSON(0, 200, ""), ErrBodyTooLarge, "exceeds"},
+		{"bad SID", "application/json", strings.Replace(pageJSON(0, 3, ""), `"sid":"KI00000000000000000000000000000002"`, `"sid":"KIzz"`, 1), nil, `interactions[2].sid: "KIzz" does not match`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+				if tc.ctype != "" {
+					w.Header().Set("Content-Type", tc.ctype)
+				} else {
+					w.Header()["Content-Type"] = nil // stop net/http sniffing one
+				}
+				_, _ = w.Write([]byte(tc.body))
+			})
+			cfg := testConfig(a)
+			cfg.MaxResponseBytes = 64 << 10
+			got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+			var de *DecodeError
+			if !errors.As(err, &de) || got != nil {
+				t.Fatalf("got %d items, err %v; want a DecodeError", len(got), err)
+			}
+			if tc.sentinel != nil && !errors.Is(err, tc.sentinel) {
+				t.Errorf("err %v is not %v", err, tc.sentinel)
+			}
+			if !strings.Contains(err.Error(), tc.reason) || !strings.Contains(err.Error(), basePath+"/v1/") {
+				t.Errorf("err %q does not say %q and name the URL", err, tc.reason)
+			}
+			if IsRetryable(err) {
+				t.Errorf("decode errors are not retried")
+			}
+		})
+	}
+}
+
+func TestListReturnsNothingWhenALaterPageFails(t *testing.T) {
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		if page == 0 {
+			writeJSON(w, 200, pageJSON(0, 10, a.pageURL(1)))
+			return
+		}
+		writeJSON(w, 200, pageJSON(10, 12, "")[:100])
+	})
+	got, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+	if err == nil || got != nil {
+		t.Fatalf("got %d items, err %v; want no items and an error", len(got), err)
+	}
+}
+
+func TestListStopsOnCancelMidListing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		if page == 0 {
+			writeJSON(w, 200, pageJSON(0, 10, a.pageURL(1)))
+			return
+		}
+		cancel() // the caller gives up while page 1 is in flight
+		<-r.Context().Done()
+	})
+	got, err := newClient(t, testConfig(a)).ListInteractions(ctx, testTarget)
+	if !errors.Is(err, context.Canceled) || got != nil {
+		t.Fatalf("got %d items, err %v; want context.Canceled", len(got), err)
+	}
+	if n := a.requests.Load(); n != 2 {
+		t.Errorf("%d requests, want 2 (no retry after cancel)", n)
+	}
+}
+
+func TestListAcceptsGzip(t *testing.T) {
+	body := pageJSON(0, 300, "")
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			t.Error("no Accept-Encoding: gzip")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		_, _ = zw.Write([]byte(body))
+		_ = zw.Close()
+	})
+	got, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+	if err != nil || len(got) != 300 {
+		t.Fatalf("err %v, %d items", err, len(got))
+	}
+
+	// The size cap counts decompressed bytes: a small gzip stream that
+	// inflates past it is refused.
+	cfg := testConfig(a)
+	cfg.MaxResponseBytes = int64(len(body)) / 2
+	_, err = newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	if !errors.Is(err, ErrBodyTooLarge) {
+		t.Fatalf("err %v, want ErrBodyTooLarge", err)
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	authz := base64.StdEncoding.EncodeToString([]byte(testKey + ":" + testSecret))
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		switch page {
+		case 0:
+			writeJSON(w, 200, pageJSON(0, 1, a.pageURL(1)))
+		case 1:
+			writeJSON(w, 200, pageJSON(0, 1, "http://elsewhere.example/x?PageToken=PT2"))
+		}
+	})
+	c := newClient(t, testConfig(a))
+	_, err1 := c.ListInteractions(context.Background(), testTarget)
+	cfg := testConfig(a)
+	cfg.BaseURL = "http://127.0.0.1:1" + basePath // nothing listens
+	cfg.MaxAttempts = 1
+	_, err2 := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	_, err3 := New(Config{AccountSID: "bad", APIKeySID: testKey, APIKeySecret: testSecret, PageSize: 5000})
+	for _, err := range []error{err1, err2, err3} {
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		for _, s := range []string{testSecret, authz} {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("error %q holds a secret", err)
+			}
+		}
+	}
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg)} {
+		if strings.Contains(s, testSecret) {
+			t.Errorf("printed Config holds the secret: %s", s)
+		}
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	_, err := New(Config{BaseURL: "ftp://x", AccountSID: "AC1", APIKeySID: "SK1", PageSize: 2000, MaxBackoff: -1})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, field := range []string{"BaseURL", "AccountSID", "APIKeySID", "APIKeySecret", "PageSize", "MaxBackoff"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+	c, err := New(Config{AccountSID: testAccount, AuthToken: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.basePath != DefaultBaseURL || c.cfg.PageSize != 1000 || c.userAgent != "monitord" {
+		t.Errorf("defaults not applied: %s %d %s", c.basePath, c.cfg.PageSize, c.userAgent)
+	}
+}
+
+func TestOtherListings(t *testing.T) {
+	mux := http.NewServeMux()
+	var srv *httptest.Server
+	sessionItem := `{"sid":"KC0123456789abcdef0123456789abcdef","service_sid":"` + testService + `","account_sid":"` + testAccount + `",` +
+		`"date_started":"2015-07-30T20:00:00Z","date_ended":null,"date_last_interaction":null,"date_expiry":null,` +
+		`"unique_name":"Order #1234","status":"open","closed_reason":"","ttl":3600,"mode":"voice-and-message",` +
+		`"date_created":"2015-07-30T20:00:00Z","date_updated":"2015-07-30T20:00:00Z","url":"u","links":{"interactions":"i","participants":"p"}}`
+	mux.HandleFunc("GET "+basePath+"/v1/Services/{ks}/Sessions", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("PageToken") == "" {
+			next := srv.URL + basePath + "/v1/Services/" + testService + "/Sessions?PageSize=1000&PageToken=PT1"
+			writeJSON(w, 200, `{"sessions":[`+sessionItem+`],"meta":{"key":"sessions","next_page_url":"`+next+`"}}`)
+			return
+		}
+		writeJSON(w, 200, `{"meta":{"key":"sessions","next_page_url":null},"sessions":[`+sessionItem+`]}`)
+	})
+	mux.HandleFunc("GET "+basePath+"/v1/Services/{ks}/Sessions/{kc}/Participants", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, `{"participants":[{"sid":"`+testPart+`","session_sid":"`+testSession+`","service_sid":"`+testService+`",`+
+			`"account_sid":"`+testAccount+`","identifier":"+14155551212","proxy_identifier":"+14155559999",`+
+			`"proxy_identifier_sid":"PNaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","friendly_name":"friendly_name","date_deleted":null,`+
+			`"date_updated":"2015-07-30T20:00:00Z","date_created":"2015-07-30T20:00:00Z","url":"u","links":{"message_interactions":"m"}}],`+
+			`"meta":{"next_page_url":null}}`)
+	})
+	mux.HandleFunc("GET "+basePath+"/v1/Services/{ks}/Sessions/{kc}/Interactions", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, pageJSON(0, 2, ""))
+	})
+	mux.HandleFunc("GET "+basePath+"/v1/Services/{ks}/Sessions/{kc}/Interactions/{ki}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, interactionJSON(7))
+	})
+	srv = httptest.NewServer(mux)
+	defer srv.Close()
+	c := newClient(t, testConfig(&api{srv: srv}))
+	ctx := context.Background()
+
+	sessions, err := c.ListSessions(ctx, testService)
+	if err != nil || len(sessions) != 2 {
+		t.Fatalf("sessions: err %v, %d items", err, len(sessions))
+	}
+	if s := sessions[0]; s.Status != "open" || s.UniqueName != "Order #1234" || s.Mode != "voice-and-message" ||
+		!s.DateStarted.Equal(time.Date(2015, 7, 30, 20, 0, 0, 0, time.UTC)) || !s.DateEnded.IsZero() {
+		t.Errorf("session %+v", s)
+	}
+	parts, err := c.ListParticipants(ctx, testService, testSession)
+	if err != nil || len(parts) != 1 || parts[0].Identifier != "+14155551212" || parts[0].ProxyIdentifierSID == "" {
+		t.Fatalf("participants: err %v, %+v", err, parts)
+	}
+	st := Target{Source: SourceSession, ServiceSID: testService, SessionSID: testSession}
+	its, err := c.ListInteractions(ctx, st)
+	if err != nil || len(its) != 2 {
+		t.Fatalf("session interactions: err %v, %d items", err, len(its))
+	}
+	it, err := c.FetchInteraction(ctx, st, fmt.Sprintf("KI%032x", 7))
+	if err != nil || it.SID != fmt.Sprintf("KI%032x", 7) {
+		t.Fatalf("fetch: err %v, %+v", err, it)
+	}
+	if _, err := c.ListSessions(ctx, "KSnope"); err == nil || !strings.Contains(err.Error(), "service_sid") {
+		t.Errorf("bad service SID: err %v", err)
+	}
+}

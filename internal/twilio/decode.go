@@ -1,0 +1,243 @@
+package twilio
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// Decoding rules, the same for every resource:
+//
+//   - Every field may be null (the spec's own examples send null even where
+//     the schema has no nullable flag). Null decodes to "" or the zero time.
+//   - An empty string is treated exactly like null, for SIDs, dates and
+//     meta.next_page_url alike: Twilio documents several fields as "always
+//     empty", a SID pattern cannot match "", and an empty next page URL
+//     cannot name a page. Plain strings keep "" either way.
+//   - SIDs must match their pattern; a mismatch is a *DecodeError naming the
+//     field and the item index ("interactions[3].outbound_resource_sid").
+//   - Dates are RFC 3339 as Twilio sends them ("2015-07-30T20:00:00Z"),
+//     returned in UTC.
+//   - type and the statuses are open strings: unknown values pass through.
+//   - Unknown keys are skipped (and still validated as JSON). A known key
+//     that occurs twice in one object is an error: which one Twilio meant
+//     is unknowable, and encoding/json would silently keep the last.
+//   - The body must be valid UTF-8 JSON with one top-level object holding
+//     the list key (an array) and meta.next_page_url; anything else is an
+//     error and the whole listing is discarded.
+
+// decodePage decodes one list page, appending the items under key to out.
+// next is meta.next_page_url ("" when null: the last page). On error out is
+// returned at its original length.
+func decodePage[T any](body, key string, out []T, item func(*scanner, *T) error) (next string, _ []T, err error) {
+	base := len(out)
+	next, out, err = decodePageInto(body, key, out, item)
+	if err != nil {
+		return "", out[:base], err
+	}
+	return next, out, nil
+}
+
+func decodePageInto[T any](body, key string, out []T, item func(*scanner, *T) error) (string, []T, error) {
+	if !utf8.ValidString(body) {
+		return "", out, &DecodeError{Offset: -1, Reason: "body is not valid UTF-8"}
+	}
+	d := scanner{s: body}
+	if err := d.openObject(); err != nil {
+		return "", out, err
+	}
+	var next string
+	var haveItems, haveMeta, haveNext bool
+	for first := true; ; {
+		k, ok, err := d.nextKey(&first)
+		if err != nil {
+			return "", out, err
+		}
+		if !ok {
+			break
+		}
+		switch k {
+		case key:
+			if haveItems {
+				return "", out, d.fail("duplicate key " + quoteShort(k))
+			}
+			haveItems = true
+			out, err = decodeItems(&d, out, item)
+			if err != nil {
+				return "", out, inField(err, key)
+			}
+		case "meta":
+			if haveMeta {
+				return "", out, d.fail("duplicate key \"meta\"")
+			}
+			haveMeta = true
+			next, haveNext, err = d.meta()
+			if err != nil {
+				return "", out, inField(err, "meta")
+			}
+		default:
+			if err := d.skip(1); err != nil {
+				return "", out, inField(err, k)
+			}
+		}
+	}
+	if err := d.end(); err != nil {
+		return "", out, err
+	}
+	if !haveItems {
+		return "", out, &DecodeError{Offset: -1, Reason: "no " + quoteShort(key) + " array: not a list page"}
+	}
+	if !haveNext {
+		return "", out, &DecodeError{Path: "meta.next_page_url", Offset: -1, Reason: "missing: cannot tell whether more pages follow"}
+	}
+	return next, out, nil
+}
+
+// decodeItems decodes an array of items in place at the end of out, so an
+// item is written once rather than built and copied.
+func decodeItems[T any](d *scanner, out []T, item func(*scanner, *T) error) ([]T, error) {
+	if err := d.openArray(); err != nil {
+		return out, err
+	}
+	var zero T
+	for first, i := true, 0; ; i++ {
+		ok, err := d.nextElem(&first)
+		if err != nil || !ok {
+			return out, err
+		}
+		out = append(out, zero)
+		if err := item(d, &out[len(out)-1]); err != nil {
+			return out, inItem(err, i)
+		}
+	}
+}
+
+// meta reads the page's meta object; only next_page_url matters (paging
+// never builds a URL, never trusts page or page_size).
+func (d *scanner) meta() (next string, found bool, err error) {
+	if err := d.openObject(); err != nil {
+		return "", false, err
+	}
+	for first := true; ; {
+		key, ok, err := d.nextKey(&first)
+		if err != nil || !ok {
+			return next, found, err
+		}
+		if key != "next_page_url" {
+			if err := d.skip(2); err != nil {
+				return "", false, inField(err, key)
+			}
+			continue
+		}
+		if found {
+			return "", false, d.fail("duplicate key \"next_page_url\"")
+		}
+		found = true
+		if next, err = d.strOrNull(); err != nil {
+			return "", false, inField(err, key)
+		}
+	}
+}
+
+// decodeOne decodes a single resource (a fetch), the whole body.
+func decodeOne[T any](body string, v *T, item func(*scanner, *T) error) error {
+	if !utf8.ValidString(body) {
+		return &DecodeError{Offset: -1, Reason: "body is not valid UTF-8"}
+	}
+	d := scanner{s: body}
+	if err := item(&d, v); err != nil {
+		return err
+	}
+	return d.end()
+}
+
+// sid reads a SID field (string or null) and checks its pattern; prefix ""
+// accepts any two letters.
+func (d *scanner) sid(dst *string, prefix string) error {
+	start := d.i
+	v, err := d.strOrNull()
+	if err != nil {
+		return err
+	}
+	if v != "" && !ValidSID(prefix, v) {
+		p := prefix
+		if p == "" {
+			p = "[a-zA-Z]{2}"
+		}
+		return &DecodeError{Offset: start, Reason: quoteShort(v) + " does not match ^" + p + "[0-9a-fA-F]{32}$"}
+	}
+	*dst = v
+	return nil
+}
+
+// text reads a plain string field (string or null).
+func (d *scanner) text(dst *string) error {
+	v, err := d.strOrNull()
+	*dst = v
+	return err
+}
+
+// date reads an RFC 3339 date-time field (string or null).
+func (d *scanner) date(dst *time.Time) error {
+	start := d.i
+	v, err := d.strOrNull()
+	if err != nil || v == "" {
+		return err
+	}
+	if t, ok := parseUTCSeconds(v); ok {
+		*dst = t
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return &DecodeError{Offset: start, Reason: quoteShort(v) + " is not an RFC 3339 date-time"}
+	}
+	*dst = t.UTC()
+	return nil
+}
+
+// parseUTCSeconds parses the one layout Twilio sends, "2006-01-02T15:04:05Z",
+// without time.Parse's generality. It only accepts what time.Parse accepts
+// with the same result; anything else (fractions, offsets, odd values) is
+// left to time.Parse.
+func parseUTCSeconds(s string) (time.Time, bool) {
+	if len(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z' {
+		return time.Time{}, false
+	}
+	year, ok1 := num(s[0:4])
+	month, ok2 := num(s[5:7])
+	day, ok3 := num(s[8:10])
+	hour, ok4 := num(s[11:13])
+	minute, ok5 := num(s[14:16])
+	sec, ok6 := num(s[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) ||
+		year < 1 || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), true
+}
+
+func num(s string) (int, bool) {
+	v := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}

@@ -1,0 +1,207 @@
+package twilio
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Sentinel errors for the ways a listing can be refused. They arrive wrapped
+// (test with errors.Is); none of them is retried, because asking again gets
+// the same answer.
+var (
+	// ErrForeignHost: a next_page_url (or a redirect) points at a scheme or
+	// host other than the configured base URL. The client refuses to send
+	// credentials there.
+	ErrForeignHost = errors.New("next page url leaves the base url's scheme and host")
+	// ErrPageLoop: a listing was sent to a page URL it had already fetched.
+	ErrPageLoop = errors.New("page loop: next page url was already fetched")
+	// ErrTooManyPages: a listing needed more than Config.MaxPages pages.
+	ErrTooManyPages = errors.New("too many pages")
+	// ErrBodyTooLarge: a response body (after decompression) exceeded
+	// Config.MaxResponseBytes.
+	ErrBodyTooLarge = errors.New("response body too large")
+	// ErrContentType: a 2xx response that is not JSON (an HTML page from a
+	// proxy, a captive portal, a misconfigured base URL).
+	ErrContentType = errors.New("response is not JSON")
+)
+
+// APIError is a non-2xx response from the API. Code, Message and MoreInfo
+// come from Twilio's error body ({code, message, more_info, status}) and are
+// zero when the body was not such JSON (an HTML 502 page from a load
+// balancer, say).
+type APIError struct {
+	HTTPStatus int
+	Code       int
+	Message    string
+	MoreInfo   string
+	// URL is the request URL without credentials (the client authenticates
+	// with a header, never in the URL, and strips any userinfo).
+	URL string
+}
+
+// Error implements error.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString("GET ")
+	b.WriteString(e.URL)
+	b.WriteString(": HTTP ")
+	b.WriteString(strconv.Itoa(e.HTTPStatus))
+	if t := http.StatusText(e.HTTPStatus); t != "" {
+		b.WriteString(" " + t)
+	}
+	if e.Code != 0 {
+		b.WriteString(", code " + strconv.Itoa(e.Code))
+	}
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.MoreInfo != "" {
+		b.WriteString(" (" + e.MoreInfo + ")")
+	}
+	return b.String()
+}
+
+// TwilioCodeTooManyRequests is Twilio's error code for the account-wide
+// concurrency limit; like HTTP 429 it is safe to retry after backing off.
+const TwilioCodeTooManyRequests = 20429
+
+// IsNotFound reports whether err is (or wraps) an API 404: the Service,
+// Session or Participant does not exist (any more).
+func IsNotFound(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.HTTPStatus == http.StatusNotFound
+}
+
+// IsAuth reports whether err is (or wraps) an API 401 or 403: wrong
+// credentials or no permission. Retrying does not help.
+func IsAuth(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) &&
+		(e.HTTPStatus == http.StatusUnauthorized || e.HTTPStatus == http.StatusForbidden)
+}
+
+// IsRateLimited reports whether err is (or wraps) an HTTP 429 or Twilio
+// error 20429.
+func IsRateLimited(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) &&
+		(e.HTTPStatus == http.StatusTooManyRequests || e.Code == TwilioCodeTooManyRequests)
+}
+
+// IsRetryable reports whether asking again later may succeed: rate limited,
+// a 5xx, or a transport failure (connection refused or reset, timeout,
+// truncated body). The client has already retried these up to
+// Config.MaxAttempts; the caller may try again on its next cycle.
+func IsRetryable(err error) bool {
+	if IsRateLimited(err) {
+		return true
+	}
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.HTTPStatus >= 500
+	}
+	var t *TransportError
+	return errors.As(err, &t)
+}
+
+// TransportError is a failure to get a complete response: no connection,
+// a reset, a per-request timeout, or a body cut short.
+type TransportError struct {
+	URL string // without credentials
+	Err error
+}
+
+// Error implements error.
+func (e *TransportError) Error() string { return "GET " + e.URL + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// DecodeError is a 2xx response the client cannot accept as a whole: not
+// JSON, invalid or truncated JSON, a missing envelope key, a field of the
+// wrong type, a SID that does not match its pattern, a bad date. The
+// listing it belongs to is discarded.
+type DecodeError struct {
+	URL string // without credentials
+	// Path names the offending value: "interactions[3].outbound_resource_sid",
+	// "meta.next_page_url"; empty for the document as a whole.
+	Path string
+	// Offset is the byte offset in the (decompressed) body, -1 if none.
+	Offset int
+	Reason string
+	// Err is a sentinel such as ErrContentType or ErrBodyTooLarge, or nil.
+	Err error
+}
+
+// Error implements error. It never quotes field values that may hold
+// personal data (message bodies, phone numbers); only SIDs and dates.
+func (e *DecodeError) Error() string {
+	var b strings.Builder
+	b.WriteString("decode ")
+	b.WriteString(e.URL)
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Reason)
+	if e.Offset >= 0 {
+		b.WriteString(" at offset " + strconv.Itoa(e.Offset))
+	}
+	return b.String()
+}
+
+// Unwrap returns the sentinel, if any.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// inField prefixes the error's path with a field or item name.
+func inField(err error, name string) error {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		if de.Path == "" {
+			de.Path = name
+		} else if strings.HasPrefix(de.Path, "[") {
+			de.Path = name + de.Path
+		} else {
+			de.Path = name + "." + de.Path
+		}
+	}
+	return err
+}
+
+// inItem prefixes the error's path with "[i]".
+func inItem(err error, i int) error {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		p := "[" + strconv.Itoa(i) + "]"
+		if de.Path != "" {
+			p += "." + de.Path
+		}
+		de.Path = p
+	}
+	return err
+}
+
+// redactURL returns u without userinfo, for errors and logs.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	p.User = nil
+	return p.String()
+}
+
+// quoteShort quotes a value for an error message, cut to a length that
+// shows what went wrong without flooding a log line.
+func quoteShort(s string) string {
+	const max = 48
+	if len(s) > max {
+		return fmt.Sprintf("%q…", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
+}

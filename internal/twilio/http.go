@@ -1,0 +1,191 @@
+package twilio
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxErrorBody caps what is read of a non-2xx body: Twilio's error JSON is
+// a few hundred bytes, anything longer is some proxy's HTML page.
+const maxErrorBody = 64 << 10
+
+// response is the outcome of one attempt.
+type response struct {
+	body       string
+	status     int           // 0 when no response arrived
+	retryAfter time.Duration // from Retry-After, if hasRetry
+	hasRetry   bool
+}
+
+// roundTrip makes one GET attempt and reads the whole body. Errors are
+// *APIError (non-2xx), *TransportError, or *DecodeError (2xx that is not
+// JSON, or too large).
+func (c *Client) roundTrip(ctx context.Context, u string) (response, error) {
+	var r response
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return r, &DecodeError{URL: redactURL(u), Offset: -1, Reason: "bad request url"}
+	}
+	req.Header.Set("Authorization", c.authz)
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Accept", "application/json")
+	// Asking for gzip ourselves turns off net/http's transparent
+	// decompression, so the size cap below counts decompressed bytes.
+	req.Header.Set("Accept-Encoding", "gzip")
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return r, &TransportError{URL: redactURL(u), Err: unwrapURLError(err)}
+	}
+	defer resp.Body.Close()
+	r.status = resp.StatusCode
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		r.retryAfter, r.hasRetry = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return r, c.apiError(resp, u)
+	}
+	if !isJSON(resp.Header.Get("Content-Type")) {
+		return r, &DecodeError{URL: redactURL(u), Offset: -1, Err: ErrContentType,
+			Reason: "content type " + quoteShort(resp.Header.Get("Content-Type")) + " is not JSON"}
+	}
+	r.body, err = readBody(resp, c.cfg.MaxResponseBytes)
+	if err != nil {
+		if errors.Is(err, ErrBodyTooLarge) {
+			return r, &DecodeError{URL: redactURL(u), Offset: -1, Err: ErrBodyTooLarge,
+				Reason: "body exceeds " + strconv.FormatInt(c.cfg.MaxResponseBytes, 10) + " bytes"}
+		}
+		var de *DecodeError
+		if errors.As(err, &de) {
+			de.URL = redactURL(u)
+			return r, de
+		}
+		return r, &TransportError{URL: redactURL(u), Err: err}
+	}
+	return r, nil
+}
+
+// unwrapURLError drops *url.Error's wrapper: it repeats the method and
+// URL, which TransportError already says.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// apiError builds the typed error of a non-2xx response from Twilio's
+// {code, message, more_info, status} body when there is one.
+func (c *Client) apiError(resp *http.Response, u string) error {
+	e := &APIError{HTTPStatus: resp.StatusCode, URL: redactURL(u)}
+	if !isJSON(resp.Header.Get("Content-Type")) {
+		return e
+	}
+	body, err := readBody(resp, maxErrorBody)
+	if err != nil {
+		return e
+	}
+	var tb struct {
+		Code     int    `json:"code"`
+		Message  string `json:"message"`
+		MoreInfo string `json:"more_info"`
+	}
+	if json.Unmarshal([]byte(body), &tb) == nil {
+		e.Code, e.Message, e.MoreInfo = tb.Code, tb.Message, tb.MoreInfo
+	}
+	return e
+}
+
+// isJSON accepts application/json and any +json type, with parameters.
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+var (
+	gzipReaders sync.Pool // *gzip.Reader
+	chunks      = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+// readBody reads the whole body, gunzipping it if needed, into one string
+// (strings.Builder hands its buffer over without a copy), failing with
+// ErrBodyTooLarge past max decompressed bytes.
+func readBody(resp *http.Response, max int64) (string, error) {
+	var r io.Reader = resp.Body
+	hint := resp.ContentLength
+	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(resp.Body)
+		} else {
+			err = zr.Reset(resp.Body)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return "", err // cut short in transit
+			}
+			return "", &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
+		}
+		defer gzipReaders.Put(zr)
+		r = zr
+		hint *= 6 // JSON shrinks about so much; a guess to save regrowing
+	default:
+		return "", &DecodeError{Offset: -1, Reason: "unsupported content encoding " + quoteShort(enc)}
+	}
+	var b strings.Builder
+	if hint > 0 {
+		b.Grow(int(min(hint, max)))
+	}
+	cp := chunks.Get().(*[]byte)
+	defer chunks.Put(cp)
+	buf := *cp
+	for {
+		n, err := r.Read(buf)
+		if int64(b.Len())+int64(n) > max {
+			return "", ErrBodyTooLarge
+		}
+		b.Write(buf[:n])
+		switch {
+		case err == io.EOF:
+			return b.String(), nil
+		case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader):
+			return "", &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
+		case err != nil:
+			return "", err
+		}
+	}
+}
+
+// parseRetryAfter reads Retry-After as delay-seconds or an HTTP-date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		if secs > int64(24*time.Hour/time.Second) {
+			secs = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
