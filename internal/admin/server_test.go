@@ -1,0 +1,186 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/monitord/monitord/internal/event"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startServer runs a Server on a loopback port until the test ends.
+func startServer(t *testing.T, cfg Config) string {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return "http://" + s.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestMetricsExposition(t *testing.T) {
+	m := NewMetrics()
+	m.Request(200, 20*time.Millisecond)
+	m.Request(429, time.Millisecond)
+	m.Request(0, time.Second)
+	m.Retry("rate_limited")
+	m.Listing(3)
+	m.PollDone("ok", time.Millisecond, 50*time.Millisecond)
+	m.PollDone("error", 0, time.Second)
+	m.PollSkipped()
+	m.EventsQueued(event.Failed, 2)
+	m.Published(2)
+	m.Connected(true)
+	oldest := time.Now().Add(-time.Minute)
+	m.SetSources(Sources{
+		Outbox:    func() (int, int64, time.Time, error) { return 4, 1000, oldest, nil },
+		Targets:   func() map[string]int { return map[string]int{"healthy": 7, "failing": 1} },
+		LastCycle: func() time.Time { return time.Unix(1700000000, 0) },
+		LastTick:  time.Now,
+	})
+	base := startServer(t, Config{Metrics: m})
+	code, body := get(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, want := range []string{
+		`monitord_api_requests_total{code="200"} 1`,
+		`monitord_api_requests_total{code="429"} 1`,
+		`monitord_api_requests_total{code="error"} 1`,
+		`monitord_api_rate_limited_total 1`,
+		`monitord_api_retries_total{reason="rate_limited"} 1`,
+		`monitord_poll_pages_count 1`,
+		`monitord_polls_total{result="ok"} 1`,
+		`monitord_polls_total{result="error"} 1`,
+		`monitord_polls_total{result="panic"} 0`,
+		`monitord_polls_skipped_total 1`,
+		`monitord_poll_duration_seconds_count 2`,
+		`monitord_poll_schedule_lag_seconds_count 2`,
+		`monitord_events_total{kind="failed"} 2`,
+		`monitord_events_total{kind="deleted"} 0`,
+		`monitord_events_published_total 2`,
+		`monitord_nats_connected 1`,
+		`monitord_outbox_events 4`,
+		`monitord_outbox_bytes 1000`,
+		`monitord_targets{health="healthy"} 7`,
+		`monitord_targets{health="failing"} 1`,
+		`monitord_last_complete_cycle_timestamp_seconds 1.7e+09`,
+		`monitord_scheduler_last_tick_timestamp_seconds`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if !strings.Contains(body, "monitord_outbox_oldest_age_seconds 6") {
+		t.Errorf("oldest age not about 60s:\n%s", grep(body, "oldest"))
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestChecksAndStatus(t *testing.T) {
+	var natsUp atomic.Bool
+	tick := time.Now()
+	base := startServer(t, Config{
+		Metrics: NewMetrics(),
+		Live:    []Check{{"scheduler", Recent("scheduler tick", func() time.Time { return tick }, 10*time.Second)}},
+		Ready: []Check{
+			{"nats", func() error {
+				if !natsUp.Load() {
+					return errors.New("not connected")
+				}
+				return nil
+			}},
+			{"cycle", Recent("complete poll cycle", func() time.Time { return time.Time{} }, 0)},
+		},
+		Status: func() any { return map[string]any{"targets": []string{"participant/KS1"}} },
+	})
+
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK || !strings.Contains(body, `"scheduler": "ok"`) {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	code, body := get(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with NATS down: %d", code)
+	}
+	var res checkResult
+	if err := json.Unmarshal([]byte(body), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.OK || res.Checks["nats"] != "not connected" || res.Checks["cycle"] != "no complete poll cycle yet" {
+		t.Errorf("/readyz body: %s", body)
+	}
+	natsUp.Store(true)
+	if _, body := get(t, base+"/readyz"); !strings.Contains(body, `"nats": "ok"`) {
+		t.Errorf("/readyz after connect: %s", body)
+	}
+	if code, body := get(t, base+"/status"); code != http.StatusOK || !strings.Contains(body, "participant/KS1") {
+		t.Errorf("/status: %d %s", code, body)
+	}
+}
+
+func TestRecent(t *testing.T) {
+	old := time.Now().Add(-time.Minute)
+	if err := Recent("tick", func() time.Time { return old }, 10*time.Second)(); err == nil ||
+		!strings.Contains(err.Error(), "last tick 1m0s ago (limit 10s)") {
+		t.Errorf("stale: %v", err)
+	}
+	if err := Recent("tick", time.Now, 10*time.Second)(); err != nil {
+		t.Errorf("fresh: %v", err)
+	}
+}
+
+func TestListenError(t *testing.T) {
+	s, err := New(Config{Addr: "127.0.0.1:0", Metrics: NewMetrics()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := New(Config{Addr: s.Addr().String(), Metrics: NewMetrics()}); err == nil ||
+		!strings.HasPrefix(err.Error(), "admin listen: ") {
+		t.Fatalf("second listen on %s: %v", s.Addr(), err)
+	}
+}
