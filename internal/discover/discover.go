@@ -77,12 +77,12 @@ type Entry struct {
 	// as "@every 5m"); "" is DefaultSchedule.
 	Schedule string
 	// Grace is how long targets of a closed or vanished session are still
-	// polled; 0 is DefaultGrace.
+	// polled. It is taken as given: 0 drops them at the first refresh that
+	// misses them. The config's default is DefaultGrace.
 	Grace time.Duration
 	// ParticipantRefreshEvery: participants of a known session are re-listed
 	// only when the session is new, has fewer than two participants (Proxy's
-	// maximum, so a session still being set up), changed its date_updated,
-	// or every Nth refresh. 1 re-lists every refresh; 0 is
+	// maximum, so a session still being set up), or every Nth refresh. 1 re-lists every refresh; 0 is
 	// DefaultParticipantRefreshEvery.
 	ParticipantRefreshEvery int
 }
@@ -165,9 +165,6 @@ func newEntryState(e Entry) (*entryState, error) {
 	}
 	if e.Schedule == "" {
 		e.Schedule = DefaultSchedule
-	}
-	if e.Grace == 0 {
-		e.Grace = DefaultGrace
 	}
 	if e.ParticipantRefreshEvery == 0 {
 		e.ParticipantRefreshEvery = DefaultParticipantRefreshEvery

@@ -33,9 +33,8 @@ type entryState struct {
 }
 
 type sessionCache struct {
-	updated      time.Time // the session's date_updated when listed
-	participants []string  // SIDs of participants not deleted
-	listedAt     int       // entryState.refreshes when listed
+	participants []string // SIDs of participants not deleted
+	listedAt     int      // entryState.refreshes when listed
 }
 
 // ended reports whether a session status is final: its targets go into
@@ -192,14 +191,15 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 }
 
 // needsParticipants decides whether a session's participants are listed in
-// this refresh or taken from the cache. Participants of a Proxy session
-// rarely change once it has its two, so at 10,000 sessions this turns
-// ~10,000 requests per refresh into the new sessions' few.
+// this refresh or taken from the cache. A Proxy session has at most two
+// participants, added right after it is created, and they rarely change
+// afterwards; so at 10,000 sessions this turns ~10,000 requests per refresh
+// into the new sessions' few. The session's date_updated is no signal: it
+// moves with every interaction, not with its participants.
 func (st *entryState) needsParticipants(s twilio.Session) bool {
 	c := st.sessions[s.SID]
 	return c == nil ||
 		len(c.participants) < 2 ||
-		!c.updated.Equal(s.DateUpdated) ||
 		st.refreshes-c.listedAt >= st.entry.ParticipantRefreshEvery
 }
 
@@ -251,7 +251,7 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 		r := results[i]
 		if r.err == nil {
 			res.ParticipantLists++
-			st.sessions[s.SID] = &sessionCache{updated: s.DateUpdated, participants: present(r.ps), listedAt: st.refreshes}
+			st.sessions[s.SID] = &sessionCache{participants: present(r.ps), listedAt: st.refreshes}
 			continue
 		}
 		if isNotFound(r.err) {
