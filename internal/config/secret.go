@@ -9,8 +9,12 @@ import (
 	"strings"
 )
 
-// redacted is what a non-empty Secret prints as, everywhere.
-const redacted = "[redacted]"
+const (
+	// redacted is what a non-empty Secret prints as, everywhere.
+	redacted = "[redacted]"
+	// unreadable stands in for a secret whose file could not be read.
+	unreadable Secret = "\x00unreadable"
+)
 
 // Secret is a credential. It prints as "[redacted]" with every fmt verb,
 // in JSON, text and YAML, so a Config can be logged or dumped whole without
@@ -125,6 +129,9 @@ func resolveSecret(s *Secret, file, key, credDir, cred string, wanted bool, p *P
 		v, err := readSecretFile(file)
 		if err != nil {
 			p.addf("%s_file: %v", key, err)
+			// Reported here; a stand-in value keeps Validate from also
+			// saying "no credentials". Load returns no Config on errors.
+			*s = unreadable
 			return
 		}
 		*s = v
@@ -139,6 +146,7 @@ func resolveSecret(s *Secret, file, key, credDir, cred string, wanted bool, p *P
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		p.addf("%s: credential %s: %v", key, cred, err)
+		*s = unreadable
 	default:
 		*s = v
 	}
