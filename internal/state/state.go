@@ -1,0 +1,264 @@
+// Package state keeps monitord's durable state in one bbolt file: per
+// target, the snapshot of its last complete listing and its health; and the
+// outbox, the events waiting to be published to NATS.
+//
+// A successful poll commits the target's next snapshot and the events it
+// produced in one bbolt transaction (Commit), so a crash at any instant
+// either keeps both or neither: events are never lost and never derived
+// twice. The publisher drains the outbox in sequence order (Peek) and
+// removes events only after NATS confirmed them (Delete); a crash in between
+// republishes them with the same ids, which JetStream's duplicate window
+// drops.
+//
+// The state lives on disk, not in memory: nothing caches snapshots, so heap
+// use does not grow with the number of tracked interactions (bbolt's mapped
+// pages are page cache, not heap). The only per-target memory is the
+// last-attempt/last-success times of targets whose poll wrote nothing
+// (see Commit), a few dozen bytes per target.
+//
+// Layout (schema version 1): buckets "meta" (schema version, outbox
+// counters), "snapshots" and "health" keyed by the target key, and "outbox"
+// keyed by the big-endian 8-byte sequence number.
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the layout this code reads and writes. A file with a
+// higher version was written by a newer monitord and is refused rather than
+// misread.
+const SchemaVersion = 1
+
+// Defaults for the zero Options fields.
+const (
+	DefaultMaxOutboxEvents = 100_000
+	DefaultMaxOutboxBytes  = 256 << 20
+	DefaultOpenTimeout     = 5 * time.Second
+)
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketSnapshots = []byte("snapshots")
+	bucketHealth    = []byte("health")
+	bucketOutbox    = []byte("outbox")
+
+	keySchema  = []byte("schema")
+	keyCounter = []byte("outbox")
+)
+
+// ErrOutboxFull is wrapped by Commit and CommitHealth when the events would
+// take the outbox past Options.MaxOutboxEvents or MaxOutboxBytes. Nothing
+// was committed: the caller keeps the target where it was and retries
+// later, so no event is dropped.
+var ErrOutboxFull = errors.New("outbox full")
+
+// Options configure Open. Zero fields take the defaults above.
+type Options struct {
+	// MaxOutboxEvents bounds the number of unpublished events.
+	MaxOutboxEvents int
+	// MaxOutboxBytes bounds their stored size.
+	MaxOutboxBytes int64
+	// OpenTimeout is how long Open waits for the file lock held by another
+	// process before giving up.
+	OpenTimeout time.Duration
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.MaxOutboxEvents < 0 || o.MaxOutboxBytes < 0 || o.OpenTimeout < 0 {
+		return o, fmt.Errorf("state options: negative limit (max events %d, max bytes %d, open timeout %v)",
+			o.MaxOutboxEvents, o.MaxOutboxBytes, o.OpenTimeout)
+	}
+	if o.MaxOutboxEvents == 0 {
+		o.MaxOutboxEvents = DefaultMaxOutboxEvents
+	}
+	if o.MaxOutboxBytes == 0 {
+		o.MaxOutboxBytes = DefaultMaxOutboxBytes
+	}
+	if o.OpenTimeout == 0 {
+		o.OpenTimeout = DefaultOpenTimeout
+	}
+	return o, nil
+}
+
+// DB is an open state file. Its methods are safe for concurrent use, but
+// commits for one key must not run concurrently with each other (the
+// poller polls a target at a time).
+type DB struct {
+	db   *bolt.DB
+	path string
+	opts Options
+
+	mu sync.Mutex
+	// times holds LastAttempt/LastSuccess of targets whose latest commit
+	// changed nothing else: writing a transaction (and an fsync) per target
+	// per poll only to move two timestamps would make the common case, an
+	// unchanged listing, cost a disk write. They are written with the
+	// target's next real change and on Close.
+	times map[string]pollTimes
+
+	bufs sync.Pool // *[]byte encode buffers
+}
+
+type pollTimes struct{ attempt, success time.Time }
+
+// DefaultPath is where the state file goes when the config names none:
+// monitord.db in $STATE_DIRECTORY when systemd sets it (StateDirectory=;
+// the first entry if it lists several), else monitord.db in the working
+// directory.
+func DefaultPath() string {
+	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
+		if i := strings.IndexByte(dir, ':'); i >= 0 {
+			dir = dir[:i]
+		}
+		return filepath.Join(dir, "monitord.db")
+	}
+	return "monitord.db"
+}
+
+// Open opens or creates the state file at path (mode 0600; a missing
+// parent directory is created with mode 0700). It fails, naming the path,
+// when another process holds the file for longer than opts.OpenTimeout,
+// when the file is not a readable bbolt file (it is then left untouched),
+// or when it was written by a newer schema version.
+func Open(path string, opts Options) (*DB, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	bdb, err := openBolt(path, opts.OpenTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(bdb, path); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	return &DB{db: bdb, path: path, opts: opts, times: map[string]pollTimes{}}, nil
+}
+
+func openBolt(path string, timeout time.Duration) (bdb *bolt.DB, err error) {
+	// bbolt panics on some kinds of damage it finds while loading the
+	// freelist; report that like any other corrupt file.
+	defer func() {
+		if p := recover(); p != nil {
+			bdb, err = nil, fmt.Errorf("open state %s: corrupt file, left untouched (move it aside to start afresh): %v", path, p)
+		}
+	}()
+	bdb, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+	switch {
+	case err == nil:
+		return bdb, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open state %s: still locked after %v by another process (is another monitord running on this file?): %w", path, timeout, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("open state %s: corrupt or not a bbolt file, left untouched (move it aside to start afresh): %w", path, err)
+	default:
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+}
+
+// checkSchema refuses files of a newer schema or of another program, and
+// initialises a new, empty file. It writes only to a file that has no
+// buckets at all.
+func checkSchema(bdb *bolt.DB, path string) error {
+	var version uint64
+	var foreign bool
+	err := bdb.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return tx.ForEach(func([]byte, *bolt.Bucket) error { foreign = true; return nil })
+		}
+		v := meta.Get(keySchema)
+		if len(v) != 8 {
+			return fmt.Errorf("schema version key has %d bytes", len(v))
+		}
+		version = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("open state %s: %w", path, err)
+	case foreign:
+		return fmt.Errorf("open state %s: not a monitord state file (it has buckets but no schema version), left untouched", path)
+	case version > SchemaVersion:
+		return fmt.Errorf("open state %s: schema version %d was written by a newer monitord; this one reads up to %d", path, version, SchemaVersion)
+	case version == SchemaVersion:
+		return nil
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketSnapshots, bucketHealth, bucketOutbox} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+	})
+	if err != nil {
+		return fmt.Errorf("initialise state %s: %w", path, err)
+	}
+	return nil
+}
+
+// Path is the file's path, for logs.
+func (db *DB) Path() string { return db.path }
+
+// Close writes the poll times held back by Commit and closes the file.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	times := db.times
+	db.times = map[string]pollTimes{}
+	db.mu.Unlock()
+	var flushErr error
+	if len(times) > 0 {
+		flushErr = db.db.Update(func(tx *bolt.Tx) error {
+			hb := tx.Bucket(bucketHealth)
+			for key, pt := range times {
+				v := hb.Get([]byte(key))
+				if v == nil {
+					continue // forgotten since
+				}
+				h, err := decodeHealth(v)
+				if err != nil {
+					return fmt.Errorf("health of %s: %w", key, err)
+				}
+				h.LastAttempt, h.LastSuccess = laterOf(h.LastAttempt, pt.attempt), laterOf(h.LastSuccess, pt.success)
+				if err := hb.Put([]byte(key), appendHealth(nil, h)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if flushErr != nil {
+			flushErr = fmt.Errorf("close state %s: write poll times: %w", db.path, flushErr)
+		}
+	}
+	if err := db.db.Close(); err != nil {
+		return fmt.Errorf("close state %s: %w", db.path, err)
+	}
+	return flushErr
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,346 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
+
+	"github.com/monitord/monitord/internal/diff"
+	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func target(n int) twilio.Target {
+	return twilio.Target{
+		Source:         twilio.SourceParticipant,
+		ServiceSID:     "KS" + strings.Repeat("0", 32),
+		SessionSID:     fmt.Sprintf("KC%032x", n),
+		ParticipantSID: fmt.Sprintf("KP%032x", n),
+	}
+}
+
+func ix(n int, out string, updated time.Time) twilio.Interaction {
+	return twilio.Interaction{
+		SID: fmt.Sprintf("KI%032x", n), Type: "message",
+		InboundResourceSID: fmt.Sprintf("SM%032x", 1000+n), InboundResourceStatus: "received",
+		OutboundResourceSID: fmt.Sprintf("SM%032x", 2000+n), OutboundResourceStatus: out,
+		DateCreated: updated, DateUpdated: updated,
+	}
+}
+
+// render stands in for notify.Render: the id is what matters here.
+func render(evs []event.Event) []event.Message {
+	var msgs []event.Message
+	for _, e := range evs {
+		msgs = append(msgs, event.Message{
+			ID:      e.ID,
+			Subject: event.Subject(event.DefaultPrefix, e.Kind, e.Target),
+			Data:    []byte(fmt.Sprintf(`{"kind":%q,"sid":%q,"status":%q}`, e.Kind, e.InteractionSID, e.Status)),
+		})
+	}
+	return msgs
+}
+
+func open(t *testing.T, path string, o Options) *DB {
+	t.Helper()
+	db, err := Open(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// txid is the id of the last committed write transaction: unchanged means
+// nothing was written.
+func txid(t *testing.T, db *DB) int {
+	t.Helper()
+	var id int
+	if err := db.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// poll is one successful poll the way the poller does it: load, diff,
+// render, commit.
+func poll(t *testing.T, db *DB, tg twilio.Target, listing []twilio.Interaction, now time.Time) []event.Message {
+	t.Helper()
+	ts, _, err := db.Load(tg.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, next := diff.Diff(tg, ts.Snapshot, listing, now, diff.DefaultRules())
+	msgs := render(evs)
+	ts.Snapshot = next
+	ts.Health = Health{LastAttempt: now, LastSuccess: now}
+	if err := db.Commit(tg.Key(), ts, msgs); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func ids(v any) []string {
+	out := []string{}
+	switch v := v.(type) {
+	case []event.Message:
+		for _, m := range v {
+			out = append(out, m.ID)
+		}
+	case []event.Record:
+		for _, r := range v {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+func TestCommitLoadRoundTrip(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	tg := target(1)
+	if _, found, err := db.Load(tg.Key()); err != nil || found {
+		t.Fatalf("Load of unknown target: found=%v err=%v", found, err)
+	}
+	_, snap := diff.Diff(tg, diff.Snapshot{}, []twilio.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
+	ts := TargetState{Snapshot: snap, Health: Health{
+		LastAttempt: t0, LastSuccess: t0.Add(-time.Minute), FailingSince: t0.Add(-time.Hour),
+		ConsecutiveFailures: 3, Failing: true, Outage: 7, LastError: "list interactions: 503",
+	}}
+	if err := db.Commit(tg.Key(), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := db.Load(tg.Key())
+	if err != nil || !found {
+		t.Fatalf("found=%v err=%v", found, err)
+	}
+	if !got.Snapshot.Equal(ts.Snapshot) || got.Health != ts.Health {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, ts)
+	}
+}
+
+func TestUnchangedListingWritesNothing(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	tg := target(1)
+	listing := []twilio.Interaction{ix(1, "delivered", t0), ix(2, "sent", t0)}
+	poll(t, db, tg, listing, t0)
+	before := txid(t, db)
+	for i := 1; i <= 3; i++ {
+		if msgs := poll(t, db, tg, listing, t0.Add(time.Duration(i)*time.Minute)); len(msgs) != 0 {
+			t.Fatalf("identical listing %d produced %v", i, ids(msgs))
+		}
+	}
+	if after := txid(t, db); after != before {
+		t.Fatalf("unchanged polls wrote %d transactions", after-before)
+	}
+	// The held-back poll times are still what Load reports...
+	ts, _, _ := db.Load(tg.Key())
+	if want := t0.Add(3 * time.Minute); !ts.Health.LastSuccess.Equal(want) {
+		t.Fatalf("LastSuccess %v, want %v", ts.Health.LastSuccess, want)
+	}
+	// ...and a change writes once.
+	poll(t, db, tg, []twilio.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(4*time.Minute))
+	if after := txid(t, db); after != before+1 {
+		t.Fatalf("a changed poll wrote %d transactions", after-before)
+	}
+}
+
+func TestPollTimesSurviveClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := target(1)
+	poll(t, db, tg, nil, t0)
+	poll(t, db, tg, nil, t0.Add(time.Minute))
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, path, Options{})
+	ts, _, _ := db.Load(tg.Key())
+	if !ts.Health.LastAttempt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("LastAttempt after reopen %v", ts.Health.LastAttempt)
+	}
+}
+
+func TestCommitHealthLeavesSnapshot(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	tg := target(1)
+	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
+	before, _, _ := db.Load(tg.Key())
+	h := Health{LastAttempt: t0.Add(time.Minute), LastSuccess: t0, FailingSince: t0.Add(time.Minute), ConsecutiveFailures: 1, Failing: true, Outage: 1, LastError: "auth"}
+	msg := event.Message{ID: event.TargetID(tg, event.TargetError, 1), Subject: "s", Data: []byte("{}")}
+	if err := db.CommitHealth(tg.Key(), h, []event.Message{msg}); err != nil {
+		t.Fatal(err)
+	}
+	after, _, _ := db.Load(tg.Key())
+	if !after.Snapshot.Equal(before.Snapshot) || after.Health != h {
+		t.Fatalf("after CommitHealth: %+v", after)
+	}
+	recs, err := db.Peek(0, 0)
+	if err != nil || len(recs) != 1 || recs[0].ID != msg.ID {
+		t.Fatalf("outbox: %v %v", ids(recs), err)
+	}
+	// A health-only target (never succeeded) is found and listed.
+	if err := db.CommitHealth(target(2).Key(), h, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ts, found, err := db.Load(target(2).Key()); err != nil || !found || ts.Snapshot.Baselined {
+		t.Fatalf("health-only target: %+v %v %v", ts, found, err)
+	}
+}
+
+func TestOutboxOrderPeekDelete(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	var want []event.Message
+	for i := 0; i < 25; i++ {
+		m := event.Message{ID: fmt.Sprintf("id-%02d", i), Subject: "monitord.failed.x", Data: bytes.Repeat([]byte{'x'}, i)}
+		want = append(want, m)
+		if err := db.Commit(target(i%3).Key(), TargetState{}, []event.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, size, oldest, err := db.OutboxStats()
+	if err != nil || n != 25 || size <= 0 || oldest.IsZero() {
+		t.Fatalf("stats %d %d %v %v", n, size, oldest, err)
+	}
+	first, _ := db.Peek(0, 10)
+	rest, _ := db.Peek(first[len(first)-1].Seq, 100)
+	all := append(first, rest...)
+	if d := cmp.Diff(ids(want), ids(all)); d != "" {
+		t.Fatalf("peek order (-want +got):\n%s", d)
+	}
+	for i, r := range all {
+		if i > 0 && r.Seq <= all[i-1].Seq {
+			t.Fatalf("seq not increasing at %d", i)
+		}
+		if !bytes.Equal(r.Data, want[i].Data) || r.Subject != want[i].Subject {
+			t.Fatalf("record %d differs", i)
+		}
+	}
+	var seqs []uint64
+	for _, r := range first {
+		seqs = append(seqs, r.Seq)
+	}
+	if err := db.Delete(seqs); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete(seqs); err != nil { // repeated after a reconnect: harmless
+		t.Fatal(err)
+	}
+	left, _ := db.Peek(0, 0)
+	if d := cmp.Diff(ids(want[10:]), ids(left)); d != "" {
+		t.Fatalf("after delete (-want +got):\n%s", d)
+	}
+	n, _, _, _ = db.OutboxStats()
+	if n != 15 {
+		t.Fatalf("depth %d after delete", n)
+	}
+	seqs = seqs[:0]
+	for _, r := range left {
+		seqs = append(seqs, r.Seq)
+	}
+	_ = db.Delete(seqs)
+	n, size, oldest, _ = db.OutboxStats()
+	if n != 0 || size != 0 || !oldest.IsZero() {
+		t.Fatalf("empty outbox stats %d %d %v", n, size, oldest)
+	}
+}
+
+func TestOutboxFullCommitsNothing(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{MaxOutboxEvents: 3})
+	tg := target(1)
+	poll(t, db, tg, nil, t0)
+	msgs := poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0) // 2 created
+	if len(msgs) != 2 {
+		t.Fatalf("%d events", len(msgs))
+	}
+	before, _, _ := db.Load(tg.Key())
+	beforeTx := txid(t, db)
+	// Two more events would make 4 > 3: nothing may be committed.
+	ts, _, _ := db.Load(tg.Key())
+	evs, next := diff.Diff(tg, ts.Snapshot, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
+	err := db.Commit(tg.Key(), TargetState{Snapshot: next, Health: Health{LastSuccess: t0.Add(time.Minute)}}, render(evs))
+	if !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("err = %v, want ErrOutboxFull", err)
+	}
+	after, _, _ := db.Load(tg.Key())
+	if !after.Snapshot.Equal(before.Snapshot) || txid(t, db) != beforeTx {
+		t.Fatal("a refused commit changed state")
+	}
+	// Once the publisher drains, the same poll goes through with the same events.
+	recs, _ := db.Peek(0, 0)
+	if err := db.Delete([]uint64{recs[0].Seq, recs[1].Seq}); err != nil {
+		t.Fatal(err)
+	}
+	if got := poll(t, db, tg, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(2*time.Minute)); !cmp.Equal(ids(got), ids(render(evs))) {
+		t.Fatalf("retried poll: %v, want %v", ids(got), ids(render(evs)))
+	}
+}
+
+func TestOutboxFullBytes(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{MaxOutboxBytes: 1000})
+	big := event.Message{ID: "a", Subject: "s", Data: bytes.Repeat([]byte{'x'}, 2000)}
+	// Into an empty outbox even an oversized commit is accepted...
+	if err := db.Commit("k", TargetState{}, []event.Message{big}); err != nil {
+		t.Fatal(err)
+	}
+	// ...but nothing more until it drains.
+	if err := db.CommitHealth("k", Health{}, []event.Message{{ID: "b"}}); !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestKeysForget(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	for i := 1; i <= 3; i++ {
+		poll(t, db, target(i), []twilio.Interaction{ix(i, "sent", t0)}, t0)
+	}
+	if err := db.CommitHealth(target(4).Key(), Health{Failing: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := db.Keys()
+	want := []string{target(1).Key(), target(2).Key(), target(3).Key(), target(4).Key()}
+	if err != nil || !cmp.Equal(keys, want) {
+		t.Fatalf("Keys = %v %v", keys, err)
+	}
+	if err := db.Forget(target(2).Key(), target(4).Key(), "never-existed"); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ = db.Keys()
+	if !cmp.Equal(keys, []string{target(1).Key(), target(3).Key()}) {
+		t.Fatalf("Keys after Forget = %v", keys)
+	}
+	if _, found, _ := db.Load(target(2).Key()); found {
+		t.Fatal("forgotten target still found")
+	}
+	// Untouched neighbours.
+	if ts, _, _ := db.Load(target(3).Key()); ts.Snapshot.Len() != 1 {
+		t.Fatal("neighbour lost its snapshot")
+	}
+}
+
+func TestEmptyKeyRefused(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err := db.Commit("", TargetState{}, nil); err == nil {
+		t.Fatal("empty key accepted")
+	}
+}
