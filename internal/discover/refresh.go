@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -251,7 +252,11 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 		r := results[i]
 		if r.err == nil {
 			res.ParticipantLists++
-			st.sessions[s.SID] = &sessionCache{participants: present(r.ps), listedAt: st.refreshes}
+			listedAt := st.refreshes
+			if st.sessions[s.SID] == nil {
+				listedAt -= phase(s.SID, st.entry.ParticipantRefreshEvery)
+			}
+			st.sessions[s.SID] = &sessionCache{participants: present(r.ps), listedAt: listedAt}
 			continue
 		}
 		if isNotFound(r.err) {
@@ -270,6 +275,21 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 		return nil, firstErr
 	}
 	return gone, nil
+}
+
+// phase spreads the periodic re-listing of participants over the refreshes:
+// after a cold start every session is listed in one refresh, and without a
+// phase all of them would be due again together every Nth refresh (10,000
+// requests in one go: 400 s of a Service's budget). A session's first
+// listing counts as made phase refreshes earlier, so each refresh re-lists
+// about 1/N of the known sessions.
+func phase(sessionSID string, every int) int {
+	if every <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(sessionSID))
+	return int(h.Sum32() % uint32(every))
 }
 
 // present returns the SIDs of participants not removed from the session.
