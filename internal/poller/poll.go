@@ -1,0 +1,209 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/diff"
+	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/state"
+)
+
+// poll performs one complete poll of e: list every page, diff against the
+// stored snapshot, and commit snapshot, health and events in one
+// transaction. A failed listing commits health only (and a target_error on
+// the transition); it never moves the snapshot. ctx is the poll's parent:
+// cancelled at shutdown (after the grace) or when the target is removed.
+func (p *Poller) poll(ctx context.Context, e *entry) string {
+	spec := e.spec.Load()
+	t := spec.Target
+	log := p.cfg.Log.With(zap.String("target", e.key))
+
+	ts, _, err := p.cfg.Store.Load(e.key)
+	if err != nil {
+		log.Error("load state", zap.Error(err))
+		return ResultStateError
+	}
+	lctx, cancel := context.WithTimeout(ctx, p.cfg.PollTimeout)
+	listing, err := spec.Lister.ListInteractions(lctx, t)
+	cancel()
+	now := p.cfg.Clock()
+	if err != nil && ctx.Err() != nil {
+		// Shutdown or removal interrupted the listing: not the target's fault.
+		return ResultCancelled
+	}
+	if err != nil {
+		return p.pollFailed(log, e, ts.Health, err, now)
+	}
+
+	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.cfg.Rules)
+	h, rec := succeeded(t, ts.Health, now)
+	if rec != nil {
+		// The target was reachable before any change seen in this listing.
+		events = append([]event.Event{*rec}, events...)
+	}
+	msgs, kinds, err := p.render(events)
+	if err != nil {
+		log.Error("render events", zap.Error(err))
+		return ResultStateError
+	}
+	if err := p.cfg.Store.Commit(e.key, state.TargetState{Snapshot: next, Health: h}, msgs); err != nil {
+		return p.commitFailed(log, err)
+	}
+	p.committed(e, h, "", kinds, len(msgs), now)
+	if rec != nil {
+		log.Info("target recovered", zap.Int("failures", ts.Health.ConsecutiveFailures),
+			zap.Time("since", ts.Health.FailingSince))
+	}
+	log.Debug("poll ok", zap.Int("interactions", len(listing)), zap.Int("events", len(msgs)))
+	return ResultOK
+}
+
+// pollFailed commits the health of a failed poll. Logging is rate-limited:
+// the first failure, the transition to failing, then every LogEvery-th.
+func (p *Poller) pollFailed(log *zap.Logger, e *entry, prev state.Health, lerr error, now time.Time) string {
+	t := e.spec.Load().Target
+	h, ev := failed(t, prev, lerr, now, p.cfg.FailureThreshold)
+	f, _ := classify(lerr)
+	var events []event.Event
+	if ev != nil {
+		events = append(events, *ev)
+	}
+	msgs, kinds, err := p.render(events)
+	if err != nil {
+		log.Error("render events", zap.Error(err))
+		return ResultStateError
+	}
+	if err := p.cfg.Store.CommitHealth(e.key, h, msgs); err != nil {
+		return p.commitFailed(log, err)
+	}
+	p.committed(e, h, f.class, kinds, len(msgs), now)
+	fields := []zap.Field{zap.String("class", f.class), zap.Int("failures", h.ConsecutiveFailures), zap.Error(lerr)}
+	switch {
+	case ev != nil:
+		log.Error("target failing", fields...)
+	case h.ConsecutiveFailures == 1:
+		log.Warn("poll failed", fields...)
+	case h.ConsecutiveFailures%p.cfg.LogEvery == 0:
+		log.Warn("target still failing", fields...)
+	default:
+		log.Debug("poll failed", fields...)
+	}
+	return ResultError
+}
+
+// commitFailed handles a commit that committed nothing. A full outbox is
+// back-pressure, not loss: the snapshot did not move, so the next poll
+// derives the same events again once the publisher has drained.
+func (p *Poller) commitFailed(log *zap.Logger, err error) string {
+	if errors.Is(err, state.ErrOutboxFull) {
+		log.Warn("outbox full: poll not committed, retried next time", zap.Error(err))
+		return ResultOutboxFull
+	}
+	log.Error("commit state", zap.Error(err))
+	return ResultStateError
+}
+
+// committed updates the in-memory view after a commit and wakes the
+// publisher.
+func (p *Poller) committed(e *entry, h state.Health, class string, kinds map[event.Kind]int, n int, now time.Time) {
+	e.mu.Lock()
+	e.polled, e.health = true, h
+	if class != "" {
+		e.class = class
+	} else if !h.Failing {
+		e.class = ""
+	}
+	e.mu.Unlock()
+	for k, c := range kinds {
+		p.cfg.Observer.EventsQueued(k, c)
+	}
+	if n > 0 && p.cfg.Waker != nil {
+		p.cfg.Waker.Wake()
+	}
+	p.mu.Lock()
+	if p.entries[e.key] == e {
+		p.cycleDoneLocked(e.key, now)
+	}
+	p.mu.Unlock()
+}
+
+// render encodes the events whose kind is published.
+func (p *Poller) render(events []event.Event) ([]event.Message, map[event.Kind]int, error) {
+	if len(events) == 0 {
+		return nil, nil, nil
+	}
+	msgs := make([]event.Message, 0, len(events))
+	kinds := make(map[event.Kind]int)
+	for _, ev := range events {
+		if p.publish != nil && !p.publish[ev.Kind] {
+			continue
+		}
+		m, err := p.cfg.Render(ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs = append(msgs, m)
+		kinds[ev.Kind]++
+	}
+	return msgs, kinds, nil
+}
+
+// Results counts the outcome of PollAll.
+type Results map[string]int
+
+// PollAll polls every current target once, now, through the same worker
+// pool as scheduled polls, and returns the results by kind. It is what
+// `monitord once` runs; it needs no Run.
+func (p *Poller) PollAll(ctx context.Context) Results {
+	p.mu.Lock()
+	list := make([]*entry, 0, len(p.entries))
+	for _, e := range p.entries {
+		list = append(list, e)
+	}
+	p.mu.Unlock()
+
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		res = make(Results)
+	)
+	for _, e := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := p.pollNow(ctx, e)
+			mu.Lock()
+			res[r]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// pollNow polls e outside the schedule, holding its running lock so it
+// cannot overlap a scheduled poll.
+func (p *Poller) pollNow(ctx context.Context, e *entry) (result string) {
+	e.running.Lock()
+	defer e.running.Unlock()
+	release, err := p.acquire(ctx, nil, e.spec.Load().Target.ServiceSID)
+	if err != nil {
+		return ResultCancelled
+	}
+	defer release()
+	defer func() {
+		if r := recover(); r != nil {
+			p.cfg.Log.Error("poll panicked", zap.String("target", e.key), zap.Any("panic", r))
+			result = ResultPanic
+		}
+	}()
+	start := time.Now()
+	result = p.poll(ctx, e)
+	p.cfg.Observer.PollDone(result, 0, time.Since(start))
+	return result
+}

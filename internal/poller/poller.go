@@ -1,0 +1,360 @@
+// Package poller schedules the polls of monitord's targets on cron specs and
+// performs one complete poll of a target: list every page → diff → commit
+// snapshot, health and outbox events in one transaction → wake the publisher.
+//
+// Scheduling uses robfig/cron with one entry per target. Each target is
+// spread across its interval by a stable offset (see Spread), never overlaps
+// itself (an activation that finds the previous poll still running or still
+// queued is skipped and counted: the schedule cannot be met), and survives
+// panics in its poll. Polls run through a bounded worker pool with a
+// per-Service share, so a Service whose request budget cannot keep up delays
+// only its own targets, and waiting polls are served first come, first
+// served, so none starves.
+//
+// The set of targets is replaceable at run time (SetTargets): SIGHUP reload
+// and target discovery both use it.
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/diff"
+	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/state"
+	"github.com/monitord/monitord/internal/twilio"
+)
+
+// Lister lists every interaction of a target: a complete listing or an
+// error. *twilio.Client implements it.
+type Lister interface {
+	ListInteractions(ctx context.Context, t twilio.Target) ([]twilio.Interaction, error)
+}
+
+// Store is the per-target state the poller reads and commits, keyed by
+// twilio.Target.Key. *state.DB implements it; nothing here assumes one
+// process owns every key.
+type Store interface {
+	Load(key string) (state.TargetState, bool, error)
+	Commit(key string, ts state.TargetState, msgs []event.Message) error
+	CommitHealth(key string, h state.Health, msgs []event.Message) error
+	Forget(keys ...string) error
+}
+
+// Waker is told that a commit added events to the outbox (notify.Publisher).
+type Waker interface{ Wake() }
+
+// RenderFunc encodes an event as the message that is stored and published.
+type RenderFunc func(event.Event) (event.Message, error)
+
+// Observer receives the poller's measurements (admin.Metrics implements it).
+type Observer interface {
+	// PollDone reports a finished poll: its result (see the Result
+	// constants), how long it waited for a worker after its activation,
+	// and how long it took.
+	PollDone(result string, wait, took time.Duration)
+	// PollSkipped reports an activation dropped because the target's
+	// previous poll was still queued or running.
+	PollSkipped()
+	// EventsQueued reports n events of kind committed to the outbox.
+	EventsQueued(kind event.Kind, n int)
+}
+
+// Poll results, as reported to the Observer.
+const (
+	ResultOK         = "ok"          // complete listing, committed
+	ResultError      = "error"       // listing failed; health committed
+	ResultOutboxFull = "outbox_full" // nothing committed: retried next time
+	ResultStateError = "state_error" // state could not be read or written
+	ResultCancelled  = "cancelled"   // shutdown or removal interrupted it
+	ResultPanic      = "panic"       // recovered; the target polls again
+)
+
+// Origins of a target.
+const (
+	OriginConfigured = "configured"
+	OriginDiscovered = "discovered"
+)
+
+// TargetSpec is one target to poll and how.
+type TargetSpec struct {
+	Target   twilio.Target
+	Schedule string // cron spec; "" means Config.DefaultSchedule
+	Lister   Lister // the client of the target's account
+	Account  string // the account's name, for status and logs
+	Origin   string // OriginConfigured or OriginDiscovered
+	Labels   map[string]string
+}
+
+// Config configures a Poller. Zero values take the defaults noted.
+type Config struct {
+	DefaultSchedule string         // default "@every 1m"
+	Location        *time.Location // default UTC
+	Spread          bool           // spread targets across their interval
+	MaxSpread       time.Duration  // cap on a target's offset; 0: the whole interval
+
+	MaxConcurrent    int           // polls in flight overall; default 64
+	MaxPerService    int           // polls in flight per Service; default 8
+	PollTimeout      time.Duration // bound on one listing; default 2m
+	ShutdownGrace    time.Duration // in-flight polls may finish for this long; default 10s
+	FailureThreshold int           // failed polls before 5xx/timeouts make target_error; default 3
+	NotFoundEvery    int           // a target gone 404 is polled every Nth activation; default 10
+	LogEvery         int           // a failing target logs every Nth failure; default 10
+
+	Rules        diff.Rules
+	PublishKinds []event.Kind // kinds that reach the outbox; empty: all
+	Render       RenderFunc   // required
+	Store        Store        // required
+	Waker        Waker        // may be nil
+	Observer     Observer     // may be nil
+	Log          *zap.Logger  // may be nil
+
+	Heartbeat HeartbeatConfig
+
+	// OnTick is called from the scheduler's own loop once a second while
+	// it is scheduling (systemd's WATCHDOG=1 hangs off it).
+	OnTick func(time.Time)
+	// Clock returns the time events are stamped with; default time.Now.
+	Clock func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.DefaultSchedule == "" {
+		c.DefaultSchedule = "@every 1m"
+	}
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 64
+	}
+	if c.MaxPerService <= 0 {
+		c.MaxPerService = 8
+	}
+	if c.MaxPerService > c.MaxConcurrent {
+		c.MaxPerService = c.MaxConcurrent
+	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = 2 * time.Minute
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.FailureThreshold <= 0 {
+		c.FailureThreshold = 3
+	}
+	if c.NotFoundEvery <= 0 {
+		c.NotFoundEvery = 10
+	}
+	if c.LogEvery <= 0 {
+		c.LogEvery = 10
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) PollDone(string, time.Duration, time.Duration) {}
+func (nopObserver) PollSkipped()                                  {}
+func (nopObserver) EventsQueued(event.Kind, int)                  {}
+
+// Poller schedules and performs polls. Create it with New, give it targets
+// with SetTargets (before or during Run), and run it with Run.
+type Poller struct {
+	cfg     Config
+	publish map[event.Kind]bool // nil: every kind
+	global  chan struct{}
+
+	mu         sync.Mutex
+	entries    map[string]*entry
+	perService map[string]chan struct{}
+	cron       *cron.Cron      // set while Run schedules
+	pollCtx    context.Context // parent of every scheduled poll while running
+	runCtx     context.Context // cancelled at shutdown: queued polls give up
+	stopped    bool
+	cycle      cycle
+
+	lastTick  atomic.Int64 // unix nanos
+	lastCycle atomic.Int64 // unix nanos of the last complete cycle
+}
+
+// New checks cfg and returns a Poller with no targets.
+func New(cfg Config) (*Poller, error) {
+	cfg.setDefaults()
+	if cfg.Render == nil {
+		return nil, errors.New("poller: Render is required")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("poller: Store is required")
+	}
+	if _, err := ParseSchedule(cfg.DefaultSchedule); err != nil {
+		return nil, fmt.Errorf("poller: default schedule: %w", err)
+	}
+	p := &Poller{
+		cfg:        cfg,
+		global:     make(chan struct{}, cfg.MaxConcurrent),
+		entries:    make(map[string]*entry),
+		perService: make(map[string]chan struct{}),
+		cycle:      cycle{pending: make(map[string]struct{})},
+	}
+	if len(cfg.PublishKinds) > 0 {
+		p.publish = make(map[event.Kind]bool)
+		for _, k := range cfg.PublishKinds {
+			p.publish[k] = true
+		}
+	}
+	return p, nil
+}
+
+// Run schedules every target until ctx is done. Then it stops scheduling,
+// abandons polls still waiting for a worker, lets in-flight polls finish
+// for Config.ShutdownGrace, cancels the rest, and returns nil once every
+// poll has returned. A Poller runs once.
+func (p *Poller) Run(ctx context.Context) error {
+	pollCtx, cancelPolls := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPolls()
+	c := cron.New(cron.WithLocation(p.cfg.Location))
+
+	p.mu.Lock()
+	if p.stopped || p.cron != nil {
+		p.mu.Unlock()
+		return errors.New("poller: Run called twice")
+	}
+	p.cron, p.pollCtx, p.runCtx = c, pollCtx, ctx
+	now := p.cfg.Clock().In(p.cfg.Location)
+	for _, e := range p.entries {
+		p.scheduleLocked(e, now)
+	}
+	p.cycleCheckLocked(now) // no targets: a cycle is trivially complete
+	p.mu.Unlock()
+
+	c.Schedule(gridSchedule{every: time.Second}, cron.FuncJob(p.tick))
+	p.tick()
+	c.Start()
+
+	var hb sync.WaitGroup
+	if p.cfg.Heartbeat.Interval > 0 && p.cfg.Heartbeat.Publisher != nil {
+		hb.Add(1)
+		go func() {
+			defer hb.Done()
+			p.heartbeats(ctx)
+		}()
+	}
+
+	<-ctx.Done()
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	done := c.Stop().Done()
+	grace := time.NewTimer(p.cfg.ShutdownGrace)
+	select {
+	case <-done:
+	case <-grace.C:
+		p.cfg.Log.Warn("cancelling in-flight polls after shutdown grace",
+			zap.Duration("grace", p.cfg.ShutdownGrace))
+		cancelPolls()
+		<-done
+	}
+	grace.Stop()
+	hb.Wait()
+	return nil
+}
+
+// tick runs from the cron loop every second: proof that it schedules.
+func (p *Poller) tick() {
+	now := time.Now()
+	p.lastTick.Store(now.UnixNano())
+	if p.cfg.OnTick != nil {
+		p.cfg.OnTick(now)
+	}
+}
+
+// LastTick is when the scheduler last ticked (zero before Run).
+func (p *Poller) LastTick() time.Time { return unixTime(p.lastTick.Load()) }
+
+// LastCycle is when every current target had last completed a poll (ok or
+// failed) since the previous cycle; zero until the first cycle completes.
+func (p *Poller) LastCycle() time.Time { return unixTime(p.lastCycle.Load()) }
+
+func unixTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// serviceSem returns the semaphore bounding polls in flight on a Service.
+func (p *Poller) serviceSem(service string) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.perService[service]
+	if !ok {
+		s = make(chan struct{}, p.cfg.MaxPerService)
+		p.perService[service] = s
+	}
+	return s
+}
+
+// acquire takes a worker: first the Service's share, then a global slot.
+// Channel senders are queued first in, first out, so the polls that have
+// waited longest go first and no target starves when a Service's budget
+// cannot keep up; a saturated Service holds at most MaxPerService global
+// slots, so the other Services keep their pace.
+// It gives up when ctx is done or abort is closed (abort may be nil).
+func (p *Poller) acquire(ctx context.Context, abort <-chan struct{}, service string) (release func(), err error) {
+	s := p.serviceSem(service)
+	select {
+	case s <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-abort:
+		return nil, context.Canceled
+	}
+	select {
+	case p.global <- struct{}{}:
+	case <-ctx.Done():
+		<-s
+		return nil, ctx.Err()
+	case <-abort:
+		<-s
+		return nil, context.Canceled
+	}
+	return func() { <-p.global; <-s }, nil
+}
+
+// cycle tracks which targets have not completed a poll in the current
+// cycle; when none is left, a cycle is complete.
+type cycle struct {
+	pending map[string]struct{}
+}
+
+// cycleDoneLocked records that key completed a poll.
+func (p *Poller) cycleDoneLocked(key string, now time.Time) {
+	delete(p.cycle.pending, key)
+	p.cycleCheckLocked(now)
+}
+
+func (p *Poller) cycleCheckLocked(now time.Time) {
+	if len(p.cycle.pending) > 0 {
+		return
+	}
+	p.lastCycle.Store(now.UnixNano())
+	for k := range p.entries {
+		p.cycle.pending[k] = struct{}{}
+	}
+}

@@ -1,0 +1,264 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/state"
+)
+
+// entry is one scheduled target.
+type entry struct {
+	key      string
+	spec     atomic.Pointer[TargetSpec] // replaced in place on reload
+	schedule string                     // the spec in force ("" resolved to the default)
+	sched    cron.Schedule              // parsed, not yet spread
+	job      cron.Job                   // built once: the skip lock survives rescheduling
+	id       cron.EntryID               // valid while scheduled
+	ctx      context.Context            // cancelled when the target is removed
+	cancel   context.CancelFunc
+
+	// running is held from activation to the end of the poll, waiting for
+	// a worker included; skipIfRunning TryLocks it.
+	running sync.Mutex
+	fired   atomic.Int64 // unix nanos of the activation being served
+	runs    atomic.Uint64
+
+	mu     sync.Mutex // guards the fields below
+	polled bool
+	health state.Health
+	class  string // error class of the last failure
+}
+
+// TargetStatus is what /status shows about a target.
+type TargetStatus struct {
+	Key                 string            `json:"key"`
+	Source              string            `json:"source"`
+	ServiceSID          string            `json:"service_sid"`
+	SessionSID          string            `json:"session_sid"`
+	ParticipantSID      string            `json:"participant_sid,omitempty"`
+	Account             string            `json:"account,omitempty"`
+	Origin              string            `json:"origin"`
+	Schedule            string            `json:"schedule"`
+	Labels              map[string]string `json:"labels,omitempty"`
+	Health              string            `json:"health"` // unknown, healthy, failing
+	ErrorClass          string            `json:"error_class,omitempty"`
+	LastAttempt         time.Time         `json:"last_attempt,omitzero"`
+	LastSuccess         time.Time         `json:"last_success,omitzero"`
+	FailingSince        time.Time         `json:"failing_since,omitzero"`
+	ConsecutiveFailures int               `json:"consecutive_failures,omitempty"`
+	LastError           string            `json:"last_error,omitempty"`
+}
+
+// Health values of TargetStatus.
+const (
+	HealthUnknown = "unknown" // not polled since start
+	HealthHealthy = "healthy"
+	HealthFailing = "failing"
+)
+
+// SetTargets replaces the set of targets, before or while Run runs. It
+// validates every spec first and changes nothing if one is bad. Targets
+// already known keep their state and their skip lock; a changed schedule
+// reschedules them; a changed account client or labels take effect at the
+// next poll. Removed targets are unscheduled, their in-flight poll is
+// cancelled and awaited, and their state is forgotten (state.Forget) before
+// SetTargets returns: removing a target from the config, or discovery
+// dropping a closed session, drops its snapshot, so adding it back later
+// baselines it afresh.
+func (p *Poller) SetTargets(specs []TargetSpec) error {
+	now := p.cfg.Clock().In(p.cfg.Location)
+	type parsed struct {
+		spec     TargetSpec
+		schedule string
+		sched    cron.Schedule
+	}
+	next := make(map[string]parsed, len(specs))
+	var errs []error
+	for i, s := range specs {
+		if err := s.Target.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("target %d: %w", i, err))
+			continue
+		}
+		key := s.Target.Key()
+		if _, dup := next[key]; dup {
+			errs = append(errs, fmt.Errorf("target %d: duplicate %s", i, key))
+			continue
+		}
+		if s.Lister == nil {
+			errs = append(errs, fmt.Errorf("target %s: no lister", key))
+			continue
+		}
+		spec := s.Schedule
+		if spec == "" {
+			spec = p.cfg.DefaultSchedule
+		}
+		sched, err := ParseSchedule(spec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("target %s: %w", key, err))
+			continue
+		}
+		if s.Origin == "" {
+			s.Origin = OriginConfigured
+		}
+		next[key] = parsed{s, spec, sched}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("set targets: %w", err)
+	}
+
+	var removed []*entry
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return errors.New("set targets: poller stopped")
+	}
+	for key, e := range p.entries {
+		if _, keep := next[key]; !keep {
+			removed = append(removed, e)
+			delete(p.entries, key)
+			delete(p.cycle.pending, key)
+			if p.cron != nil {
+				p.cron.Remove(e.id)
+				e.cancel()
+			}
+		}
+	}
+	var added, rescheduled int
+	for key, n := range next {
+		spec := n.spec
+		e, ok := p.entries[key]
+		if !ok {
+			e = &entry{key: key, schedule: n.schedule, sched: n.sched}
+			e.spec.Store(&spec)
+			e.job = p.newJob(e)
+			p.entries[key] = e
+			p.cycle.pending[key] = struct{}{}
+			added++
+			if p.cron != nil {
+				p.scheduleLocked(e, now)
+			}
+			continue
+		}
+		e.spec.Store(&spec)
+		if e.schedule != n.schedule {
+			e.schedule, e.sched = n.schedule, n.sched
+			rescheduled++
+			if p.cron != nil {
+				p.cron.Remove(e.id)
+				e.id = p.cron.Schedule(p.spread(e, now), e.job)
+			}
+		}
+	}
+	if p.cron != nil && len(removed) > 0 {
+		p.cycleCheckLocked(now)
+	}
+	p.mu.Unlock()
+
+	var keys []string
+	for _, e := range removed {
+		// Wait out a poll in flight (now cancelled), so it cannot commit
+		// after Forget; the lock stays held: the entry never runs again.
+		e.running.Lock()
+		keys = append(keys, e.key)
+	}
+	if len(keys) > 0 {
+		if err := p.cfg.Store.Forget(keys...); err != nil {
+			return fmt.Errorf("set targets: forget removed: %w", err)
+		}
+	}
+	p.cfg.Log.Info("targets set", zap.Int("targets", len(next)), zap.Int("added", added),
+		zap.Int("removed", len(removed)), zap.Int("rescheduled", rescheduled))
+	return nil
+}
+
+// scheduleLocked adds e to the running cron. p.mu is held.
+func (p *Poller) scheduleLocked(e *entry, now time.Time) {
+	e.ctx, e.cancel = context.WithCancel(p.pollCtx)
+	e.id = p.cron.Schedule(p.spread(e, now), e.job)
+}
+
+func (p *Poller) spread(e *entry, now time.Time) cron.Schedule {
+	if !p.cfg.Spread {
+		return Aligned(e.sched)
+	}
+	return Spread(e.key, e.sched, now, p.cfg.MaxSpread)
+}
+
+// Status returns every target's status, sorted by key.
+func (p *Poller) Status() []TargetStatus {
+	p.mu.Lock()
+	list := make([]*entry, 0, len(p.entries))
+	for _, e := range p.entries {
+		list = append(list, e)
+	}
+	p.mu.Unlock()
+	out := make([]TargetStatus, 0, len(list))
+	for _, e := range list {
+		out = append(out, e.status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func (e *entry) status() TargetStatus {
+	spec := e.spec.Load()
+	t := spec.Target
+	st := TargetStatus{
+		Key: e.key, Source: string(t.Source), ServiceSID: t.ServiceSID, SessionSID: t.SessionSID,
+		ParticipantSID: t.ParticipantSID, Account: spec.Account, Origin: spec.Origin,
+		Schedule: e.schedule, Labels: spec.Labels, Health: HealthUnknown,
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.polled {
+		return st
+	}
+	h := e.health
+	st.Health = HealthHealthy
+	if h.Failing {
+		st.Health = HealthFailing
+		st.ErrorClass = e.class
+	}
+	st.LastAttempt, st.LastSuccess, st.FailingSince = h.LastAttempt, h.LastSuccess, h.FailingSince
+	st.ConsecutiveFailures, st.LastError = h.ConsecutiveFailures, h.LastError
+	return st
+}
+
+// Summary counts targets by health.
+type Summary struct {
+	Targets, Healthy, Failing, Unknown int
+	LastCycle                          time.Time
+}
+
+// Summary returns the counts of targets by health.
+func (p *Poller) Summary() Summary {
+	p.mu.Lock()
+	list := make([]*entry, 0, len(p.entries))
+	for _, e := range p.entries {
+		list = append(list, e)
+	}
+	p.mu.Unlock()
+	s := Summary{Targets: len(list), LastCycle: p.LastCycle()}
+	for _, e := range list {
+		e.mu.Lock()
+		switch {
+		case !e.polled:
+			s.Unknown++
+		case e.health.Failing:
+			s.Failing++
+		default:
+			s.Healthy++
+		}
+		e.mu.Unlock()
+	}
+	return s
+}
