@@ -153,7 +153,8 @@ type Discover struct {
 	// Source is what to poll for each session found: participant (each
 	// participant's MessageInteractions, the default) or session.
 	Source twilio.Source `koanf:"source"`
-	// SessionStatus keeps only sessions in these statuses; empty keeps all.
+	// SessionStatus keeps only sessions in these statuses; empty keeps
+	// every status but closed and failed.
 	SessionStatus []string `koanf:"session_status"`
 	// UniqueNamePrefix keeps only sessions whose unique_name starts with it.
 	UniqueNamePrefix string `koanf:"unique_name_prefix"`
@@ -164,6 +165,10 @@ type Discover struct {
 	// Grace is how long a closed or vanished session's targets are still
 	// polled (late delivery receipts) before they and their state go.
 	Grace time.Duration `koanf:"grace"`
+	// ParticipantRefreshEvery re-lists the participants of a known,
+	// complete session only every Nth refresh (new sessions and ones with
+	// fewer than two participants every time), saving requests.
+	ParticipantRefreshEvery int `koanf:"participant_refresh_every"`
 	// Labels are given to every discovered target.
 	Labels map[string]string `koanf:"labels"`
 }
@@ -378,6 +383,9 @@ const (
 	DefaultDiscoverSchedule = "@every 5m"
 	// DefaultDiscoverGrace is how long a closed session is still polled.
 	DefaultDiscoverGrace = time.Hour
+	// DefaultParticipantRefreshEvery is discovery's participants re-listing
+	// period, in refreshes.
+	DefaultParticipantRefreshEvery = 12
 	// SingleAccountName names the top-level account in EffectiveAccounts.
 	SingleAccountName = "default"
 )

@@ -44,6 +44,8 @@ func TestExampleIsDefaults(t *testing.T) {
 		Source:     DefaultSource,
 		Schedule:   DefaultDiscoverSchedule,
 		Grace:      DefaultDiscoverGrace,
+
+		ParticipantRefreshEvery: DefaultParticipantRefreshEvery,
 	}}
 	if diff := cmp.Diff(&want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("example differs from Default() plus placeholders (-want +got):\n%s", diff)

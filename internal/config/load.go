@@ -125,7 +125,8 @@ func decodeConfig(cfg *Config, raw map[string]any, label func(string) string, p 
 			return reflect.ValueOf(Target{Source: DefaultSource})
 		},
 		reflect.TypeFor[Discover](): func() reflect.Value {
-			return reflect.ValueOf(Discover{Source: DefaultSource, Schedule: DefaultDiscoverSchedule, Grace: DefaultDiscoverGrace})
+			return reflect.ValueOf(Discover{Source: DefaultSource, Schedule: DefaultDiscoverSchedule,
+				Grace: DefaultDiscoverGrace, ParticipantRefreshEvery: DefaultParticipantRefreshEvery})
 		},
 		reflect.TypeFor[Account](): func() reflect.Value {
 			return reflect.ValueOf(Account{Twilio: Twilio{BaseURL: cfg.Twilio.BaseURL, Limits: cfg.Twilio.Limits}})

@@ -165,6 +165,7 @@ func validateDiscover(p *Problems, key string, list []Discover, s *seen) {
 		checkCron(p, k+".schedule", d.Schedule, true)
 		checkCron(p, k+".poll_schedule", d.PollSchedule, false)
 		nonNegative(p, k+".grace", d.Grace)
+		atLeast(p, k+".participant_refresh_every", int64(d.ParticipantRefreshEvery), 1)
 		checkLabels(p, k+".labels", d.Labels)
 		if twilio.ValidSID("KS", d.ServiceSID) {
 			if first, dup := s.services[d.ServiceSID]; dup {
