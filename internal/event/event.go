@@ -72,6 +72,10 @@ type Event struct {
 	OutboundResourceSID string
 	OutboundResourceURL string
 	Body                string // message body (API "data"); set only when the config opts in
+	// ErrorCode is the Twilio error code of the failed message, 0 when
+	// unknown. The Proxy listings carry none; it is for a future lookup of
+	// the Message resource, and rendered only when set.
+	ErrorCode int
 
 	Error *TargetErrorInfo // target_error and target_recovered
 	Beat  *HeartbeatInfo   // heartbeat
