@@ -29,9 +29,9 @@ func TestMain(m *testing.M) {
 // memOutbox is an in-memory Outbox: the same contract as state.DB without
 // the disk, for tests and the publish-path benchmark.
 type memOutbox struct {
-	mu        sync.Mutex
-	recs      []event.Record // ascending Seq
-	next      uint64
+	mu   sync.Mutex
+	recs []event.Record // ascending Seq
+	next uint64
 	// loseDeletes makes Delete succeed without removing anything: the
 	// effect of a crash after the PubAcks, before the delete committed.
 	loseDeletes bool
