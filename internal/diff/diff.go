@@ -20,7 +20,8 @@
 //     other, and a status going "backwards" is just a status_changed.
 //   - stuck: the outbound status is non-terminal (see Rules.TerminalStatuses;
 //     null, "unknown" and any unrecognised value are non-terminal) for at
-//     least Rules.StuckAfter; once per interaction, ever.
+//     least Rules.StuckAfter; once per interaction, ever. An interaction
+//     with a leg in an alert status is failed, not stuck.
 //   - deleted: a SID of the previous snapshot is absent from the listing.
 //
 // Event ids come from event.InteractionID(sid, kind, leg, new status), with
@@ -224,8 +225,10 @@ func (d *differ) same(i int, it *twilio.Interaction) {
 }
 
 func (d *differ) stuckDue(e *Entry) bool {
+	// A leg in an alert status has paged (or was history) already: the
+	// interaction is failed, not stuck.
 	return d.r.StuckAfter > 0 && !e.StuckReported && !d.c.isTerminal(e.OutboundStatus) &&
-		d.now.Sub(e.OutboundSince) >= d.r.StuckAfter
+		!d.c.isAlert(e.InboundStatus) && d.now.Sub(e.OutboundSince) >= d.r.StuckAfter
 }
 
 func (d *differ) emit(k event.Kind, leg event.Leg, prevStatus, status string, e *Entry, it *twilio.Interaction) {

@@ -192,11 +192,15 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	scratch [binary.MaxVarintLen64]byte
 }
 
-var errShort = errors.New("truncated")
+var (
+	errShort    = errors.New("truncated")
+	errOverlong = errors.New("overlong varint") // one encoding per value
+)
 
 func (d *decoder) byte() byte {
 	if d.err != nil {
@@ -220,6 +224,10 @@ func (d *decoder) uvarint() uint64 {
 		d.err = errShort
 		return 0
 	}
+	if n != len(binary.AppendUvarint(d.scratch[:0], v)) {
+		d.err = errOverlong
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
@@ -231,6 +239,10 @@ func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.err = errShort
+		return 0
+	}
+	if n != len(binary.AppendVarint(d.scratch[:0], v)) {
+		d.err = errOverlong
 		return 0
 	}
 	d.b = d.b[n:]
