@@ -95,8 +95,8 @@ type StreamConfig struct {
 	Create bool
 	// Storage is "file" (default) or "memory".
 	Storage string
-	// MaxAge drops events older than this (default 168h); negative keeps
-	// them until another limit of the stream applies.
+	// MaxAge drops events older than this; 0 keeps them until another
+	// limit of the stream applies (JetStream's meaning). DefaultConfig: 168h.
 	MaxAge time.Duration
 	// Duplicates is the stream's duplicate window (default 2h). A replayed
 	// event is dropped only if its first copy was stored within the window,
@@ -200,9 +200,6 @@ func (c Config) withDefaults() Config {
 	if s.Storage == "" {
 		s.Storage = d.Stream.Storage
 	}
-	if s.MaxAge == 0 {
-		s.MaxAge = d.Stream.MaxAge
-	}
 	if s.Duplicates == 0 {
 		s.Duplicates = d.Stream.Duplicates
 	}
@@ -262,7 +259,7 @@ func (c Config) validate() error {
 		bad("nats.mode: %q is not %q or %q", c.Mode, ModeJetStream, ModeCore)
 	}
 	if err := event.CheckPrefix(c.Prefix); err != nil {
-		bad("nats.prefix: %w", err)
+		bad("nats.subject_prefix: %w", err)
 	}
 	if c.MaxPending < 1 {
 		bad("nats.max_pending: %d is below 1", c.MaxPending)
@@ -281,8 +278,8 @@ func (c Config) validate() error {
 		if s.Replicas < 1 || s.Replicas > 5 {
 			bad("nats.stream.replicas: %d is not 1..5", s.Replicas)
 		}
-		if s.Duplicates < 0 {
-			bad("nats.stream.duplicates: may not be negative")
+		if s.Duplicates < 0 || s.MaxAge < 0 {
+			bad("nats.stream: max_age and duplicates may not be negative")
 		}
 		if s.MaxAge > 0 && s.Duplicates > s.MaxAge {
 			bad("nats.stream.duplicates: %s exceeds max_age %s", s.Duplicates, s.MaxAge)

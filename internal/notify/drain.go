@@ -40,8 +40,9 @@ func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) 
 		if len(acked) == 0 {
 			return nil
 		}
+		// The outbox's errors carry their own context ("peek outbox: …").
 		if err := p.ob.Delete(acked); err != nil {
-			return fmt.Errorf("delete delivered events from the outbox: %w", err)
+			return err
 		}
 		if p.obs != nil {
 			p.obs.Published(len(acked))
@@ -63,7 +64,7 @@ func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) 
 			want := limit - len(window)
 			recs, err := p.ob.Peek(after, want)
 			if err != nil {
-				return fmt.Errorf("read outbox: %w", err)
+				return err
 			}
 			exhausted = len(recs) < want
 			// Move the window back to the start of its array.
@@ -112,7 +113,7 @@ func (p *Publisher) drainCore(ctx context.Context, nc *nats.Conn) error {
 	for {
 		recs, err := p.ob.Peek(0, p.cfg.MaxPending)
 		if err != nil {
-			return fmt.Errorf("read outbox: %w", err)
+			return err
 		}
 		if len(recs) == 0 {
 			return nil
@@ -131,7 +132,7 @@ func (p *Publisher) drainCore(ctx context.Context, nc *nats.Conn) error {
 			return fmt.Errorf("flush: %w", err)
 		}
 		if err := p.ob.Delete(seqs); err != nil {
-			return fmt.Errorf("delete delivered events from the outbox: %w", err)
+			return err
 		}
 		if p.obs != nil {
 			p.obs.Published(len(seqs))

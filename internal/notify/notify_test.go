@@ -3,7 +3,9 @@ package notify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/state"
 )
 
 // countingObserver records what the Publisher reports.
@@ -273,5 +276,36 @@ func TestCoreMode(t *testing.T) {
 	}
 	if slices.ContainsFunc(got, func(m *nats.Msg) bool { return m.Header.Get("Content-Type") != event.ContentType }) {
 		t.Error("a message lacks Content-Type: application/cloudevents+json")
+	}
+}
+
+// TestDrainStateDB drains the real bbolt outbox, committed the way the
+// poller commits: several targets, events interleaved.
+func TestDrainStateDB(t *testing.T) {
+	s := startServer(t, nil)
+	db, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var want []string
+	for i := range 20 {
+		msgs := makeMsgs(t, i*50, 50)
+		if err := db.Commit(fmt.Sprintf("participant/target-%d", i%3), state.TargetState{}, msgs); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		want = append(want, ids(msgs)...)
+	}
+	p := newPublisher(t, testConfig(s), db)
+	stop := runPublisher(t, p)
+	waitFor(t, "state outbox drained", 20*time.Second, func() bool {
+		n, _, _, err := db.OutboxStats()
+		return err == nil && n == 0
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if diff := cmp.Diff(want, streamIDs(t, s.ClientURL(), DefaultStreamName)); diff != "" {
+		t.Fatalf("stream ids (-want +got):\n%s", diff)
 	}
 }

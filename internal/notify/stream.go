@@ -32,7 +32,7 @@ func (p *Publisher) streamConfig() jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		Storage:     storage,
-		MaxAge:      max(s.MaxAge, 0),
+		MaxAge:      s.MaxAge,
 		Duplicates:  s.Duplicates,
 		Replicas:    s.Replicas,
 	}
@@ -115,7 +115,7 @@ func (p *Publisher) jetStreamOffError(err error) error {
 // stream, for operators who keep stream management to themselves.
 func (p *Publisher) streamAddCommand() string {
 	c := p.streamConfig()
-	maxAge := "-1"
+	maxAge := "-1" // natscli: unlimited
 	if c.MaxAge > 0 {
 		maxAge = durationFlag(c.MaxAge)
 	}
