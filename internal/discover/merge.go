@@ -2,7 +2,6 @@ package discover
 
 import (
 	"sort"
-	"sync"
 
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -65,44 +64,4 @@ func CountByOrigin(ts []Tracked) map[Origin]int {
 		n[t.Origin]++
 	}
 	return n
-}
-
-// Merger is the Sink the daemon wires between the Discoverer and the
-// poller: it holds the configured targets and each Service's discovered
-// set, and hands apply the merged list whenever either changes. apply is
-// called under Merger's lock, so calls never reorder.
-type Merger struct {
-	mu         sync.Mutex
-	configured []twilio.Target
-	discovered map[string][]twilio.Target
-	apply      func([]Tracked)
-}
-
-// NewMerger returns a Merger that starts from the configured targets. It
-// does not call apply until the first change.
-func NewMerger(configured []twilio.Target, apply func([]Tracked)) *Merger {
-	return &Merger{configured: configured, discovered: map[string][]twilio.Target{}, apply: apply}
-}
-
-// SetDiscovered implements Sink.
-func (m *Merger) SetDiscovered(serviceSID string, targets []twilio.Target) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.discovered[serviceSID] = targets
-	m.apply(Merge(m.configured, m.discovered))
-}
-
-// SetConfigured replaces the configured targets (a config reload).
-func (m *Merger) SetConfigured(targets []twilio.Target) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.configured = targets
-	m.apply(Merge(m.configured, m.discovered))
-}
-
-// Targets returns the current merged list.
-func (m *Merger) Targets() []Tracked {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return Merge(m.configured, m.discovered)
 }

@@ -57,22 +57,13 @@ func TestMerge(t *testing.T) {
 	}
 }
 
-func TestMerger(t *testing.T) {
+func TestCountByOrigin(t *testing.T) {
 	a, b, c := tgt('1'), tgt('2'), tgt('3')
-	var got [][]Tracked
-	m := NewMerger([]twilio.Target{a}, func(ts []Tracked) { got = append(got, ts) })
-	m.SetDiscovered(a.ServiceSID, []twilio.Target{a, b})
-	m.SetConfigured([]twilio.Target{c})
-	m.SetDiscovered(a.ServiceSID, nil)
-	want := [][]Tracked{
-		{{a, OriginConfigured}, {b, OriginDiscovered}},
-		{{c, OriginConfigured}, {a, OriginDiscovered}, {b, OriginDiscovered}},
-		{{c, OriginConfigured}},
+	n := CountByOrigin(Merge([]twilio.Target{a}, map[string][]twilio.Target{a.ServiceSID: {a, b, c}}))
+	if want := map[Origin]int{OriginConfigured: 1, OriginDiscovered: 2}; !cmp.Equal(n, want) {
+		t.Errorf("CountByOrigin = %v, want %v", n, want)
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("applied lists (-want +got):\n%s", diff)
-	}
-	if n := CountByOrigin(m.Targets()); n[OriginConfigured] != 1 || n[OriginDiscovered] != 0 {
-		t.Errorf("CountByOrigin = %v", n)
+	if n := CountByOrigin(nil); n[OriginConfigured] != 0 || n[OriginDiscovered] != 0 || len(n) != 2 {
+		t.Errorf("CountByOrigin(nil) = %v, want both origins at 0", n)
 	}
 }
