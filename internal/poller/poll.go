@@ -40,7 +40,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		return p.pollFailed(log, e, ts.Health, err, now)
 	}
 
-	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.cfg.Rules)
+	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.rules.Load().diff)
 	h, rec := succeeded(t, ts.Health, now)
 	if rec != nil {
 		// The target was reachable before any change seen in this listing.
@@ -139,8 +139,9 @@ func (p *Poller) render(events []event.Event) ([]event.Message, map[event.Kind]i
 	}
 	msgs := make([]event.Message, 0, len(events))
 	kinds := make(map[event.Kind]int)
+	publish := p.rules.Load().publish
 	for _, ev := range events {
-		if p.publish != nil && !p.publish[ev.Kind] {
+		if publish != nil && !publish[ev.Kind] {
 			continue
 		}
 		m, err := p.cfg.Render(ev)

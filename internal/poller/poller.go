@@ -176,9 +176,9 @@ func (nopObserver) EventsQueued(event.Kind, int)                  {}
 // Poller schedules and performs polls. Create it with New, give it targets
 // with SetTargets (before or during Run), and run it with Run.
 type Poller struct {
-	cfg     Config
-	publish map[event.Kind]bool // nil: every kind
-	global  chan struct{}
+	cfg    Config
+	rules  atomic.Pointer[ruleSet] // replaced by SetRules on reload
+	global chan struct{}
 
 	mu         sync.Mutex
 	entries    map[string]*entry
@@ -212,13 +212,27 @@ func New(cfg Config) (*Poller, error) {
 		perService: make(map[string]chan struct{}),
 		cycle:      cycle{pending: make(map[string]struct{})},
 	}
-	if len(cfg.PublishKinds) > 0 {
-		p.publish = make(map[event.Kind]bool)
-		for _, k := range cfg.PublishKinds {
-			p.publish[k] = true
+	p.SetRules(cfg.Rules, cfg.PublishKinds)
+	return p, nil
+}
+
+// ruleSet is what a poll reads of the rules, swapped whole on reload.
+type ruleSet struct {
+	diff    diff.Rules
+	publish map[event.Kind]bool // nil: every kind
+}
+
+// SetRules replaces the diff rules and the published kinds (empty: all)
+// from the next poll on: a reload changes them without rescheduling.
+func (p *Poller) SetRules(r diff.Rules, publishKinds []event.Kind) {
+	rs := &ruleSet{diff: r}
+	if len(publishKinds) > 0 {
+		rs.publish = make(map[event.Kind]bool, len(publishKinds))
+		for _, k := range publishKinds {
+			rs.publish[k] = true
 		}
 	}
-	return p, nil
+	p.rules.Store(rs)
 }
 
 // Run schedules every target until ctx is done. Then it stops scheduling,
