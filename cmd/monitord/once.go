@@ -2,10 +2,217 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/config"
+	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/notify"
+	"github.com/monitord/monitord/internal/poller"
+	"github.com/monitord/monitord/internal/state"
 )
 
-func cmdOnce(context.Context, []string, io.Writer, io.Writer) error {
-	return errors.New("once: not implemented yet")
+// cmdOnce polls every configured target once and prints the events as
+// CloudEvents JSON lines on stdout (logs go to stderr). Without --dry-run
+// it commits to the state file like the daemon and then drains the outbox
+// to NATS once, for a bounded time (what is left waits for the next run).
+// With --dry-run it reads no state and writes none, publishes nothing: every
+// target is seen as for the first time, so it prints what a first poll
+// would raise (failures within rules.baseline.alert_recent).
+// Exit 1 when a target's poll failed.
+func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newConfigFlags("once", "once -c FILE [--dry-run] [overrides]", stderr)
+	dry := f.fs.Bool("dry-run", false, "read and write no state, publish nothing; just print the events")
+	if err := f.parse(args); err != nil {
+		return helpOK(err)
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, stderr, true)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr may not sync
+
+	clients, err := buildClients(cfg, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range clients {
+			c.client.Close()
+		}
+	}()
+	out := &jsonLines{w: stdout}
+	var (
+		store poller.Store
+		db    *state.DB
+	)
+	if *dry {
+		store = newMemStore(out)
+	} else {
+		if db, err = state.Open(cfg.State.Path, stateOptions(cfg)); err != nil {
+			return err
+		}
+		defer db.Close()
+		store = printingStore{db, out}
+	}
+	pcfg, err := pollerConfig(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	p, err := poller.New(pcfg)
+	if err != nil {
+		return err
+	}
+	specs := targetSpecs(cfg, clients)
+	if err := p.SetTargets(specs); err != nil {
+		return err
+	}
+	res := p.PollAll(ctx)
+	if err := out.err; err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	log.Info("polled every target once", zap.Int("targets", len(specs)), zap.Any("results", res),
+		zap.Int("events", out.n), zap.Bool("dry_run", *dry))
+	if db != nil && ctx.Err() == nil {
+		if err := deliverOnce(ctx, cfg, db, log); err != nil {
+			return err
+		}
+	}
+	if failed := len(specs) - res[poller.ResultOK]; failed > 0 {
+		return fmt.Errorf("once: %d of %d targets not polled: %v", failed, len(specs), res)
+	}
+	return nil
+}
+
+// deliverOnce runs the publisher until the outbox is empty or
+// poll.shutdown_timeout passes. Undelivered events stay in the outbox.
+func deliverOnce(ctx context.Context, cfg *config.Config, db *state.DB, log *zap.Logger) error {
+	pub, err := notify.New(notifyConfig(cfg), db, log)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(rctx) }()
+	deadline := time.NewTimer(cfg.Poll.ShutdownTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, _, _, err := db.OutboxStats()
+		if err != nil || n == 0 {
+			cancel()
+			if rerr := <-done; rerr != nil {
+				return rerr
+			}
+			return err
+		}
+		select {
+		case err := <-done:
+			cancel()
+			return err
+		case <-deadline.C:
+			log.Warn("outbox not drained; the events wait for the next run", zap.Int("events", n))
+			cancel()
+			return <-done
+		case <-tick.C:
+		}
+	}
+}
+
+// jsonLines writes rendered events as JSON lines, one at a time.
+type jsonLines struct {
+	mu  sync.Mutex
+	w   io.Writer
+	n   int
+	err error
+}
+
+func (p *jsonLines) print(msgs []event.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range msgs {
+		if p.err != nil {
+			return
+		}
+		line := append(append(make([]byte, 0, len(m.Data)+1), m.Data...), '\n')
+		_, p.err = p.w.Write(line)
+		p.n++
+	}
+}
+
+// printingStore commits to the state file and prints what was committed.
+type printingStore struct {
+	*state.DB
+	out *jsonLines
+}
+
+func (s printingStore) Commit(key string, ts state.TargetState, msgs []event.Message) error {
+	if err := s.DB.Commit(key, ts, msgs); err != nil {
+		return err
+	}
+	s.out.print(msgs)
+	return nil
+}
+
+func (s printingStore) CommitHealth(key string, h state.Health, msgs []event.Message) error {
+	if err := s.DB.CommitHealth(key, h, msgs); err != nil {
+		return err
+	}
+	s.out.print(msgs)
+	return nil
+}
+
+// memStore is once --dry-run's store: it starts empty, keeps commits in
+// memory for the process's life, and prints them.
+type memStore struct {
+	mu  sync.Mutex
+	m   map[string]state.TargetState
+	out *jsonLines
+}
+
+func newMemStore(out *jsonLines) *memStore {
+	return &memStore{m: make(map[string]state.TargetState), out: out}
+}
+
+func (s *memStore) Load(key string) (state.TargetState, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts, ok := s.m[key]
+	return ts, ok, nil
+}
+
+func (s *memStore) Commit(key string, ts state.TargetState, msgs []event.Message) error {
+	s.mu.Lock()
+	s.m[key] = ts
+	s.mu.Unlock()
+	s.out.print(msgs)
+	return nil
+}
+
+func (s *memStore) CommitHealth(key string, h state.Health, msgs []event.Message) error {
+	s.mu.Lock()
+	ts := s.m[key]
+	ts.Health = h
+	s.m[key] = ts
+	s.mu.Unlock()
+	s.out.print(msgs)
+	return nil
+}
+
+func (s *memStore) Forget(keys ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		delete(s.m, k)
+	}
+	return nil
 }

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/monitord/monitord/internal/proxysim"
+)
+
+// testNATS runs a real nats-server with JetStream in the test process.
+func testNATS(t *testing.T) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// frozenSim is a simulator whose clock moves only when the test says, so
+// the only changes are the test's edits.
+func frozenSim(t *testing.T, o proxysim.Options) (*proxysim.Sim, string) {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	o.Clock = func() time.Time { return now }
+	o.RateLimit = -1 // a frozen clock never slides the simulator's rate window
+	sim := proxysim.New(o)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return sim, srv.URL
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type e2eConfig struct {
+	SimURL   string
+	Creds    proxysim.Credentials
+	NATSURL  string
+	State    string
+	Admin    string
+	Targets  []proxysim.Target
+	Schedule string
+}
+
+func (c e2eConfig) write(t *testing.T, path string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "instance: e2e\n")
+	fmt.Fprintf(&b, "twilio:\n  base_url: %s\n  account_sid: %s\n  api_key_sid: %s\n  api_key_secret: %s\n",
+		c.SimURL, c.Creds.AccountSID, c.Creds.APIKeySID, c.Creds.APIKeySecret)
+	fmt.Fprintf(&b, "  limits: {max_attempts: 1, request_timeout: 5s}\n")
+	b.WriteString("targets:\n")
+	for _, tg := range c.Targets {
+		fmt.Fprintf(&b, "  - {service_sid: %s, session_sid: %s, participant_sid: %s}\n",
+			tg.ServiceSID, tg.SessionSID, tg.ParticipantSID)
+	}
+	fmt.Fprintf(&b, "poll: {schedule: %q, heartbeat_interval: 1s, shutdown_timeout: 5s}\n", c.Schedule)
+	b.WriteString("rules: {stuck_after: 24h, target_error_after: 2}\n")
+	fmt.Fprintf(&b, "state: {path: %s}\n", c.State)
+	fmt.Fprintf(&b, "nats: {urls: [%s]}\n", c.NATSURL)
+	fmt.Fprintf(&b, "admin: {listen: %q}\n", c.Admin)
+	b.WriteString("log: {level: debug}\n")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// got is an event as the subscriber saw it.
+type got struct {
+	ID, Subject string
+}
+
+// kindOf returns "<kind>/<participant>" of a subject
+// monitord.<kind>.<service>.<session>.<participant>.
+func kindOf(subject string) string {
+	p := strings.Split(subject, ".")
+	return p[1] + "/" + p[4]
+}
+
+// streamEvents follows the MONITORD stream (once the daemon created it)
+// with an ordered consumer, skipping heartbeats.
+type streamEvents struct {
+	mu     sync.Mutex
+	events []got
+	beats  atomic.Int64
+}
+
+func followStream(t *testing.T, ctx context.Context, url string) *streamEvents {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stream jetstream.Stream
+	waitFor(t, "the daemon to create the stream", 20*time.Second, func() bool {
+		stream, err = js.Stream(ctx, "MONITORD")
+		return err == nil
+	})
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	se := &streamEvents{}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if strings.Contains(m.Subject(), ".heartbeat.") {
+			se.beats.Add(1)
+			return
+		}
+		se.mu.Lock()
+		se.events = append(se.events, got{ID: m.Headers().Get(jetstream.MsgIDHeader), Subject: m.Subject()})
+		se.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return se
+}
+
+// storedEvents counts the messages in the stream that are not heartbeats.
+func storedEvents(t *testing.T, url string) int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "MONITORD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for subj, c := range info.State.Subjects {
+		if !strings.Contains(subj, ".heartbeat.") {
+			n += int(c)
+		}
+	}
+	return n
+}
+
+func (se *streamEvents) kinds() []string {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	var out []string
+	for _, e := range se.events {
+		out = append(out, kindOf(e.Subject))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestEndToEnd runs `monitord run` in process against the simulator and a
+// real JetStream: statuses change in the simulator, the subscriber gets
+// exactly the expected events, SIGHUP adds a target, and cancelling the
+// context (what SIGTERM does in main) returns nil: exit 0.
+func TestEndToEnd(t *testing.T) {
+	ns := testNATS(t)
+	sim, simURL := frozenSim(t, proxysim.Options{Seed: 42, Sessions: 2, Participants: 2, Interactions: 3})
+	all := sim.Targets()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "monitord.yaml")
+	adminAddr := freePort(t)
+	cfg := e2eConfig{
+		SimURL: simURL, Creds: sim.Credentials(), NATSURL: ns.ClientURL(),
+		State: filepath.Join(dir, "state.db"), Admin: adminAddr, Targets: all[:2], Schedule: "@every 1s",
+	}
+	cfg.write(t, cfgPath)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"run", "-c", cfgPath}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon logs:\n%s", logs.String())
+		}
+	})
+
+	base := "http://" + adminAddr
+	waitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := httpGet(base + "/readyz"); return c == 200 })
+	se := followStream(t, ctx, ns.ClientURL())
+	waitFor(t, "a heartbeat", 10*time.Second, func() bool { return se.beats.Load() > 0 })
+	if k := se.kinds(); len(k) != 0 {
+		t.Fatalf("baseline published %v", k)
+	}
+
+	// A new undelivered message on target 0; target 1 loses its credentials.
+	p0, p1, p2 := all[0].ParticipantSID, all[1].ParticipantSID, all[2].ParticipantSID
+	if _, err := sim.AddInteraction(all[0], "undelivered"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetTargetError(all[1], 401); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"created/" + p0, "failed/" + p0, "target_error/" + p1}
+	slices.Sort(want)
+	waitFor(t, fmt.Sprint(want), 20*time.Second, func() bool { return slices.Equal(se.kinds(), want) })
+	if c, body := httpGet(base + "/status"); c != 200 || !strings.Contains(body, `"error_class": "auth"`) {
+		t.Errorf("/status: %d %s", c, body)
+	}
+
+	// Target 1 recovers: one target_recovered, however many polls failed.
+	sim.SetTargetError(all[1], 0)
+	want = append(want, "target_recovered/"+p1)
+	slices.Sort(want)
+	waitFor(t, "target_recovered", 20*time.Second, func() bool { return slices.Equal(se.kinds(), want) })
+
+	// SIGHUP with a third target: it is polled (baseline, silent), then
+	// its new failure is published.
+	cfg.Targets = all[:3]
+	cfg.write(t, cfgPath)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the added target polled", 20*time.Second, func() bool {
+		_, body := httpGet(base + "/status")
+		var doc statusDoc
+		return json.Unmarshal([]byte(body), &doc) == nil && doc.Targets == 3 && doc.Unknown == 0
+	})
+	if _, err := sim.AddInteraction(all[2], "failed"); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "created/"+p2, "failed/"+p2)
+	slices.Sort(want)
+	waitFor(t, "the added target's events", 20*time.Second, func() bool { return slices.Equal(se.kinds(), want) })
+
+	// SIGTERM: main cancels the context; run returns nil, exit 0.
+	cancel()
+	select {
+	case err := <-done:
+		if code := exitCode(err, io.Discard); code != exitOK {
+			t.Fatalf("run returned %v (exit %d)", err, code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	// Exactly: the stream itself holds these events and no others (the
+	// consumer saw each once), and no id twice.
+	if k := se.kinds(); !slices.Equal(k, want) {
+		t.Errorf("events %v, want exactly %v", k, want)
+	}
+	if n := storedEvents(t, ns.ClientURL()); n != len(want) {
+		t.Errorf("stream holds %d events besides heartbeats, want %d", n, len(want))
+	}
+	ids := map[string]bool{}
+	se.mu.Lock()
+	for _, e := range se.events {
+		if ids[e.ID] {
+			t.Errorf("event id %s twice", e.ID)
+		}
+		ids[e.ID] = true
+	}
+	se.mu.Unlock()
+}
