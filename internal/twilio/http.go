@@ -1,6 +1,7 @@
 package twilio
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // maxErrorBody caps what is read of a non-2xx body: Twilio's error JSON is
@@ -114,15 +116,22 @@ func isJSON(ct string) bool {
 
 var (
 	gzipReaders sync.Pool // *gzip.Reader
-	chunks      = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
 
-// readBody reads the whole body, gunzipping it if needed, into one string
-// (strings.Builder hands its buffer over without a copy), failing with
-// ErrBodyTooLarge past max decompressed bytes.
+// maxPooledBuffer keeps an unusually large body's buffer out of the pool.
+const maxPooledBuffer = 8 << 20
+
+// readBody reads the whole body, gunzipping it if needed, into one string,
+// failing with ErrBodyTooLarge past max decompressed bytes.
+//
+// With a Content-Length the body is read straight into a buffer of that
+// size which then becomes the string without a copy. Otherwise (chunked,
+// gzip) it goes through a pooled buffer and is copied once, so no growth
+// garbage is left per response.
 func readBody(resp *http.Response, max int64) (string, error) {
 	var r io.Reader = resp.Body
-	hint := resp.ContentLength
+	n := resp.ContentLength
 	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
@@ -140,33 +149,42 @@ func readBody(resp *http.Response, max int64) (string, error) {
 			return "", &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
 		}
 		defer gzipReaders.Put(zr)
-		r = zr
-		hint *= 6 // JSON shrinks about so much; a guess to save regrowing
+		r, n = zr, -1
 	default:
 		return "", &DecodeError{Offset: -1, Reason: "unsupported content encoding " + quoteShort(enc)}
 	}
-	var b strings.Builder
-	if hint > 0 {
-		b.Grow(int(min(hint, max)))
+	if n > max {
+		return "", ErrBodyTooLarge
 	}
-	cp := chunks.Get().(*[]byte)
-	defer chunks.Put(cp)
-	buf := *cp
-	for {
-		n, err := r.Read(buf)
-		if int64(b.Len())+int64(n) > max {
-			return "", ErrBodyTooLarge
-		}
-		b.Write(buf[:n])
-		switch {
-		case err == io.EOF:
-			return b.String(), nil
-		case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader):
-			return "", &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
-		case err != nil:
+	if n >= 0 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
 			return "", err
 		}
+		if n == 0 {
+			return "", nil
+		}
+		// b is never written again and nothing else refers to it: the
+		// string may own its memory (what strings.Builder does too).
+		return unsafe.String(&b[0], len(b)), nil
 	}
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			bodyBuffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(r, max+1)); err != nil {
+		if errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) {
+			return "", &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
+		}
+		return "", err
+	}
+	if int64(buf.Len()) > max {
+		return "", ErrBodyTooLarge
+	}
+	return buf.String(), nil
 }
 
 // parseRetryAfter reads Retry-After as delay-seconds or an HTTP-date.

@@ -5,8 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
+
+// minItemBytes is about the smallest JSON an item takes with every key
+// present (the key names alone are over 300 bytes for an interaction).
+const minItemBytes = 256
 
 // list fetches every page of a listing, following meta.next_page_url until
 // it is null. It returns all items or an error, never part of a listing:
@@ -29,10 +34,10 @@ func list[T any](ctx context.Context, c *Client, serviceSID, listURL, key string
 			return nil, err
 		}
 		pages++
-		if out == nil {
-			// Most listings are one page; size for a full one.
-			out = make([]T, 0, min(c.cfg.PageSize, 1000))
-		}
+		// Room for the items the page can hold: no regrowth while decoding,
+		// yet a target with three interactions does not get a slice for a
+		// thousand on every poll.
+		out = slices.Grow(out, min(c.cfg.PageSize, len(body)/minItemBytes+1))
 		var next string
 		next, out, err = decodePage(body, key, out, item)
 		if err != nil {

@@ -1,6 +1,7 @@
 package twilio
 
 import (
+	"math/bits"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -143,6 +144,28 @@ var strTab = func() (t [256]bool) {
 	return t
 }()
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// specialBytes flags (in bit 7 of each byte) the bytes of x that strTab
+// marks: '"', '\\' and those below 0x20. It is the classic SWAR zero-byte
+// test; flags above the lowest one may be false, the lowest never is, and
+// the caller only uses the lowest.
+func specialBytes(x uint64) uint64 {
+	q := x ^ (lsb * '"')
+	b := x ^ (lsb * '\\')
+	return ((q-lsb)&^q | (b-lsb)&^b | (x-lsb*0x20)&^x) & msb
+}
+
+// load64 reads 8 bytes of s at i, little-endian (one load once compiled).
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // strEnd scans the string starting at d.i (its opening quote) and returns
 // the index of the closing quote and whether escapes occur, validating
 // the escapes on the way.
@@ -150,6 +173,15 @@ func (d *scanner) strEnd() (end int, escaped bool, err error) {
 	s := d.s
 	i := d.i + 1
 	for {
+		// Eight bytes at a time while nothing special shows (most
+		// strings are SIDs, URLs and dates), then byte by byte.
+		for i+8 <= len(s) {
+			if m := specialBytes(load64(s, i)); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
 		for i < len(s) && !strTab[s[i]] {
 			i++
 		}
