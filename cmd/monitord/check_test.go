@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const creds = "twilio: {account_sid: AC00000000000000000000000000000000, auth_token: secret-token}\n"
+	const target = "targets: [{service_sid: KS00000000000000000000000000000000, session_sid: KC00000000000000000000000000000000, participant_sid: KP00000000000000000000000000000000%s}]\n"
+	tests := []struct {
+		name, body string
+		code       int
+		want       []string // in stdout+stderr
+	}{
+		{"good", creds + strings.ReplaceAll(target, "%s", ""), exitOK, []string{"ok\n"}},
+		{"unknown key", creds + "bogus: 1\n" + strings.ReplaceAll(target, "%s", ""), exitUsage, []string{"bogus: unknown key"}},
+		{"bad values", "twilio: {account_sid: AC12, auth_token: secret-token}\nlog: {level: loud}\n" + strings.ReplaceAll(target, "%s", ""),
+			exitUsage, []string{"twilio.account_sid", "log.level"}},
+		{"sub-second schedule", creds + strings.ReplaceAll(target, "%s", `, schedule: "@every 100ms"`),
+			exitUsage, []string{"targets[0].schedule", "whole seconds"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := write(tc.name+".yaml", tc.body)
+			var out, errb bytes.Buffer
+			err := run(context.Background(), []string{"check", "-c", path}, &out, &errb)
+			code := exitCode(err, &errb)
+			all := out.String() + errb.String()
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d: %s", code, tc.code, all)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("output lacks %q:\n%s", w, all)
+				}
+			}
+			if strings.Contains(all, "secret-token") {
+				t.Error("secret in output")
+			}
+		})
+	}
+	var errb bytes.Buffer
+	if code := exitCode(run(context.Background(), []string{"check"}, &errb, &errb), &errb); code != exitUsage ||
+		!strings.Contains(errb.String(), "-c FILE is required") {
+		t.Errorf("no -c: exit %d %s", code, errb.String())
+	}
+}
