@@ -107,7 +107,8 @@ func BenchmarkDecodePage(b *testing.B) {
 		b.ReportAllocs()
 		defer reportCPU(b)()
 		for b.Loop() {
-			_, items, err := decodePage(body, "interactions", nil, decodeInteraction)
+			// Sized up front as list does: growth would be measured otherwise.
+			_, items, err := decodePage(body, "interactions", make([]Interaction, 0, 1000), decodeInteraction)
 			if err != nil || len(items) != 1000 {
 				b.Fatal(err)
 			}

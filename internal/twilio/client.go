@@ -279,6 +279,13 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// String names the Client by its base URL; the credentials it holds are
+// never printed (also with %+v and %#v).
+func (c *Client) String() string { return "twilio.Client(" + c.basePath + ")" }
+
+// GoString is String.
+func (c *Client) GoString() string { return c.String() }
+
 // Close releases idle connections of the Client's own transport.
 func (c *Client) Close() {
 	if c.own != nil {

@@ -421,9 +421,10 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg)} {
-		if strings.Contains(s, testSecret) {
-			t.Errorf("printed Config holds the secret: %s", s)
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg),
+		fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c)} {
+		if strings.Contains(s, testSecret) || strings.Contains(s, authz) {
+			t.Errorf("printed Config or Client holds the secret: %s", s)
 		}
 	}
 }

@@ -13,9 +13,10 @@ import (
 // (test with errors.Is); none of them is retried, because asking again gets
 // the same answer.
 var (
-	// ErrForeignHost: a next_page_url (or a redirect) points at a scheme or
-	// host other than the configured base URL. The client refuses to send
-	// credentials there.
+	// ErrForeignHost: a next_page_url points at a scheme or host other
+	// than the configured base URL, or carries userinfo. The client refuses
+	// to send credentials there. (Redirects are never followed at all: a
+	// 3xx is an *APIError.)
 	ErrForeignHost = errors.New("next page url leaves the base url's scheme and host")
 	// ErrPageLoop: a listing was sent to a page URL it had already fetched.
 	ErrPageLoop = errors.New("page loop: next page url was already fetched")
