@@ -47,6 +47,10 @@ type daemon struct {
 	admin   *admin.Server // nil when admin.listen is ""
 	sd      *systemd
 
+	// discovery merges discovered targets with the configured ones in
+	// front of the poller (discover_wiring.go, issue 8).
+	discovery *discovery
+
 	mu      sync.Mutex // serialises reloads
 	cfg     *config.Config
 	clients map[string]*accountClient
@@ -102,7 +106,12 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if err := pruneState(d.db, cfg, specs, log); err != nil {
 		return nil, err
 	}
-	if err := d.poller.SetTargets(specs); err != nil {
+	// Discovery (issue 8): every SetTargets goes through it, so configured
+	// and discovered targets are merged and each is polled once.
+	if d.discovery, err = newDiscovery(cfg, d.clients, d.poller, d.db, d.metrics.Registry(), log); err != nil {
+		return nil, err
+	}
+	if err := d.discovery.setTargets(cfg, d.clients, specs); err != nil {
 		return nil, err
 	}
 	d.metrics.SetSources(admin.Sources{
@@ -182,6 +191,8 @@ func (d *daemon) Run(ctx context.Context) error {
 		d.drain(d.cfg.Poll.ShutdownTimeout / 2)
 		cancelNotify()
 	})
+
+	d.discovery.addTo(&g) // issue 8: one actor per account with discover entries
 
 	if d.admin != nil {
 		actx, cancelAdmin := context.WithCancel(context.Background())

@@ -39,7 +39,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	specs := targetSpecs(cfg, clients)
-	if err := d.poller.SetTargets(specs); err != nil {
+	if err := d.discovery.setTargets(cfg, clients, specs); err != nil { // merged with discovered targets
 		for name, c := range clients {
 			if d.clients[name] != c {
 				c.client.Close()
