@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// long selects the full-scale runs: the measurements and the 20-kill crash
+// run. Without it the package runs the quick subset that CI guards.
+var long = flag.Bool("e2e.long", false, "run the full-scale scenarios (minutes each) and print their figures")
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	// goleak checks only the goroutines of this process: the simulator,
+	// the nats-server and the subscriber must all stop when a test ends.
+	// It calls os.Exit itself.
+	goleak.VerifyTestMain(cleanup{m})
+}
+
+// cleanup removes the built binary after the tests, whatever their result.
+type cleanup struct{ m *testing.M }
+
+func (c cleanup) Run() int {
+	code := c.m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	return code
+}
+
+// monitordBinary builds cmd/monitord once per test process from this
+// working tree, so every scenario runs the real binary as an operator would.
+func monitordBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "monitord-e2e-bin-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "monitord")
+		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goBin); err != nil {
+			goBin = "go"
+		}
+		cmd := exec.Command(goBin, "build", "-o", binPath, "../../cmd/monitord")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build ./cmd/monitord: %w\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// longOnly skips a measurement unless -e2e.long is given: each takes
+// minutes and keeps both cores busy, which CI must not pay for on every
+// commit. The skip message names the command that runs it.
+func longOnly(t *testing.T) {
+	t.Helper()
+	if !*long {
+		t.Skipf("a full-scale measurement: go test ./test/e2e -run 'TestScenario/%s' -e2e.long -v", filepath.Base(t.Name()))
+	}
+}
