@@ -45,7 +45,7 @@ type targetSetter interface {
 }
 
 // stateKeys is the state store's half that forgets targets discovery lost
-// track of while monitord was stopped.
+// track of while monitord was stopped (nil: forget nothing).
 type stateKeys interface {
 	Keys() ([]string, error)
 	Forget(keys ...string) error
@@ -199,7 +199,7 @@ func (x *discovery) SetDiscovered(serviceSID string, targets []twilio.Target) {
 		x.log.Error("apply discovered targets", zap.String("service", serviceSID), zap.Error(err))
 		return
 	}
-	if x.pruned[serviceSID] {
+	if x.pruned[serviceSID] || x.store == nil {
 		return
 	}
 	x.pruned[serviceSID] = true
@@ -272,4 +272,34 @@ func mergeSpecs(configured []poller.TargetSpec, discovered map[string][]twilio.T
 		out = append(out, spec)
 	}
 	return out, counts
+}
+
+// setterFunc adapts a function to targetSetter.
+type setterFunc func(specs []poller.TargetSpec) error
+
+func (f setterFunc) SetTargets(specs []poller.TargetSpec) error { return f(specs) }
+
+// discoverOnce runs one refresh of every discover entry and returns the
+// configured specs merged with what it found: for `monitord once`, whose
+// "every target" includes the discovered ones. A failed refresh is an
+// error here (once has no previous set to keep). It forgets no state.
+//
+//	specs, err := discoverOnce(ctx, cfg, clients, targetSpecs(cfg, clients), log)
+func discoverOnce(ctx context.Context, cfg *config.Config, clients map[string]*accountClient,
+	configured []poller.TargetSpec, log *zap.Logger) ([]poller.TargetSpec, error) {
+	var specs []poller.TargetSpec
+	keep := setterFunc(func(s []poller.TargetSpec) error { specs = s; return nil })
+	x, err := newDiscovery(cfg, clients, keep, nil, prometheus.NewRegistry(), log)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.setTargets(cfg, clients, configured); err != nil {
+		return nil, err
+	}
+	for _, d := range x.discoverers {
+		if err := d.Refresh(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return specs, nil
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/discover"
 	"github.com/monitord/monitord/internal/poller"
@@ -212,5 +214,50 @@ func TestDemoDiscoveryConfigValid(t *testing.T) {
 	}
 	if len(cfg.Discover) != 2 || len(cfg.Targets) != 0 {
 		t.Errorf("discover %d entries, targets %d; want 2 and 0", len(cfg.Discover), len(cfg.Targets))
+	}
+}
+
+// TestDiscoverOnce: one refresh, merged with the configured targets, for
+// `monitord once`; a failing API is an error.
+func TestDiscoverOnce(t *testing.T) {
+	sim, simURL := frozenSim(t, proxysim.Options{Seed: 9, Sessions: 2, Participants: 2})
+	svc := sim.Services()[0]
+	all := sim.Targets()
+	cfg := config.Default()
+	creds := sim.Credentials()
+	cfg.Twilio.BaseURL = simURL
+	cfg.Twilio.AccountSID, cfg.Twilio.APIKeySID = creds.AccountSID, creds.APIKeySID
+	cfg.Twilio.APIKeySecret = config.Secret(creds.APIKeySecret)
+	cfg.Twilio.Limits.MaxAttempts = 1
+	useDemoDiscovery(&cfg, []string{svc}) // clears cfg.Targets: set them after
+	cfg.Targets = []config.Target{{Source: config.DefaultSource, ServiceSID: svc, SessionSID: all[0].SessionSID, ParticipantSID: all[0].ParticipantSID}}
+	clients, err := buildClients(&cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range clients {
+			c.client.Close()
+		}
+	}()
+	specs, err := discoverOnce(context.Background(), &cfg, clients, targetSpecs(&cfg, clients), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := map[string]string{}
+	for _, s := range specs {
+		origin[s.Target.ParticipantSID] = s.Origin
+	}
+	if len(specs) != 4 || origin[all[0].ParticipantSID] != poller.OriginConfigured || origin[all[3].ParticipantSID] != poller.OriginDiscovered {
+		t.Errorf("specs by participant: %v; want 4, the first configured", origin)
+	}
+
+	cfg.Twilio.BaseURL = "http://127.0.0.1:1" // nothing listens there
+	bad, err := buildClients(&cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := discoverOnce(context.Background(), &cfg, bad, nil, zap.NewNop()); err == nil {
+		t.Error("discoverOnce succeeded against an unreachable API")
 	}
 }
