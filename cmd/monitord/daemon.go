@@ -188,7 +188,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		return d.pub.Run(nctx)
 	}, func(error) {
 		<-pollerDone
-		d.drain(d.cfg.Poll.ShutdownTimeout / 2)
+		d.drain(d.config().Poll.ShutdownTimeout / 2)
 		cancelNotify()
 	})
 

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/monitord/monitord/internal/proxysim"
+	"github.com/monitord/monitord/internal/twilio"
 )
 
 // testNATS runs a real nats-server with JetStream in the test process.
@@ -155,6 +156,29 @@ func followStream(t *testing.T, ctx context.Context, url string) *streamEvents {
 	}
 	t.Cleanup(cc.Stop)
 	return se
+}
+
+// deliveredSID lists a target through the real client and returns an
+// interaction whose outbound leg is not in an alert status.
+func deliveredSID(t *testing.T, ctx context.Context, base string, cr proxysim.Credentials, tg proxysim.Target) string {
+	t.Helper()
+	c, err := twilio.New(twilio.Config{BaseURL: base, AccountSID: cr.AccountSID, APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	list, err := c.ListInteractions(ctx, twilio.Target{Source: twilio.SourceParticipant,
+		ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range list {
+		if s := it.OutboundResourceStatus; s != "failed" && s != "undelivered" {
+			return it.SID
+		}
+	}
+	t.Fatal("no interaction outside the alert statuses")
+	return ""
 }
 
 // storedEvents counts the messages in the stream that are not heartbeats.
@@ -289,9 +313,14 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("/status: %d %s", c, body)
 	}
 
-	// Target 1 recovers: one target_recovered, however many polls failed.
+	// An existing message on target 0 fails: its status change and the
+	// failure. Target 1 recovers: one target_recovered, however many polls
+	// failed.
+	if err := sim.SetStatus(deliveredSID(t, ctx, simURL, sim.Credentials(), all[0]), proxysim.LegOutbound, "failed"); err != nil {
+		t.Fatal(err)
+	}
 	sim.SetTargetError(all[1], 0)
-	want = append(want, "target_recovered/"+p1)
+	want = append(want, "status_changed/"+p0, "failed/"+p0, "target_recovered/"+p1)
 	slices.Sort(want)
 	waitFor(t, "target_recovered", 20*time.Second, func() bool { return slices.Equal(se.kinds(), want) })
 
