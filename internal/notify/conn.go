@@ -87,7 +87,7 @@ func (p *Publisher) connect() (*nats.Conn, error) {
 		return nc, nil
 	}
 	if authError(err) {
-		return nil, fmt.Errorf("connect to nats %s: the server refused %s: %w", p.redactedURLs(), p.authMethod(), err)
+		return nil, fmt.Errorf("connect to NATS at %s: the server refused %s: %w", p.redactedURLs(), p.authMethod(), err)
 	}
 	p.log.Warn("nats unreachable; retrying in the background, events wait in the outbox",
 		zap.String("servers", p.redactedURLs()), zap.Error(err))
@@ -151,6 +151,7 @@ func (p *Publisher) onDisconnect(_ *nats.Conn, err error) {
 func (p *Publisher) onClosed(*nats.Conn) {
 	p.log.Info("nats connection closed")
 	p.kick(p.stateCh)
+	p.kick(p.closed)
 }
 
 func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {

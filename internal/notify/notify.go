@@ -45,6 +45,7 @@ type Publisher struct {
 
 	wake    chan struct{}
 	stateCh chan struct{}
+	closed  chan struct{} // the connection's last callback ran
 	running atomic.Bool
 
 	// link is the current connection (nil outside Run).
@@ -82,6 +83,7 @@ func New(cfg Config, ob Outbox, log *zap.Logger) (*Publisher, error) {
 		obs:     cfg.Observer,
 		wake:    make(chan struct{}, 1),
 		stateCh: make(chan struct{}, 1),
+		closed:  make(chan struct{}, 1),
 	}
 	opts, err := p.natsOptions()
 	if err != nil {
@@ -151,6 +153,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 		return errors.New("notify: Run called twice")
 	}
 	defer p.running.Store(false)
+	select {
+	case <-p.closed: // left from an earlier Run
+	default:
+	}
 	nc, err := p.connect()
 	if err != nil {
 		return err
@@ -171,6 +177,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 	defer func() {
 		p.link.Store(nil)
 		nc.Close()
+		// The client runs callbacks on its own goroutine; wait for the
+		// last one so nothing logs after Run returned.
+		select {
+		case <-p.closed:
+		case <-time.After(5 * time.Second):
+		}
 	}()
 
 	provisioned := l.js == nil

@@ -309,3 +309,22 @@ func TestDrainStateDB(t *testing.T) {
 		t.Fatalf("stream ids (-want +got):\n%s", diff)
 	}
 }
+
+// TestStopWhileDisconnected: Run started against a server that never
+// comes returns cleanly on cancel, and PublishNow refuses meanwhile.
+func TestStopWhileDisconnected(t *testing.T) {
+	probe := startServer(t, nil)
+	cfg := testConfig(probe)
+	probe.Shutdown()
+	probe.WaitForShutdown()
+	p := newPublisher(t, cfg, &memOutbox{})
+	stop := runPublisher(t, p)
+	if err := p.PublishNow(context.Background(), makeMsgs(t, 0, 1)[0]); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("PublishNow: %v, want ErrNotConnected", err)
+	}
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("stopped in %v", time.Since(start))
+}

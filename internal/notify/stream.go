@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -102,8 +103,11 @@ func (p *Publisher) provision(ctx context.Context, js jetstream.JetStream) error
 	return nil
 }
 
+// jetStreamOff: on a single server nothing answers the JetStream API when
+// JetStream is off (the client library reads "no responders" the same way).
 func jetStreamOff(err error) bool {
-	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
+		errors.Is(err, nats.ErrNoResponders)
 }
 
 func (p *Publisher) jetStreamOffError(err error) error {
