@@ -162,6 +162,11 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 		}
 	}
 
+	// A refresh that completed as shutdown began would hand a stopping
+	// poller a new set; the next start refreshes anyway.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	next, dropped := nextSet(st.targets, seen, now, e.Grace)
 
 	// Commit.
