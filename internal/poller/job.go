@@ -63,8 +63,7 @@ func recoverPoll(p *Poller, e *entry) cron.JobWrapper {
 // scheduled serves one activation of e: it waits for a worker (giving up
 // at shutdown or removal) and polls.
 func (p *Poller) scheduled(e *entry) {
-	fired := time.Now()
-	e.fired.Store(fired.UnixNano())
+	fired := time.Now() // cron fires the job at the activation time
 	p.mu.Lock()
 	runCtx, stopped := p.runCtx, p.stopped
 	p.mu.Unlock()

@@ -19,8 +19,8 @@ import (
 type entry struct {
 	key      string
 	spec     atomic.Pointer[TargetSpec] // replaced in place on reload
-	schedule string                     // the spec in force ("" resolved to the default)
-	sched    cron.Schedule              // parsed, not yet spread
+	schedule string                     // the spec in force; guarded by Poller.mu
+	sched    cron.Schedule              // parsed, not yet spread; guarded by Poller.mu
 	job      cron.Job                   // built once: the skip lock survives rescheduling
 	id       cron.EntryID               // valid while scheduled
 	ctx      context.Context            // cancelled when the target is removed
@@ -29,8 +29,7 @@ type entry struct {
 	// running is held from activation to the end of the poll, waiting for
 	// a worker included; skipIfRunning TryLocks it.
 	running sync.Mutex
-	fired   atomic.Int64 // unix nanos of the activation being served
-	runs    atomic.Uint64
+	runs    atomic.Uint64 // activations, for NotFoundEvery
 
 	mu     sync.Mutex // guards the fields below
 	polled bool
@@ -195,27 +194,31 @@ func (p *Poller) spread(e *entry, now time.Time) cron.Schedule {
 
 // Status returns every target's status, sorted by key.
 func (p *Poller) Status() []TargetStatus {
+	type item struct {
+		e        *entry
+		schedule string
+	}
 	p.mu.Lock()
-	list := make([]*entry, 0, len(p.entries))
+	list := make([]item, 0, len(p.entries))
 	for _, e := range p.entries {
-		list = append(list, e)
+		list = append(list, item{e, e.schedule})
 	}
 	p.mu.Unlock()
 	out := make([]TargetStatus, 0, len(list))
-	for _, e := range list {
-		out = append(out, e.status())
+	for _, it := range list {
+		out = append(out, it.e.status(it.schedule))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
 }
 
-func (e *entry) status() TargetStatus {
+func (e *entry) status(schedule string) TargetStatus {
 	spec := e.spec.Load()
 	t := spec.Target
 	st := TargetStatus{
 		Key: e.key, Source: string(t.Source), ServiceSID: t.ServiceSID, SessionSID: t.SessionSID,
 		ParticipantSID: t.ParticipantSID, Account: spec.Account, Origin: spec.Origin,
-		Schedule: e.schedule, Labels: spec.Labels, Health: HealthUnknown,
+		Schedule: schedule, Labels: spec.Labels, Health: HealthUnknown,
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
