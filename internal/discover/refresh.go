@@ -244,7 +244,7 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 			defer func() { <-sem }()
 			ps, err := d.cfg.Lister.ListParticipants(lctx, st.entry.ServiceSID, s.SID)
 			results[i] = result{ps, err}
-			if err != nil && !isNotFound(err) {
+			if err != nil && !twilio.IsNotFound(err) {
 				cancel()
 			}
 		}()
@@ -264,7 +264,7 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 			st.sessions[s.SID] = &sessionCache{participants: present(r.ps), listedAt: listedAt}
 			continue
 		}
-		if isNotFound(r.err) {
+		if twilio.IsNotFound(r.err) {
 			res.ParticipantLists++
 			gone[s.SID] = true
 			delete(st.sessions, s.SID)
