@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,6 +149,34 @@ func BenchmarkDiffSaveChanged(b *testing.B) {
 			b.Fatal("no event from a changed listing")
 		}
 	}
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(b.N*benchPerTarget)/el, "interactions/s")
+	b.ReportMetric(float64(b.N)/el, "commits/s")
+}
+
+// BenchmarkDiffSaveChangedParallel is BenchmarkDiffSaveChanged with 32
+// polls in flight, as the poller runs them: concurrent commits share bbolt
+// transactions and fsyncs (Options.CommitBatch).
+func BenchmarkDiffSaveChangedParallel(b *testing.B) {
+	const targets = 256
+	db := benchDB(b)
+	seed(b, db, targets, benchPerTarget)
+	statuses := []string{"sent", "delivered"}
+	var nextTarget atomic.Int64
+	b.SetParallelism(16) // × GOMAXPROCS goroutines, each with its own target
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		tn := int(nextTarget.Add(1)-1) % targets
+		listings := [2][]twilio.Interaction{benchListing(tn, benchPerTarget, statuses[0]), benchListing(tn, benchPerTarget, statuses[1])}
+		for round := 0; pb.Next(); round++ {
+			if n := pollOnce(b, db, tn, listings[round%2], t0.Add(time.Duration(round)*time.Second)); n == 0 {
+				b.Error("no event from a changed listing")
+				return
+			}
+		}
+	})
 	el := time.Since(start).Seconds()
 	b.ReportMetric(float64(b.N*benchPerTarget)/el, "interactions/s")
 	b.ReportMetric(float64(b.N)/el, "commits/s")

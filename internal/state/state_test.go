@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -342,5 +343,68 @@ func TestEmptyKeyRefused(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	if err := db.Commit("", TargetState{}, nil); err == nil {
 		t.Fatal("empty key accepted")
+	}
+}
+
+// Concurrent commits share transactions (bbolt's Batch); one refused for a
+// full outbox must not take the others down with it, and the counters
+// must stay exact.
+func TestConcurrentCommits(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{MaxOutboxEvents: 150})
+	const workers, each = 16, 20
+	type result struct {
+		w   int
+		key string
+		ok  []int
+	}
+	results := make(chan result, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			tg := target(w)
+			res := result{w: w, key: tg.Key()}
+			for i := 0; i < each; i++ {
+				snap := diff.Snapshot{Baselined: true, Entries: []diff.Entry{{SID: fmt.Sprintf("KI%032x", i)}}}
+				msg := event.Message{ID: fmt.Sprintf("%d-%d", w, i), Subject: "s", Data: []byte("d")}
+				err := db.Commit(tg.Key(), TargetState{Snapshot: snap}, []event.Message{msg})
+				switch {
+				case err == nil:
+					res.ok = append(res.ok, i)
+				case !errors.Is(err, ErrOutboxFull):
+					t.Errorf("commit: %v", err)
+				}
+			}
+			results <- res
+		}()
+	}
+	var okIDs []string
+	for w := 0; w < workers; w++ {
+		res := <-results
+		ts, _, err := db.Load(res.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.ok) > 0 {
+			// The stored snapshot is the last accepted commit's.
+			last := res.ok[len(res.ok)-1]
+			if _, ok := ts.Snapshot.Find(fmt.Sprintf("KI%032x", last)); !ok || ts.Snapshot.Len() != 1 {
+				t.Fatalf("%s: snapshot %+v, last accepted %d", res.key, ts.Snapshot, last)
+			}
+		}
+		for _, i := range res.ok {
+			okIDs = append(okIDs, fmt.Sprintf("%d-%d", res.w, i))
+		}
+	}
+	if len(okIDs) != 150 {
+		t.Fatalf("%d commits accepted, want exactly the bound 150", len(okIDs))
+	}
+	recs, _ := db.Peek(0, 0)
+	got := ids(recs)
+	slices.Sort(got)
+	slices.Sort(okIDs)
+	if d := cmp.Diff(okIDs, got); d != "" {
+		t.Fatalf("outbox holds other than the accepted events (-accepted +outbox):\n%s", d)
+	}
+	if n, _, _, _ := db.OutboxStats(); n != 150 {
+		t.Fatalf("counter %d", n)
 	}
 }

@@ -158,7 +158,17 @@ func (db *DB) commit(key string, snap []byte, h Health, msgs []event.Message) er
 		}
 	}
 	hb := appendHealth(nil, h)
-	err := db.db.Update(func(tx *bolt.Tx) error {
+	// A lone commit writes at once; while other commits are writing too,
+	// it joins a batch to share their transaction and fsync (see
+	// Options.CommitBatch). Batch may run the function more than once (when
+	// another commit in the batch fails, the rest are retried): it only
+	// writes within tx.
+	write := db.db.Update
+	if db.writers.Add(1) > 1 {
+		write = db.db.Batch
+	}
+	defer db.writers.Add(-1)
+	err := write(func(tx *bolt.Tx) error {
 		if snap != nil {
 			sb := tx.Bucket(bucketSnapshots)
 			if !bytes.Equal(sb.Get(k), snap) {
