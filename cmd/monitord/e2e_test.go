@@ -343,6 +343,20 @@ func TestEndToEnd(t *testing.T) {
 	slices.Sort(want)
 	waitFor(t, "the added target's events", 20*time.Second, func() bool { return slices.Equal(se.kinds(), want) })
 
+	// An invalid config on SIGHUP is refused and the running one kept.
+	if err := os.WriteFile(cfgPath, []byte("twilio: {account_sid: AC12}\nbogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the invalid reload to be refused", 20*time.Second, func() bool {
+		return strings.Contains(logs.String(), "reload: config invalid, keeping the running one")
+	})
+	if _, body := httpGet(base + "/status"); !strings.Contains(body, `"targets": 3`) {
+		t.Errorf("targets changed by an invalid reload: %.300s", body)
+	}
+
 	// SIGTERM: main cancels the context; run returns nil, exit 0.
 	cancel()
 	select {
