@@ -162,8 +162,8 @@ func TestDeletedBetweenLists(t *testing.T) {
 	w.fault(initial[0].SessionSID+"/Participants", http.StatusNotFound)
 	mustRefresh(t, d)
 	wantSet(t, rec, svc, initial)
-	if r := rec.last(); r.InGrace != 2 || r.SessionsClosed != 1 {
-		t.Errorf("in grace=%d closed=%d, want 2, 1", r.InGrace, r.SessionsClosed)
+	if r := rec.last(); r.InGrace != 2 || r.SessionsClosed != 1 || r.SessionsSeen != 1 {
+		t.Errorf("in grace=%d closed=%d seen=%d, want 2, 1, 1", r.InGrace, r.SessionsClosed, r.SessionsSeen)
 	}
 }
 

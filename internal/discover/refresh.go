@@ -141,7 +141,6 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 		}
 		plans = append(plans, plan{session: s, sight: sight})
 	}
-	res.SessionsSeen = len(live)
 
 	if e.Source == twilio.SourceParticipant {
 		gone, err := d.listParticipants(ctx, st, plans, res)
@@ -161,6 +160,8 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 			delete(live, sid)
 		}
 	}
+
+	res.SessionsSeen = len(live)
 
 	// A refresh that completed as shutdown began would hand a stopping
 	// poller a new set; the next start refreshes anyway.
