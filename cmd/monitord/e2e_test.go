@@ -22,10 +22,18 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
 )
+
+// noLeaks checks, after every cleanup of the test has run, that the
+// goroutines the test started (daemon, servers, clients) are all gone.
+func noLeaks(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+}
 
 // testNATS runs a real nats-server with JetStream in the test process.
 func testNATS(t *testing.T) *server.Server {
@@ -267,6 +275,7 @@ func (s *syncBuffer) String() string {
 // exactly the expected events, SIGHUP adds a target, and cancelling the
 // context (what SIGTERM does in main) returns nil: exit 0.
 func TestEndToEnd(t *testing.T) {
+	noLeaks(t)
 	ns := testNATS(t)
 	sim, simURL := frozenSim(t, proxysim.Options{Seed: 42, Sessions: 2, Participants: 2, Interactions: 3})
 	all := sim.Targets()

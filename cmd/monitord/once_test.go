@@ -40,6 +40,7 @@ func startSimulate(t *testing.T, args ...string) string {
 // simulate>` prints the events of a first poll as CloudEvents JSON lines,
 // creates no state file and publishes nothing.
 func TestOnceDryRunChangesNothing(t *testing.T) {
+	noLeaks(t)
 	ns := testNATS(t)
 	cfgPath := startSimulate(t, "--seed", "3", "--sessions", "2", "--targets", "4", "--failure-rate", "0.5")
 	statePath := filepath.Join(t.TempDir(), "state.db")
@@ -94,6 +95,7 @@ func TestOnceDryRunChangesNothing(t *testing.T) {
 // file, prints the events, and drains them to JetStream; a second once
 // prints nothing (nothing changed) and delivers nothing new.
 func TestOnceCommitsAndDelivers(t *testing.T) {
+	noLeaks(t)
 	ns := testNATS(t)
 	cfgPath := startSimulate(t, "--seed", "3", "--sessions", "2", "--targets", "4", "--failure-rate", "0.5",
 		"--interaction-every", "0")
