@@ -149,27 +149,3 @@ func FuzzDiff(f *testing.F) {
 		}
 	})
 }
-
-// FuzzUnmarshal: arbitrary bytes never panic, and whatever decodes
-// re-encodes to exactly the same bytes (one encoding per snapshot, so
-// comparing encodings is comparing snapshots).
-func FuzzUnmarshal(f *testing.F) {
-	s, _ := baselinedSnapshot().MarshalBinary()
-	f.Add(s)
-	f.Add([]byte{1, 0, 0})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var dec Snapshot
-		if err := dec.UnmarshalBinary(b); err != nil {
-			return
-		}
-		out, _ := dec.MarshalBinary()
-		if !bytes.Equal(out, b) {
-			t.Fatalf("decoded %x, re-encoded %x", b, out)
-		}
-	})
-}
-
-func baselinedSnapshot() Snapshot {
-	_, s := Diff(testTarget, Snapshot{}, []twilio.Interaction{ix(1, "received", "queued", t0), ix(2, "failed", "weird", time.Time{})}, t0, DefaultRules())
-	return s
-}

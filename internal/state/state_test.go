@@ -408,3 +408,51 @@ func TestConcurrentCommits(t *testing.T) {
 		t.Fatalf("counter %d", n)
 	}
 }
+
+// The baseline is recorded once: after a restart the target is not
+// baselined again (which would silence changes and re-page recent failures).
+func TestBaselineAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := target(1)
+	first := poll(t, db, tg, []twilio.Interaction{ix(1, "delivered", t0.Add(-time.Hour)), ix(2, "failed", t0.Add(-time.Minute)), ix(3, "failed", t0.Add(-time.Hour))}, t0)
+	if d := cmp.Diff([]string{event.InteractionID(ix(2, "", t0).SID, event.Failed, event.Outbound, "failed")}, ids(first)); d != "" {
+		t.Fatalf("baseline events (-want +got):\n%s", d)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, path, Options{})
+	ts, found, err := db.Load(tg.Key())
+	if err != nil || !found || !ts.Snapshot.Baselined {
+		t.Fatalf("after restart: found=%v baselined=%v err=%v", found, ts.Snapshot.Baselined, err)
+	}
+	// The same listing (and a fresh failure) after the restart: only the change.
+	again := poll(t, db, tg, []twilio.Interaction{ix(1, "undelivered", t0), ix(2, "failed", t0.Add(-time.Minute)), ix(3, "failed", t0.Add(-time.Hour))}, t0.Add(time.Minute))
+	want := []string{
+		event.InteractionID(ix(1, "", t0).SID, event.StatusChanged, event.Outbound, "undelivered"),
+		event.InteractionID(ix(1, "", t0).SID, event.Failed, event.Outbound, "undelivered"),
+	}
+	if d := cmp.Diff(want, ids(again)); d != "" {
+		t.Fatalf("after restart (-want +got):\n%s", d)
+	}
+}
+
+func TestDamagedValueNamesTarget(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	tg := target(1)
+	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
+	err := db.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSnapshots).Put([]byte(tg.Key()), []byte{9, 9, 9})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = db.Load(tg.Key())
+	if err == nil || !strings.Contains(err.Error(), tg.Key()) || !errors.Is(err, diff.ErrEncoding) {
+		t.Fatalf("err = %v", err)
+	}
+}
