@@ -209,6 +209,24 @@ func TestPaging(t *testing.T) {
 		t.Errorf("listing across an insert: %d items, want 26", got)
 	}
 
+	// Sessions and session Interactions serve at most 100 per page.
+	big := e.list(sessionPath(tg) + "?PageSize=1000")
+	if len(big.Interactions) != 76 || big.Meta["page_size"] != 100.0 {
+		t.Errorf("session list at PageSize=1000: %d items, page_size %v", len(big.Interactions), big.Meta["page_size"])
+	}
+	e3 := newEnv(t, proxysim.Options{Interactions: 60, Participants: 3})
+	capped := e3.list(sessionPath(e3.sim.Targets()[0]) + "?PageSize=1000")
+	if len(capped.Interactions) != 100 || capped.Meta["page_size"] != 100.0 || capped.Meta["next_page_url"] == nil {
+		t.Errorf("capped page: %d items, meta %v", len(capped.Interactions), capped.Meta)
+	}
+	if all, pages := e3.listAll(sessionPath(e3.sim.Targets()[0]) + "?PageSize=1000"); len(all) != 180 || pages != 2 {
+		t.Errorf("capped listing: %d items in %d pages", len(all), pages)
+	}
+	e4 := newEnv(t, proxysim.Options{Interactions: 60, Participants: 3, Uncapped: true})
+	if n := len(e4.list(sessionPath(e4.sim.Targets()[0]) + "?PageSize=1000").Interactions); n != 180 {
+		t.Errorf("Uncapped: %d items, want 180", n)
+	}
+
 	sess, _ := e.listAll(sessionPath(tg) + "?PageSize=4")
 	if len(sess) != 3*25+1 {
 		t.Errorf("session listing: %d items, want 76", len(sess))

@@ -281,6 +281,12 @@ func (rd *renderer) list(dst []byte, r *http.Request, rt route, ses session) ([]
 	if bad != "" {
 		return dst, http.StatusBadRequest, codeBadParameter, bad
 	}
+	if (rt.ep == EndpointSessions || rt.ep == EndpointInteractions) && !s.o.Uncapped {
+		// "A maximum of 100 records will be returned per page", say these
+		// two list descriptions, while PageSize allows 1000. meta.page_size
+		// and the page URLs carry the size actually served.
+		pg.size = min(pg.size, 100)
+	}
 	var keys []uint64
 	var name string
 	switch rt.ep {

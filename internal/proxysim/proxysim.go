@@ -76,6 +76,11 @@ type Options struct {
 	// limit, code 20429); 0 is unlimited.
 	MaxConcurrent int
 
+	// Uncapped serves PageSize items per page on every list. By default the
+	// Sessions and session Interactions lists serve at most 100, as their
+	// descriptions in the spec say.
+	Uncapped bool
+
 	// Faults are injected from the start; SetFaults changes them.
 	Faults Faults
 }
