@@ -36,8 +36,15 @@ func CheckSID(field, prefix, s string) error {
 	return fmt.Errorf("%s: %q does not match ^%s[0-9a-fA-F]{32}$", field, s, p)
 }
 
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
+// isHex is a table lookup: SIDs are checked for every field of every
+// decoded interaction, 32 digits each.
+func isHex(c byte) bool { return hexDigit[c] }
+
+var hexDigit = func() (t [256]bool) {
+	for _, r := range "0123456789abcdefABCDEF" {
+		t[r] = true
+	}
+	return t
+}()
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
