@@ -22,6 +22,10 @@ const (
 // exist (or no longer does).
 var ErrNotFound = errors.New("not found")
 
+// ErrSessionClosed is returned by AddInteraction on a closed session, which
+// takes no new interactions.
+var ErrSessionClosed = errors.New("session closed")
+
 // edits are the only stored part of the world: what tests changed.
 type edits struct {
 	opened          map[ixKey]openedSession
@@ -116,6 +120,9 @@ func (s *Sim) AddInteraction(t Target, status string) (string, error) {
 	ses, ok := s.sessionAt(k, now)
 	if !ok || int(k.part) >= ses.participants {
 		return "", fmt.Errorf("add interaction: target %s: %w", t, ErrNotFound)
+	}
+	if ses.closed != 0 {
+		return "", fmt.Errorf("add interaction: target %s: %w", t, ErrSessionClosed)
 	}
 	s.ed.nextInteraction++
 	k.idx = addedFlag | s.ed.nextInteraction
@@ -290,9 +297,10 @@ type Change struct {
 }
 
 // Changes returns every change the world made up to now — generated
-// statuses and edits alike — ordered by time, then interaction SID. It walks
-// the whole world: meant for comparing a test run's events against, not for
-// hot paths.
+// statuses and edits alike — ordered by time, then interaction SID. Sessions
+// deleted by DeleteSession are left out entirely (their resources are gone).
+// It walks the whole world: meant for comparing a test run's events
+// against, not for hot paths.
 func (s *Sim) Changes() []Change {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

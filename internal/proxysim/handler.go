@@ -43,9 +43,10 @@ type route struct {
 	ok      bool // every SID in the path names something that can exist
 }
 
-// parseRoute maps a path onto an endpoint. A path of no known shape returns
-// ep == ""; one of a known shape whose SIDs the world never issued returns
-// ok == false (404, but still counted against the endpoint's limit).
+// parseRoute maps a path onto an endpoint. A path of no known shape, or of
+// an unknown Service, returns ep == ""; one of a known shape whose other SIDs
+// the world never issued returns ok == false (404, but still counted against
+// the endpoint's limit, as Twilio counts every request).
 func (s *Sim) parseRoute(path string) route {
 	rest, found := strings.CutPrefix(path, "/v1/Services/")
 	if !found {
@@ -73,12 +74,13 @@ func (s *Sim) parseRoute(path string) route {
 	default:
 		return route{}
 	}
-	rt.service = seg[0]
 	svc, ok := s.seal.parseSID("KS", kindService, seg[0])
 	if !ok || int(svc.svc) >= s.o.Services {
-		return rt
+		// No such Service: 404 before the limiter, which keeps state per
+		// Service and must not grow with whatever SIDs a client makes up.
+		return route{}
 	}
-	rt.key = svc
+	rt.service, rt.key = seg[0], svc
 	if len(seg) >= 3 {
 		k, ok := s.seal.parseSID("KC", kindSession, seg[2])
 		if !ok || k.svc != svc.svc {

@@ -224,7 +224,10 @@ func TestEdits(t *testing.T) {
 	if len(statusOf(e, tg)) != 4 {
 		t.Error("closed session's listing changed")
 	}
-	if _, err := e.sim.AddInteraction(tgs[1], ""); err != nil {
+	if _, err := e.sim.AddInteraction(tgs[1], ""); !errors.Is(err, proxysim.ErrSessionClosed) {
+		t.Errorf("AddInteraction on a closed session: %v", err)
+	}
+	if _, err := e.sim.AddInteraction(tgs[2], ""); err != nil {
 		t.Error(err)
 	}
 
