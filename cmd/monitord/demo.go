@@ -3,9 +3,376 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/monitord/monitord/internal/config"
+	"github.com/monitord/monitord/internal/proxysim"
 )
 
-func cmdDemo(context.Context, []string, io.Writer, io.Writer) error {
-	return errors.New("demo: not implemented yet")
+// demoOptions are monitord demo's flags.
+type demoOptions struct {
+	duration    time.Duration // 0: until Ctrl-C
+	seed        uint64
+	targets     int
+	failureRate float64
+	schedule    string
+	discover    bool
+	verbose     bool
+
+	// tempParent is where the demo's temp dir is made ("" : the system's);
+	// the test points it at its own dir to check that nothing is left.
+	tempParent string
+}
+
+func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
+	o := demoOptions{}
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	fs.Uint64Var(&o.seed, "seed", 1, "simulated world `seed`: the same seed gives the same SIDs and messages")
+	fs.IntVar(&o.targets, "targets", 6, "participants in the simulated world at start (`N`, 1-200; with discovery, more come as sessions open)")
+	fs.Float64Var(&o.failureRate, "failure-rate", 0.2, "fraction of simulated messages that fail or go undelivered (0-1)")
+	fs.StringVar(&o.schedule, "schedule", "@every 2s", "poll schedule (cron spec) of every target")
+	fs.BoolVar(&o.discover, "discover", true, "find targets by listing the simulated Services' sessions, which open and close as the demo runs; false: watch a fixed list")
+	fs.BoolVar(&o.verbose, "verbose", false, "log the daemon at info level (default: warnings only)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: monitord demo [--duration D] [--seed N] [--targets N] [--failure-rate F]")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "Runs the Proxy API simulator, an embedded NATS server with JetStream and the real")
+		fmt.Fprintln(stderr, "monitord pipeline in one process, and prints each event as it comes back from NATS.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, usagef("demo: %v", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, usagef("demo: takes no arguments, got %q", fs.Args())
+	case o.duration < 0:
+		return o, usagef("demo: --duration must not be negative, got %s", o.duration)
+	case o.targets < 1 || o.targets > maxDemoTargets:
+		return o, usagef("demo: --targets must be between 1 and %d, got %d", maxDemoTargets, o.targets)
+	case !(o.failureRate >= 0 && o.failureRate <= 1):
+		return o, usagef("demo: --failure-rate must be between 0 and 1, got %g", o.failureRate)
+	}
+	if _, err := config.CronParser.Parse(o.schedule); err != nil {
+		return o, usagef("demo: --schedule %q: %v", o.schedule, err)
+	}
+	return o, nil
+}
+
+// maxDemoTargets keeps the demo a demo: the simulator's rate limit and a
+// readable screen both end well before this.
+const maxDemoTargets = 200
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseDemoFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	_, err = runDemo(ctx, o, stdout, stderr)
+	return err
+}
+
+// runDemo runs the demo until ctx is done and returns what it saw. Ctrl-C
+// (or --duration running out) is the normal end: it returns nil, with every
+// part stopped and the temp dir removed.
+func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*demoStats, error) {
+	dir, err := os.MkdirTemp(o.tempParent, "monitord-demo-")
+	if err != nil {
+		return nil, fmt.Errorf("demo: temp dir: %w", err)
+	}
+	// Registered first, so it runs last: after the state file, the NATS
+	// store and the simulator are all closed.
+	defer os.RemoveAll(dir)
+
+	sim := newDemoSim(o)
+	srv, err := sim.Start()
+	if err != nil {
+		return nil, fmt.Errorf("demo: simulator: %w", err)
+	}
+	defer srv.Close()
+
+	ns, err := startEmbeddedNATS(filepath.Join(dir, "jetstream"))
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+
+	cfg := demoConfig(o, sim, srv.URL, ns.ClientURL(), dir)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("demo: config: %w", err)
+	}
+	level := "warn"
+	if o.verbose {
+		level = "info"
+	}
+	log, err := newLogger(config.Log{Level: level, Format: "console"}, stderr, false)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = log.Sync() }()
+
+	d, err := startDaemon(ctx, cfg, log, daemonOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	stats := newDemoStats()
+	p := newEventPrinter(stdout, false)
+	p.seen = stats.event
+	printDemoBanner(p, o, cfg, sim, srv.URL, ns.ClientURL(), d.AdminAddr())
+
+	daemonCtx, stopDaemon := context.WithCancel(context.Background())
+	defer stopDaemon()
+	daemonDone := make(chan error, 1)
+	go func() { daemonDone <- d.Run(daemonCtx) }()
+
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("monitord demo"))
+	if err != nil {
+		stopDaemon()
+		<-daemonDone
+		return nil, fmt.Errorf("demo: connect nats: %w", err)
+	}
+	defer nc.Close()
+
+	// The publisher creates the stream when it starts; follow it from its
+	// first message, so that events published before this subscription
+	// existed are shown too.
+	unsubscribe, err := followDemoStream(ctx, nc, cfg.NATS.Stream.Name, cfg.NATS.SubjectPrefix, p, stderr, daemonDone)
+	if err != nil {
+		stopDaemon()
+		if derr := drainDone(daemonDone); derr != nil {
+			err = derr
+		}
+		if ctx.Err() != nil && err == nil {
+			return stats, nil
+		}
+		return stats, fmt.Errorf("demo: %w", err)
+	}
+	defer unsubscribe()
+
+	reportCtx, stopReport := context.WithCancel(context.Background())
+	reportDone := make(chan struct{})
+	go func() {
+		defer close(reportDone)
+		reportPolls(reportCtx, d, p, stats)
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-daemonDone:
+		daemonDone = nil
+	}
+	// Stop in order: the reporter reads the state file the daemon closes.
+	stopReport()
+	<-reportDone
+	stopDaemon()
+	if daemonDone != nil {
+		runErr = <-daemonDone
+	}
+	if runErr != nil {
+		return stats, fmt.Errorf("demo: daemon: %w", runErr)
+	}
+	// The daemon drained its outbox on the way out; let the subscription
+	// print what is still on its way, then summarise.
+	held := waitCaughtUp(nc, cfg.NATS.Stream.Name, stats, 5*time.Second)
+	p.line(stats.summary(held))
+	return stats, nil
+}
+
+// drainDone waits for the daemon to stop and returns its error.
+func drainDone(done <-chan error) error {
+	if done == nil {
+		return nil
+	}
+	return <-done
+}
+
+// newDemoSim builds a world small enough to read on one screen and busy
+// enough that something happens every few seconds: two Services, two
+// participants per session, a short backlog (some of it still in flight,
+// some recently failed) and a new message per participant every 8 s.
+func newDemoSim(o demoOptions) *proxysim.Sim {
+	services := 2
+	if o.targets == 1 {
+		services = 1
+	}
+	const participants = 2
+	perSession := services * participants
+	opts := proxysim.Options{
+		Seed:             o.seed,
+		Services:         services,
+		Sessions:         (o.targets + perSession - 1) / perSession,
+		Participants:     participants,
+		Interactions:     6,
+		BacklogGap:       20 * time.Second,
+		InteractionEvery: 8 * time.Second,
+		FailureRate:      o.failureRate,
+		StuckRate:        0.05,
+	}
+	if o.discover {
+		withDemoSessionChurn(&opts)
+	}
+	return proxysim.New(opts)
+}
+
+// demoConfig is the config a user would write for the simulator, with a
+// fast schedule, and baseline.alert_recent long enough that the backlog's
+// recent failures are reported on the first poll instead of recorded
+// silently: the demo shows a failure within seconds.
+func demoConfig(o demoOptions, sim *proxysim.Sim, simURL, natsURL, dir string) *config.Config {
+	cfg := config.Default()
+	cfg.Instance = "demo"
+	creds := sim.Credentials()
+	cfg.Twilio.BaseURL = simURL
+	cfg.Twilio.AccountSID = creds.AccountSID
+	cfg.Twilio.APIKeySID = creds.APIKeySID
+	cfg.Twilio.APIKeySecret = config.Secret(creds.APIKeySecret)
+	cfg.Twilio.Limits.RequestTimeout = 10 * time.Second
+	cfg.Twilio.Limits.MaxBackoff = 2 * time.Second
+	for i, t := range sim.Targets() {
+		if i == o.targets {
+			break
+		}
+		cfg.Targets = append(cfg.Targets, config.Target{
+			Source: config.DefaultSource, ServiceSID: t.ServiceSID, SessionSID: t.SessionSID, ParticipantSID: t.ParticipantSID,
+		})
+	}
+	if o.discover {
+		// Discovery finds the sessions above and every one opened later.
+		useDemoDiscovery(&cfg, sim.Services())
+		for i := range cfg.Discover {
+			cfg.Discover[i].PollSchedule = o.schedule
+		}
+	}
+	cfg.Poll.Schedule = o.schedule
+	cfg.Poll.Timeout = 30 * time.Second
+	cfg.Poll.HeartbeatInterval = 10 * time.Second
+	cfg.Poll.ShutdownTimeout = 4 * time.Second
+	cfg.Rules.StuckAfter = 30 * time.Second
+	cfg.Rules.Baseline.AlertRecent = 10 * time.Minute
+	cfg.State.Path = filepath.Join(dir, "state.db")
+	cfg.NATS.URLs = []string{natsURL}
+	cfg.NATS.Name = "monitord demo"
+	cfg.NATS.Stream.MaxAge = time.Hour
+	cfg.NATS.Stream.Duplicates = 10 * time.Minute
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Log = config.Log{Level: "warn", Format: "console"}
+	return &cfg
+}
+
+func printDemoBanner(p *eventPrinter, o demoOptions, cfg *config.Config, sim *proxysim.Sim, simURL, natsURL, adminAddr string) {
+	until := "Ctrl-C to stop"
+	if o.duration > 0 {
+		until = "stops after " + o.duration.String() + " (or Ctrl-C)"
+	}
+	p.line("monitord demo: simulated Twilio Proxy API, embedded NATS JetStream and the monitord daemon in one process")
+	if o.discover {
+		p.line(fmt.Sprintf("  targets discovered in %d simulated Services (a session opens in each every %s and closes after %s)",
+			len(cfg.Discover), demoSessionOpenEvery, demoSessionLifetime))
+	} else {
+		p.line(fmt.Sprintf("  %d targets", len(cfg.Targets)))
+	}
+	p.line(fmt.Sprintf("  polled %s; seed %d, failure rate %g; %s", o.schedule, o.seed, o.failureRate, until))
+	p.line("")
+	p.line("  NATS       " + natsURL)
+	p.line("             follow from another terminal: go run ./cmd/monitord tail --nats " + natsURL)
+	p.line("  simulator  " + simURL)
+	if ts := sim.Targets(); len(ts) > 0 {
+		t, c := ts[0], sim.Credentials()
+		p.line(fmt.Sprintf("             curl -u %s:%s %s/v1/Services/%s/Sessions/%s/Participants/%s/MessageInteractions",
+			c.APIKeySID, c.APIKeySecret, simURL, t.ServiceSID, t.SessionSID, t.ParticipantSID))
+	}
+	if adminAddr != "" {
+		p.line("  admin      http://" + adminAddr + "/metrics  /status  /readyz")
+	}
+	p.line("")
+}
+
+// followDemoStream waits for the daemon's publisher to create the stream,
+// then follows it through tail's subscription from the stream's start. It
+// gives up when ctx ends or the daemon stops.
+func followDemoStream(ctx context.Context, nc *nats.Conn, stream, prefix string, p *eventPrinter, stderr io.Writer, daemonDone <-chan error) (func(), error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.Stream(sctx, stream)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case derr := <-daemonDone:
+			if derr == nil {
+				derr = errors.New("daemon stopped")
+			}
+			return nil, derr
+		case <-deadline:
+			return nil, fmt.Errorf("stream %s not created within 30s: %w", stream, err)
+		case <-tick.C:
+		}
+	}
+	o := tailOptions{subject: prefix + ".>", stream: stream, all: true}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "demo: "+format+"\n", a...) }
+	stop, _, err := subscribe(ctx, nc, o, p, logf)
+	return stop, err
+}
+
+// waitCaughtUp waits, up to max, until the subscription has printed every
+// message the stream holds, and returns how many it holds.
+func waitCaughtUp(nc *nats.Conn, stream string, stats *demoStats, max time.Duration) uint64 {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	held := info.State.Msgs
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for stats.received() < held {
+		select {
+		case <-ctx.Done():
+			return held
+		case <-tick.C:
+		}
+	}
+	return held
 }

@@ -32,6 +32,10 @@ type tailOptions struct {
 	creds   string
 	json    bool
 	since   time.Duration
+	// all delivers every event the stream holds before following; not a
+	// flag: the demo uses it so it misses nothing published before its
+	// consumer existed.
+	all bool
 }
 
 func parseTailFlags(args []string, stderr io.Writer) (tailOptions, error) {
@@ -194,7 +198,11 @@ func subscribe(ctx context.Context, nc *nats.Conn, o tailOptions, p *eventPrinte
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	}
 	how = "new events"
-	if o.since > 0 {
+	switch {
+	case o.all:
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+		how = "all stored events"
+	case o.since > 0:
 		start := time.Now().Add(-o.since)
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &start

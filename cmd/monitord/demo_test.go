@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestDemo runs `monitord demo` as a user would, for a few seconds with a
+// fast schedule, and checks every stage showed up: the banner with the
+// URLs, polls, events received back from NATS (a failed one among them),
+// the summary, a nil error, and no temp files left behind.
+func TestDemo(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // os.MkdirTemp("") makes the demo's dir here
+
+	var out, errb safeBuffer
+	start := time.Now()
+	err := run(context.Background(), []string{"demo", "--duration", "6s", "--schedule", "@every 1s", "--targets", "4", "--seed", "7"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("demo returned %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("a 6s demo took %s to stop", took)
+	}
+	got := out.String()
+	for _, want := range []string{"NATS       nats://127.0.0.1:", "simulator  http://127.0.0.1:", "tail --nats nats://", "polled", "summary:"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  failed  `).MatchString(got) {
+		t.Errorf("no failed event line:\n%s", got)
+	}
+	m := regexp.MustCompile(`summary: (\d+) polls \((\d+) complete\); (\d+) events received back from NATS \(.*failed (\d+).*\); the stream holds (\d+)`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("summary line missing or malformed:\n%s", got)
+	}
+	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+	if n(1) == 0 || n(2) == 0 {
+		t.Errorf("no complete polls: %s", m[0])
+	}
+	if n(4) == 0 {
+		t.Errorf("no failed events: %s", m[0])
+	}
+	if n(3) != n(5) {
+		t.Errorf("received %d events but the stream holds %d: %s", n(3), n(5), m[0])
+	}
+
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("demo left %d entries in its temp dir, e.g. %s", len(left), left[0].Name())
+	}
+}
+
+func TestDemoUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--duration", "-1s"}, "--duration must not be negative"},
+		{[]string{"--targets", "0"}, "--targets must be between 1 and 200"},
+		{[]string{"--failure-rate", "1.5"}, "--failure-rate must be between 0 and 1"},
+		{[]string{"--failure-rate", "NaN"}, "--failure-rate must be between 0 and 1"},
+		{[]string{"--schedule", "every day"}, `--schedule "every day"`},
+		{[]string{"--seed", "x"}, `invalid value "x" for flag -seed`},
+		{[]string{"extra"}, "takes no arguments"},
+	}
+	for _, tc := range tests {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), append([]string{"demo"}, tc.args...), &out, &errb)
+		if code := exitCode(err, &errb); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, exitUsage)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want it to contain %q", tc.args, err, tc.want)
+		}
+	}
+}
