@@ -15,212 +15,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
-
-// Config configures a Client. Zero values take the defaults documented on
-// each field.
-type Config struct {
-	// BaseURL is the API's scheme, host and optional path prefix
-	// (default https://proxy.twilio.com). Pages are only ever fetched
-	// from this scheme and host.
-	BaseURL string
-
-	// AccountSID (AC…) is required. Authenticate with an API key
-	// (APIKeySID SK… + APIKeySecret, recommended) or with the account's
-	// AuthToken; set exactly one of the two.
-	AccountSID   string
-	APIKeySID    string
-	APIKeySecret string // secret: never logged, never in an error
-	AuthToken    string // secret: never logged, never in an error
-
-	// Version goes into the User-Agent "monitord/<Version>"; UserAgent, if
-	// set, replaces that header value entirely.
-	Version   string
-	UserAgent string
-
-	// HTTPClient is used for requests (default: a client with its own
-	// transport). The client refuses redirects whatever this client says.
-	HTTPClient *http.Client
-
-	// RequestsPerSecond is the token bucket rate per Service (default 25,
-	// under Twilio's 30/s per endpoint per Service); Burst its depth
-	// (default 10). In any 5 s window a Service sees at most
-	// Burst + 5*RequestsPerSecond requests: 135 by default, under
-	// Twilio's 150.
-	RequestsPerSecond float64
-	Burst             int
-	// MaxInFlight caps requests in flight across the Client (default 10),
-	// for Twilio's account-wide concurrency limit.
-	MaxInFlight int
-
-	// PageSize is asked of every list (1..1000, default 1000).
-	PageSize int
-	// MaxPages caps the pages of one listing (default 100).
-	MaxPages int
-	// MaxResponseBytes caps one response body after decompression
-	// (default 16 MiB).
-	MaxResponseBytes int64
-
-	// MaxAttempts bounds the attempts per request, first included
-	// (default 4). MinBackoff and MaxBackoff bound the jittered exponential
-	// backoff (defaults 500 ms and 30 s); a Retry-After longer than
-	// MaxBackoff is not waited for: the request fails as rate limited.
-	MaxAttempts int
-	MinBackoff  time.Duration
-	MaxBackoff  time.Duration
-	// RequestTimeout bounds one attempt, body included (default 30 s).
-	RequestTimeout time.Duration
-
-	// Observer receives metrics; nil for none.
-	Observer Observer
-}
-
-// Observer receives the client's metrics. Calls come from the goroutines
-// making requests, so implementations must be safe for concurrent use and
-// quick.
-type Observer interface {
-	// Request is called once per attempt; statusCode is 0 for a transport
-	// error.
-	Request(statusCode int, d time.Duration)
-	// Retry is called before waiting to retry: reason is "rate_limited",
-	// "server_error" or "transport".
-	Retry(reason string)
-	// Listing is called once per complete listing with its page count.
-	Listing(pages int)
-}
-
-// String redacts the secrets, so a Config printed with %v or %+v is safe.
-func (c Config) String() string {
-	cp := c
-	if cp.APIKeySecret != "" {
-		cp.APIKeySecret = "REDACTED"
-	}
-	if cp.AuthToken != "" {
-		cp.AuthToken = "REDACTED"
-	}
-	type plain Config // drops this method
-	return fmt.Sprintf("%+v", plain(cp))
-}
-
-// GoString redacts the secrets for %#v too.
-func (c Config) GoString() string { return c.String() }
-
-// Defaults.
-const (
-	DefaultBaseURL          = "https://proxy.twilio.com"
-	DefaultPageSize         = 1000
-	DefaultMaxPages         = 100
-	DefaultMaxResponseBytes = 16 << 20
-)
-
-func (c *Config) setDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.RequestsPerSecond == 0 {
-		c.RequestsPerSecond = 25
-	}
-	if c.Burst == 0 {
-		c.Burst = 10
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 10
-	}
-	if c.PageSize == 0 {
-		c.PageSize = DefaultPageSize
-	}
-	if c.MaxPages == 0 {
-		c.MaxPages = DefaultMaxPages
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 4
-	}
-	if c.MinBackoff == 0 {
-		c.MinBackoff = 500 * time.Millisecond
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 30 * time.Second
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 30 * time.Second
-	}
-}
-
-// validate reports every problem at once, each naming its field.
-func (c *Config) validate() (*url.URL, error) {
-	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	base, err := url.Parse(c.BaseURL)
-	switch {
-	case err != nil:
-		bad("BaseURL: %v", err)
-	case base.Scheme != "https" && base.Scheme != "http":
-		bad("BaseURL: scheme must be https or http")
-	case base.Host == "":
-		bad("BaseURL: no host")
-	case base.User != nil:
-		bad("BaseURL: must not hold credentials")
-	case base.RawQuery != "" || base.Fragment != "":
-		bad("BaseURL: must not have a query or fragment")
-	}
-	if err := CheckSID("AccountSID", "AC", c.AccountSID); err != nil {
-		errs = append(errs, err)
-	}
-	switch {
-	case c.APIKeySID != "" && c.AuthToken != "":
-		bad("APIKeySID and AuthToken: set one way to authenticate, not both")
-	case c.APIKeySID != "":
-		if err := CheckSID("APIKeySID", "SK", c.APIKeySID); err != nil {
-			errs = append(errs, err)
-		}
-		if c.APIKeySecret == "" {
-			bad("APIKeySecret: required with APIKeySID")
-		}
-	case c.AuthToken == "":
-		bad("APIKeySID+APIKeySecret or AuthToken: one is required")
-	case c.APIKeySecret != "":
-		bad("APIKeySecret: set without APIKeySID")
-	}
-	if c.RequestsPerSecond < 0 {
-		bad("RequestsPerSecond: must be positive")
-	}
-	if c.Burst < 0 {
-		bad("Burst: must be positive")
-	}
-	if c.MaxInFlight < 0 {
-		bad("MaxInFlight: must be positive")
-	}
-	if c.PageSize < 1 || c.PageSize > 1000 {
-		bad("PageSize: %d is not in 1..1000", c.PageSize)
-	}
-	if c.MaxPages < 0 {
-		bad("MaxPages: must be positive")
-	}
-	if c.MaxResponseBytes < 0 {
-		bad("MaxResponseBytes: must be positive")
-	}
-	if c.MaxAttempts < 0 {
-		bad("MaxAttempts: must be positive")
-	}
-	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
-		bad("MinBackoff, MaxBackoff: need 0 < MinBackoff <= MaxBackoff")
-	}
-	if c.RequestTimeout < 0 {
-		bad("RequestTimeout: must be positive")
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	base.Path = strings.TrimRight(base.Path, "/")
-	base.RawPath = ""
-	return base, nil
-}
 
 // Client reads Twilio Proxy listings. Create it with New.
 type Client struct {
@@ -292,12 +90,6 @@ func (c *Client) Close() {
 		c.own.CloseIdleConnections()
 	}
 }
-
-type nopObserver struct{}
-
-func (nopObserver) Request(int, time.Duration) {}
-func (nopObserver) Retry(string)               {}
-func (nopObserver) Listing(int)                {}
 
 // ListInteractions returns the complete listing of a target: every item of
 // every page, or an error and no items. Strings in the result share memory
@@ -376,4 +168,79 @@ func (c *Client) interactionsPath(t Target) string {
 // meta.next_page_url: the client never builds a PageToken.
 func (c *Client) firstPage(listURL string) string {
 	return listURL + "?PageSize=" + strconv.Itoa(c.cfg.PageSize)
+}
+
+// minItemBytes is about the smallest JSON an item takes with every key
+// present (the key names alone are over 300 bytes for an interaction).
+const minItemBytes = 256
+
+// list fetches every page of a listing, following meta.next_page_url until
+// it is null. It returns all items or an error, never part of a listing:
+// monitord diffs complete sets of SIDs, and a half listing would look like
+// deleted interactions.
+func list[T any](ctx context.Context, c *Client, serviceSID, listURL, key string, item func(*scanner, *T) error) ([]T, error) {
+	u := c.firstPage(listURL)
+	seen := make(map[string]struct{}, 1)
+	var out []T
+	for pages := 0; ; {
+		if pages >= c.cfg.MaxPages {
+			return nil, fmt.Errorf("%w: more than %d", ErrTooManyPages, c.cfg.MaxPages)
+		}
+		if _, dup := seen[u]; dup {
+			return nil, fmt.Errorf("%w: %s", ErrPageLoop, redactURL(u))
+		}
+		seen[u] = struct{}{}
+		body, err := c.get(ctx, serviceSID, u)
+		if err != nil {
+			return nil, err
+		}
+		pages++
+		// Room for the items the page can hold: no regrowth while decoding,
+		// yet a target with three interactions does not get a slice for a
+		// thousand on every poll.
+		out = slices.Grow(out, min(c.cfg.PageSize, len(body)/minItemBytes+1))
+		var next string
+		next, out, err = decodePage(body, key, out, item)
+		if err != nil {
+			setDecodeURL(err, u)
+			return nil, err
+		}
+		if next == "" {
+			c.obs.Listing(pages)
+			return out, nil
+		}
+		if u, err = c.nextPage(u, next); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// nextPage resolves and checks a next_page_url. It must stay on the base
+// URL's scheme and host (the request carries credentials) and carry no
+// userinfo of its own.
+func (c *Client) nextPage(current, next string) (string, error) {
+	cur, err := url.Parse(current)
+	if err != nil {
+		return "", fmt.Errorf("next page url: %w", err)
+	}
+	ref, err := url.Parse(next)
+	if err != nil {
+		return "", &DecodeError{URL: redactURL(current), Path: "meta.next_page_url", Offset: -1,
+			Reason: "not a URL"}
+	}
+	n := cur.ResolveReference(ref)
+	if !strings.EqualFold(n.Scheme, c.base.Scheme) || !strings.EqualFold(n.Host, c.base.Host) || n.User != nil {
+		return "", fmt.Errorf("%w: %s://%s is not %s://%s", ErrForeignHost,
+			n.Scheme, n.Host, c.base.Scheme, c.base.Host)
+	}
+	n.Fragment = ""
+	return n.String(), nil
+}
+
+// setDecodeURL fills in the URL of a *DecodeError raised by the decoder.
+func setDecodeURL(err error, u string) {
+	var de *DecodeError
+	if errors.As(err, &de) && de.URL == "" {
+		de.URL = redactURL(u)
+	}
 }

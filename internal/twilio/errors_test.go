@@ -1,0 +1,249 @@
+package twilio
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestListRetriesRateLimited(t *testing.T) {
+	cases := []struct {
+		name       string
+		retryAfter func() string
+		code       int
+		minGap     time.Duration
+	}{
+		{name: "no Retry-After", retryAfter: func() string { return "" }, code: 20429},
+		{name: "Retry-After seconds", retryAfter: func() string { return "1" }, minGap: time.Second},
+		{name: "Retry-After HTTP-date", retryAfter: func() string {
+			return time.Now().Add(2 * time.Second).UTC().Format(http.TimeFormat)
+		}, minGap: time.Second}, // the date has whole seconds: 1..2 s ahead
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var times []time.Time
+			a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+				times = append(times, time.Now())
+				if len(times) == 1 {
+					if v := tc.retryAfter(); v != "" {
+						w.Header().Set("Retry-After", v)
+					}
+					writeError(w, 429, tc.code, "Too Many Requests")
+					return
+				}
+				writeJSON(w, 200, pageJSON(0, 2, ""))
+			})
+			rec := &recorder{}
+			cfg := testConfig(a)
+			cfg.MaxBackoff = 3 * time.Second
+			cfg.MinBackoff = 10 * time.Millisecond
+			cfg.Observer = rec
+			got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+			if err != nil || len(got) != 2 {
+				t.Fatalf("err %v, %d items", err, len(got))
+			}
+			if len(times) != 2 {
+				t.Fatalf("%d requests, want 2", len(times))
+			}
+			if gap := times[1].Sub(times[0]); gap < tc.minGap {
+				t.Errorf("retried after %v, Retry-After asked for at least %v", gap, tc.minGap)
+			}
+			if len(rec.retries) != 1 || rec.retries[0] != "rate_limited" {
+				t.Errorf("Observer.Retry %v", rec.retries)
+			}
+		})
+	}
+}
+
+func TestListFailsFastOnLongRetryAfter(t *testing.T) {
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		w.Header().Set("Retry-After", "3600")
+		writeError(w, 429, 20429, "Too Many Requests")
+	})
+	_, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+	if !IsRateLimited(err) || !IsRetryable(err) {
+		t.Fatalf("err %v, want rate limited", err)
+	}
+	if n := a.requests.Load(); n != 1 {
+		t.Errorf("%d requests, want 1: an hour's Retry-After is not waited for", n)
+	}
+}
+
+func TestListRetriesServerErrorsThenSucceeds(t *testing.T) {
+	var calls int
+	b := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		calls++
+		switch calls {
+		case 1:
+			writeError(w, 500, 20500, "Internal Server Error")
+		case 2:
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(503)
+			_, _ = w.Write([]byte("<html><body>Service Unavailable</body></html>"))
+		case 3: // a connection cut mid-response: a transport error
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			_, _ = conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"interac"))
+			_ = conn.Close()
+		default:
+			writeJSON(w, 200, pageJSON(0, 3, ""))
+		}
+	})
+	rec := &recorder{}
+	cfg := testConfig(b)
+	cfg.MaxAttempts = 4
+	cfg.Observer = rec
+	got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("err %v, %d items", err, len(got))
+	}
+	want := []string{"server_error", "server_error", "transport"}
+	if fmt.Sprint(rec.retries) != fmt.Sprint(want) {
+		t.Errorf("Observer.Retry %v, want %v", rec.retries, want)
+	}
+}
+
+func TestListGivesUpAfterMaxAttempts(t *testing.T) {
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(502)
+		_, _ = w.Write([]byte("<html>Bad Gateway</html>"))
+	})
+	cfg := testConfig(a)
+	cfg.MaxAttempts = 3
+	_, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.HTTPStatus != 502 || !IsRetryable(err) {
+		t.Fatalf("err %v, want a retryable 502 APIError", err)
+	}
+	if n := a.requests.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+}
+
+func TestListClientErrorsAreNotRetried(t *testing.T) {
+	cases := []struct {
+		name   string
+		secret string
+		status int
+		code   int
+		check  func(error) bool
+	}{
+		{"401 wrong secret", "wrong", 401, 20003, IsAuth},
+		{"404 unknown participant", testSecret, 404, 20404, IsNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+				writeError(w, 404, 20404, "The requested resource was not found")
+			})
+			cfg := testConfig(a)
+			cfg.APIKeySecret = tc.secret
+			got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+			var ae *APIError
+			if !errors.As(err, &ae) || got != nil {
+				t.Fatalf("err %v, want APIError", err)
+			}
+			if ae.HTTPStatus != tc.status || ae.Code != tc.code || ae.Message == "" ||
+				ae.MoreInfo == "" || !strings.HasPrefix(ae.URL, a.srv.URL+basePath+"/v1/") {
+				t.Errorf("APIError %+v", ae)
+			}
+			if !tc.check(err) || IsRetryable(err) {
+				t.Errorf("classified wrongly: %v", err)
+			}
+			if n := a.requests.Load(); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+}
+
+func TestListRejectsBadBodies(t *testing.T) {
+	big := pageJSON(0, 50, "")
+	cases := []struct {
+		name     string
+		ctype    string
+		body     string
+		sentinel error
+		reason   string
+	}{
+		{"truncated JSON", "application/json", big[:len(big)/2], nil, "unexpected end of JSON"},
+		{"HTML with HTML type", "text/html; charset=utf-8", "<html><body>Oops</body></html>", ErrContentType, "not JSON"},
+		{"HTML with JSON type", "application/json", "<html><body>Oops</body></html>", nil, "expected an object"},
+		{"no content type", "", pageJSON(0, 1, ""), ErrContentType, "not JSON"},
+		{"invalid JSON", "application/json", `{"interactions":[],"meta":{"next_page_url":null}}}`, nil, "after the top-level value"},
+		{"not a list", "application/json", `{"code":20404}`, nil, "not a list page"},
+		{"no next_page_url", "application/json", `{"interactions":[],"meta":{}}`, nil, "missing"},
+		{"oversized", "application/json", pageJSON(0, 200, ""), ErrBodyTooLarge, "exceeds"},
+		{"bad SID", "application/json", strings.Replace(pageJSON(0, 3, ""), `"sid":"KI00000000000000000000000000000002"`, `"sid":"KIzz"`, 1), nil, `interactions[2].sid: "KIzz" does not match`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+				if tc.ctype != "" {
+					w.Header().Set("Content-Type", tc.ctype)
+				} else {
+					w.Header()["Content-Type"] = nil // stop net/http sniffing one
+				}
+				_, _ = w.Write([]byte(tc.body))
+			})
+			cfg := testConfig(a)
+			cfg.MaxResponseBytes = 64 << 10
+			got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+			var de *DecodeError
+			if !errors.As(err, &de) || got != nil {
+				t.Fatalf("got %d items, err %v; want a DecodeError", len(got), err)
+			}
+			if tc.sentinel != nil && !errors.Is(err, tc.sentinel) {
+				t.Errorf("err %v is not %v", err, tc.sentinel)
+			}
+			if !strings.Contains(err.Error(), tc.reason) || !strings.Contains(err.Error(), basePath+"/v1/") {
+				t.Errorf("err %q does not say %q and name the URL", err, tc.reason)
+			}
+			if IsRetryable(err) {
+				t.Errorf("decode errors are not retried")
+			}
+		})
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	authz := base64.StdEncoding.EncodeToString([]byte(testKey + ":" + testSecret))
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		switch page {
+		case 0:
+			writeJSON(w, 200, pageJSON(0, 1, a.pageURL(1)))
+		case 1:
+			writeJSON(w, 200, pageJSON(0, 1, "http://elsewhere.example/x?PageToken=PT2"))
+		}
+	})
+	c := newClient(t, testConfig(a))
+	_, err1 := c.ListInteractions(context.Background(), testTarget)
+	cfg := testConfig(a)
+	cfg.BaseURL = "http://127.0.0.1:1" + basePath // nothing listens
+	cfg.MaxAttempts = 1
+	_, err2 := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	_, err3 := New(Config{AccountSID: "bad", APIKeySID: testKey, APIKeySecret: testSecret, PageSize: 5000})
+	for _, err := range []error{err1, err2, err3} {
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		for _, s := range []string{testSecret, authz} {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("error %q holds a secret", err)
+			}
+		}
+	}
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg),
+		fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c)} {
+		if strings.Contains(s, testSecret) || strings.Contains(s, authz) {
+			t.Errorf("printed Config or Client holds the secret: %s", s)
+		}
+	}
+}
