@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -301,16 +302,24 @@ type Change struct {
 // deleted by DeleteSession are left out entirely (their resources are gone).
 // It walks the whole world: meant for comparing a test run's events
 // against, not for hot paths.
-func (s *Sim) Changes() []Change {
+func (s *Sim) Changes() []Change { return s.ChangesSince(time.Time{}) }
+
+// ChangesSince is Changes limited to changes after since: a long run can
+// collect the record in slices without holding all of it.
+func (s *Sim) ChangesSince(since time.Time) []Change {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.now()
+	after := since.Unix()
+	if since.IsZero() {
+		after = math.MinInt64
+	}
 	var out []Change
 	for svc := 0; svc < s.o.Services; svc++ {
 		for _, sidx := range s.sessionKeys(uint16(svc), now) {
 			ses, _ := s.sessionAt(ixKey{svc: uint16(svc), sess: uint32(sidx)}, now)
 			for p := 0; p < ses.participants; p++ {
-				out = s.participantChanges(s.participantOf(ses, uint8(p)), now, out)
+				out = s.participantChanges(s.participantOf(ses, uint8(p)), after, now, out)
 			}
 		}
 	}
@@ -320,12 +329,15 @@ func (s *Sim) Changes() []Change {
 	return out
 }
 
-func (s *Sim) participantChanges(p participant, now int64, out []Change) []Change {
+func (s *Sim) participantChanges(p participant, after, now int64, out []Change) []Change {
 	t := s.target(p.key)
 	n := p.generated(now)
 	emit := func(it interaction) {
 		sid := s.seal.sid("KI", kindInteraction, it.key)
 		ch := func(at int64, kind string, leg Leg, from, to string) {
+			if at <= after {
+				return
+			}
 			out = append(out, Change{Time: time.Unix(at, 0).UTC(), Target: t, InteractionSID: sid,
 				Kind: kind, Leg: leg, From: from, To: to})
 		}

@@ -150,6 +150,14 @@ func TestChangesReplayToListing(t *testing.T) {
 			delete(replayed[k], c.InteractionSID)
 		}
 	}
+	// ChangesSince is the tail of the same record.
+	all := e.sim.Changes()
+	cut := all[len(all)/2].Time
+	tail := e.sim.ChangesSince(cut)
+	if len(tail) == 0 || !tail[0].Time.After(cut) || !equalJSON(tail, all[len(all)-len(tail):]) {
+		t.Errorf("ChangesSince(%s): %d changes, not the tail of Changes", cut, len(tail))
+	}
+
 	n := 0
 	for _, tg := range e.sim.Targets() {
 		got := statusOf(e, tg)
