@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -245,5 +246,46 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		if strings.Contains(s, testSecret) || strings.Contains(s, authz) {
 			t.Errorf("printed Config or Client holds the secret: %s", s)
 		}
+	}
+}
+
+// TestRetryWithinListingRetriesThatPageOnly: a failure on page 1 repeats
+// page 1, not the listing; a request that outlives RequestTimeout is a
+// transport error and retried too.
+func TestRetryWithinListingRetriesThatPageOnly(t *testing.T) {
+	var mu sync.Mutex
+	perPage := map[int]int{}
+	var a *api
+	a = newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		mu.Lock()
+		perPage[page]++
+		n := perPage[page]
+		mu.Unlock()
+		switch {
+		case page == 1 && n == 1:
+			writeError(w, 503, 20503, "Service Unavailable")
+		case page == 1 && n == 2:
+			<-r.Context().Done() // hangs until the client's per-request timeout
+		case page == 0:
+			writeJSON(w, 200, pageJSON(0, 2, a.pageURL(1)))
+		default:
+			writeJSON(w, 200, pageJSON(2, 4, ""))
+		}
+	})
+	rec := &recorder{}
+	cfg := testConfig(a)
+	cfg.RequestTimeout = 100 * time.Millisecond
+	cfg.Observer = rec
+	got, err := newClient(t, cfg).ListInteractions(context.Background(), testTarget)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("err %v, %d items", err, len(got))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if perPage[0] != 1 || perPage[1] != 3 {
+		t.Errorf("requests per page %v, want page 0 once and page 1 three times", perPage)
+	}
+	if fmt.Sprint(rec.retries) != "[server_error transport]" || fmt.Sprint(rec.statuses) != "[200 503 0 200]" {
+		t.Errorf("observed retries %v, statuses %v", rec.retries, rec.statuses)
 	}
 }
