@@ -1,0 +1,292 @@
+// Command scalebench measures the daemon at scale: `monitord run` polling
+// 10,000 targets × 200 interactions across 10 Proxy Services on `@every 1m`
+// against `monitord simulate`, each in its own process, with a real
+// nats-server (JetStream) in this one. It samples the daemon's own
+// /metrics (process CPU and RSS from the Prometheus process collector, polls
+// by result, skipped activations, schedule lag) and prints a table for
+// docs/performance.md ("Daemon at scale").
+//
+//	go build -o /tmp/monitord ./cmd/monitord
+//	go run ./internal/poller/scalebench -monitord /tmp/monitord -duration 3m
+//
+// It is a harness, not a test: the figures depend on the machine.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+func main() {
+	var (
+		bin          = flag.String("monitord", "", "monitord binary (go build -o … ./cmd/monitord)")
+		services     = flag.Int("services", 10, "Proxy Services")
+		sessions     = flag.Int("sessions", 500, "sessions per Service (2 participants each: targets = services*sessions*2)")
+		interactions = flag.Int("interactions", 200, "interactions per participant")
+		every        = flag.String("interaction-every", "0", "simulate's --interaction-every: new interactions per participant (0: none)")
+		schedule     = flag.String("schedule", "@every 1m", "poll.schedule")
+		warmup       = flag.Duration("warmup", 90*time.Second, "longest wait for the first complete cycle (baselines)")
+		duration     = flag.Duration("duration", 3*time.Minute, "measured steady state after the first complete cycle")
+	)
+	flag.Parse()
+	if *bin == "" {
+		fmt.Fprintln(os.Stderr, "scalebench: -monitord BINARY is required")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench(ctx, *bin, *services, *sessions, *interactions, *every, *schedule, *warmup, *duration); err != nil {
+		fmt.Fprintln(os.Stderr, "scalebench:", err)
+		os.Exit(1)
+	}
+}
+
+func bench(ctx context.Context, bin string, services, sessions, interactions int, every, schedule string,
+	warmup, duration time.Duration) error {
+	dir, err := os.MkdirTemp("", "scalebench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true,
+		NoSigs: true, JetStream: true, StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return err
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return errors.New("nats-server not ready")
+	}
+	defer ns.Shutdown()
+
+	cfgPath := filepath.Join(dir, "monitord.yaml")
+	sim := exec.CommandContext(ctx, bin, "simulate", "--listen", "127.0.0.1:0", "--write-config", cfgPath,
+		"--services", strconv.Itoa(services), "--sessions", strconv.Itoa(sessions), "--participants", "2",
+		"--interactions", strconv.Itoa(interactions), "--interaction-every", every, "--seed", "1")
+	sim.Stderr = os.Stderr
+	simOut, err := sim.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := sim.Start(); err != nil {
+		return err
+	}
+	defer stopProcess(sim)
+	if err := waitLine(simOut, "written to", 60*time.Second); err != nil {
+		return fmt.Errorf("simulate: %w", err)
+	}
+	go io.Copy(io.Discard, simOut) //nolint:errcheck // drain
+
+	admin, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	extra := fmt.Sprintf("instance: scalebench\npoll: {schedule: %q}\nstate: {path: %s}\nnats: {urls: [%s]}\n"+
+		"admin: {listen: %q}\nlog: {level: warn}\n", schedule, filepath.Join(dir, "state.db"), ns.ClientURL(), admin)
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(extra)
+	f.Close()
+	if err != nil {
+		return err
+	}
+
+	daemon := exec.CommandContext(ctx, bin, "run", "-c", cfgPath)
+	daemon.Stderr = os.Stderr
+	start := time.Now()
+	if err := daemon.Start(); err != nil {
+		return err
+	}
+	defer stopProcess(daemon)
+	base := "http://" + admin
+	targets := services * sessions * 2
+	fmt.Fprintf(os.Stderr, "scalebench: %d targets × %d interactions, %d Services, %s; waiting for the first complete cycle\n",
+		targets, interactions, services, schedule)
+	var first metrics
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(start) > warmup {
+			return fmt.Errorf("no complete cycle within %s", warmup)
+		}
+		if m, err := scrape(base); err == nil && m["monitord_last_complete_cycle_timestamp_seconds"] > 0 {
+			first = m
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	firstCycle := time.Since(start).Round(time.Second)
+	fmt.Fprintf(os.Stderr, "scalebench: first cycle after %s; measuring %s\n", firstCycle, duration)
+
+	t0 := time.Now()
+	var rssMax, rssSum, anonMax, anonSum float64
+	var samples int
+	var last metrics
+	for time.Since(t0) < duration {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+		m, err := scrape(base)
+		if err != nil {
+			return err
+		}
+		rss := m["process_resident_memory_bytes"]
+		rssMax = max(rssMax, rss)
+		rssSum += rss
+		anon := anonRSS(daemon.Process.Pid)
+		anonMax = max(anonMax, anon)
+		anonSum += anon
+		samples++
+		last = m
+	}
+	wall := time.Since(t0).Seconds()
+	d := func(k string) float64 { return last[k] - first[k] }
+	cpu := d("process_cpu_seconds_total")
+	polls := d(`monitord_polls_total{result="ok"}`)
+	fmt.Printf("| figure | value |\n| --- | --- |\n")
+	fmt.Printf("| machine | %d CPUs (%s/%s) |\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("| targets × interactions, Services | %d × %d, %d |\n", targets, interactions, services)
+	fmt.Printf("| schedule | %s |\n", schedule)
+	fmt.Printf("| first complete cycle (every target baselined) | %s after start |\n", firstCycle)
+	fmt.Printf("| measured | %.0f s after the first complete cycle |\n", wall)
+	fmt.Printf("| polls ok per minute | %.0f (%.2f per target) |\n", polls/wall*60, polls/wall*60/float64(targets))
+	fmt.Printf("| polls failed / skipped | %.0f / %.0f |\n", d(`monitord_polls_total{result="error"}`), d("monitord_polls_skipped_total"))
+	fmt.Printf("| API requests per second | %.1f (429s: %.0f) |\n", sumPrefix(last, first, "monitord_api_requests_total")/wall, d("monitord_api_rate_limited_total"))
+	fmt.Printf("| daemon CPU | %.2f cores on average (%.1f CPU-s per minute) |\n", cpu/wall, cpu/wall*60)
+	perPoll := cpu / max(1, polls)
+	interval := float64(60) // the default @every 1m; the projection below assumes it
+	fmt.Printf("| daemon CPU per poll | %.2f ms: every target once per minute needs %.2f cores |\n",
+		perPoll*1e3, perPoll*float64(targets)/interval)
+	fmt.Printf("| daemon RSS | %.0f MB average, %.0f MB max |\n", rssSum/float64(samples)/1e6, rssMax/1e6)
+	fmt.Printf("| of which anonymous (heap, stacks) | %.0f MB average, %.0f MB max (the rest: the state file's mmap, page cache) |\n",
+		anonSum/float64(samples)/1e6, anonMax/1e6)
+	fmt.Printf("| schedule lag (mean) | %.3f s |\n", d("monitord_poll_schedule_lag_seconds_sum")/max(1, d("monitord_poll_schedule_lag_seconds_count")))
+	fmt.Printf("| poll duration (mean) | %.3f s |\n", d("monitord_poll_duration_seconds_sum")/max(1, d("monitord_poll_duration_seconds_count")))
+	fmt.Printf("| events committed | %.0f |\n", sumPrefix(last, first, "monitord_events_total"))
+	return nil
+}
+
+// anonRSS reads RssAnon of pid from /proc: RSS counts bbolt's mmap of the
+// state file too, which is page cache the kernel can reclaim; the
+// anonymous part is the process's own memory. 0 where /proc is missing.
+func anonRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// metrics is one scrape: "name{labels}" → value.
+type metrics map[string]float64
+
+func scrape(base string) (metrics, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	m := metrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		m[line[:i]] = v
+	}
+	return m, sc.Err()
+}
+
+func sumPrefix(last, first metrics, prefix string) float64 {
+	var s float64
+	for k, v := range last {
+		if strings.HasPrefix(k, prefix+"{") {
+			s += v - first[k]
+		}
+	}
+	return s
+}
+
+func waitLine(r io.Reader, sub string, d time.Duration) error {
+	found := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), sub) {
+				found <- nil
+				return
+			}
+		}
+		found <- fmt.Errorf("output ended before %q", sub)
+	}()
+	select {
+	case err := <-found:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("no %q within %s", sub, d)
+	}
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// stopProcess sends SIGTERM and waits (the daemon exits 0 on it).
+func stopProcess(c *exec.Cmd) {
+	if c.Process == nil {
+		return
+	}
+	_ = c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = c.Process.Kill()
+		<-done
+	}
+}
