@@ -47,6 +47,7 @@ func parseSimulateFlags(args []string, stderr io.Writer) (simulateOptions, error
 	fs.DurationVar(&s.RetryAfter, "retry-after", 0, "send this Retry-After with rate-limit 429s (0: none)")
 	fs.IntVar(&s.MaxConcurrent, "max-concurrent", 0, "requests in flight before 429 code 20429 (0: unlimited)")
 	fs.BoolVar(&s.Uncapped, "uncapped", false, "serve PageSize items on Sessions and session Interactions pages too (default: at most 100, as documented)")
+	fs.BoolVar(&s.Gzip, "gzip", false, "gzip bodies for clients that accept it, as Twilio does")
 	f := &s.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "fault: delay every response")
 	fs.DurationVar(&f.Jitter, "jitter", 0, "fault: up to this much more delay")

@@ -1,6 +1,8 @@
 package proxysim
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -171,10 +173,20 @@ func writeHTML(w http.ResponseWriter, status int) {
 	w.Write([]byte(htmlPage)) //nolint:errcheck // the client went away
 }
 
-// writeBody sends a 200 JSON body, truncated or slowed when a fault hits.
+// writeBody sends a 200 JSON body, gzipped when enabled and accepted,
+// truncated or slowed when a fault hits.
 func (s *Sim) writeBody(w http.ResponseWriter, r *http.Request, body []byte, f Faults) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	if s.o.Gzip && acceptsGzip(r) {
+		var zb bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&zb, gzip.BestSpeed) // a valid level: no error
+		zw.Write(body)                                    //nolint:errcheck // a bytes.Buffer does not fail
+		zw.Close()                                        //nolint:errcheck // likewise
+		body = zb.Bytes()
+		h.Set("Content-Encoding", "gzip")
+		h.Add("Vary", "Accept-Encoding")
+	}
 	if f.TruncateRate > 0 && s.draw() < f.TruncateRate {
 		s.stats.faults.Add(1)
 		body = body[:len(body)/2]
@@ -201,4 +213,15 @@ func (s *Sim) writeBody(w http.ResponseWriter, r *http.Request, body []byte, f F
 		body = body[half:]
 	}
 	w.Write(body) //nolint:errcheck // the client went away
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if name, _, _ := strings.Cut(strings.TrimSpace(enc), ";"); strings.EqualFold(name, "gzip") {
+				return true
+			}
+		}
+	}
+	return false
 }

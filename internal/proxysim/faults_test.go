@@ -1,6 +1,7 @@
 package proxysim_test
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -188,4 +189,41 @@ func TestServe(t *testing.T) {
 		t.Errorf("Serve after cancel: %v", err)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestGzip(t *testing.T) {
+	e := newEnv(t, proxysim.Options{Gzip: true})
+	path := participantPath(e.sim.Targets()[0])
+	c := e.sim.Credentials()
+	for _, accept := range []string{"gzip", "br;q=1, gzip;q=0.5", ""} {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+		req.SetBasicAuth(c.AccountSID, c.AuthToken)
+		if accept != "" {
+			req.Header.Set("Accept-Encoding", accept) // also turns off transparent decompression
+		} else {
+			req.Header.Set("Accept-Encoding", "identity")
+		}
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body io.Reader = resp.Body
+		if accept != "" {
+			if resp.Header.Get("Content-Encoding") != "gzip" {
+				t.Fatalf("Accept-Encoding %q: Content-Encoding %q", accept, resp.Header.Get("Content-Encoding"))
+			}
+			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = zr
+		} else if resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("identity: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+		}
+		var p map[string]any
+		if err := json.NewDecoder(body).Decode(&p); err != nil || p["interactions"] == nil {
+			t.Errorf("Accept-Encoding %q: %v", accept, err)
+		}
+		resp.Body.Close()
+	}
 }

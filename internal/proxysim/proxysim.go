@@ -81,6 +81,11 @@ type Options struct {
 	// descriptions in the spec say.
 	Uncapped bool
 
+	// Gzip compresses 200 bodies for clients that send Accept-Encoding:
+	// gzip, as Twilio does. Off by default: it costs the simulator more CPU
+	// than rendering.
+	Gzip bool
+
 	// Faults are injected from the start; SetFaults changes them.
 	Faults Faults
 }
