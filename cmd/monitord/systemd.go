@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"sync"
 	"time"
 
@@ -28,6 +29,9 @@ type systemd struct {
 const statusEvery = 10 * time.Second
 
 func newSystemd(enabled bool, log *zap.Logger) *systemd {
+	// Without NOTIFY_SOCKET there is no one to tell: skip building the
+	// STATUS= line every 10 s.
+	enabled = enabled && os.Getenv("NOTIFY_SOCKET") != ""
 	s := &systemd{enabled: enabled, log: log}
 	if enabled {
 		wd, err := sdnotify.SdWatchdogEnabled(false)

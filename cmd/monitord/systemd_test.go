@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/monitord/monitord/internal/proxysim"
+)
+
+// notifySocket is a unixgram socket standing in for systemd's
+// NOTIFY_SOCKET; it collects every datagram.
+type notifySocket struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &notifySocket{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			ns.mu.Lock()
+			ns.msgs = append(ns.msgs, string(buf[:n]))
+			ns.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	t.Setenv("NOTIFY_SOCKET", path)
+	return ns
+}
+
+func (ns *notifySocket) count(sub string) int {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	n := 0
+	for _, m := range ns.msgs {
+		if strings.Contains(m, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func (ns *notifySocket) has(sub string) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	for _, m := range ns.msgs {
+		if strings.Contains(m, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSystemdNotify runs `monitord run` under a fake NOTIFY_SOCKET with a
+// 2 s watchdog: READY=1 with a STATUS= line, WATCHDOG=1 from the scheduler
+// tick, RELOADING=1 then READY=1 around a reload, STOPPING=1 at the end.
+func TestSystemdNotify(t *testing.T) {
+	noLeaks(t)
+	ns := testNATS(t)
+	sim, simURL := frozenSim(t, proxysim.Options{Seed: 5, Participants: 1})
+	sock := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "2000000")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "monitord.yaml")
+	e2eConfig{SimURL: simURL, Creds: sim.Credentials(), NATSURL: ns.ClientURL(), State: filepath.Join(dir, "state.db"),
+		Targets: sim.Targets(), Schedule: "@every 1s"}.write(t, cfgPath)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"run", "-c", cfgPath}, io.Discard, io.Discard) }()
+	waitFor(t, "READY=1 with STATUS=", 20*time.Second, func() bool { return sock.has("READY=1\nSTATUS=1 targets") })
+	waitFor(t, "WATCHDOG=1", 10*time.Second, func() bool { return sock.has("WATCHDOG=1") })
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "RELOADING=1 then READY=1", 10*time.Second, func() bool {
+		return sock.has("RELOADING=1") && sock.count("READY=1") >= 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !sock.has("STOPPING=1") {
+		t.Error("no STOPPING=1")
+	}
+}
