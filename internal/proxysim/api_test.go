@@ -241,7 +241,7 @@ func TestAuth(t *testing.T) {
 	e := newEnv(t, proxysim.Options{})
 	tg := e.sim.Targets()[0]
 	c := e.sim.Credentials()
-	if !strings.HasPrefix(c.AccountSID, "AC") || !strings.HasPrefix(c.APIKeySID, "SK") || c.AuthToken == "" || c.APIKeySecret == "" {
+	if !strings.HasPrefix(c.AccountSID, "AC") || !strings.HasPrefix(c.APIKeySID, "SK") || len(c.AuthToken) != 32 || len(c.APIKeySecret) != 32 {
 		t.Fatalf("credentials %+v", c)
 	}
 	path := participantPath(tg)

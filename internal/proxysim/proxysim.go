@@ -161,9 +161,10 @@ func New(o Options) *Sim {
 	s.ed.init()
 	s.creds = Credentials{
 		AccountSID:   orDefault(o.AccountSID, s.seal.sid("AC", kindAccount, ixKey{})),
-		AuthToken:    orDefault(o.AuthToken, s.seal.sid("", kindAuthToken, ixKey{})[2:]),
+		// 32 hex digits, the length of Twilio's auth tokens and secrets.
+		AuthToken:    orDefault(o.AuthToken, s.seal.sid("", kindAuthToken, ixKey{})),
 		APIKeySID:    orDefault(o.APIKeySID, s.seal.sid("SK", kindAPIKey, ixKey{})),
-		APIKeySecret: orDefault(o.APIKeySecret, s.seal.sid("", kindAPISecret, ixKey{})[2:]),
+		APIKeySecret: orDefault(o.APIKeySecret, s.seal.sid("", kindAPISecret, ixKey{})),
 	}
 	s.limiter = newLimiter(o.RateLimit, o.RateWindow)
 	return s
