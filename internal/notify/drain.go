@@ -21,14 +21,14 @@ type inflight struct {
 
 // drainJetStream publishes the outbox until it is empty, keeping up to
 // MaxPending publishes awaiting their PubAck. Acks are consumed in outbox
-// order and their records deleted in batches: whenever the next ack is not
-// there yet, whatever is acknowledged is deleted first, so delete batches
-// grow with the load. On the first failed or timed-out publish it stops;
+// order and their records deleted in batches of half a window, and at the
+// end. On the first failed or timed-out publish it stops;
 // nothing unacknowledged was deleted, so the next drain starts again at the
 // first unacknowledged event, and the Nats-Msg-Id makes JetStream drop any
 // copy it already stored.
 func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) (err error) {
 	limit := p.cfg.MaxPending
+	deleteBatch := max(limit/2, 1)
 	var (
 		base      = make([]inflight, limit)
 		window    = base[:0]
@@ -86,22 +86,19 @@ func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) 
 		case <-head.paf.Ok():
 		case err := <-head.paf.Err():
 			return fmt.Errorf("publish event %s: %w", head.id, err)
-		default:
-			// Nothing to consume yet: delete what is acknowledged while
-			// the server works on the rest.
-			if err := flush(); err != nil {
-				return err
-			}
-			select {
-			case <-head.paf.Ok():
-			case err := <-head.paf.Err():
-				return fmt.Errorf("publish event %s: %w", head.id, err)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		acked = append(acked, head.seq)
 		window = window[1:]
+		// Delete in batches of half a window: a delete is a write
+		// transaction with an fsync, and the other half keeps the server
+		// busy meanwhile.
+		if len(acked) >= deleteBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 	}
 }
 
