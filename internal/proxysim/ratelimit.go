@@ -106,7 +106,7 @@ type EndpointStats struct {
 // Stats are the simulator's counters, for tests and harnesses.
 type Stats struct {
 	Requests           int64 // every request received
-	RateLimited        int64 // 429s from the per-endpoint limit
+	RateLimited        int64 // 429s from the per-endpoint limit and injected storms
 	ConcurrencyLimited int64 // 429s from MaxConcurrent
 	Faults             int64 // responses replaced or damaged by injected faults
 	MaxInFlight        int64
