@@ -160,7 +160,7 @@ func New(o Options) *Sim {
 	}
 	s.ed.init()
 	s.creds = Credentials{
-		AccountSID:   orDefault(o.AccountSID, s.seal.sid("AC", kindAccount, ixKey{})),
+		AccountSID: orDefault(o.AccountSID, s.seal.sid("AC", kindAccount, ixKey{})),
 		// 32 hex digits, the length of Twilio's auth tokens and secrets.
 		AuthToken:    orDefault(o.AuthToken, s.seal.sid("", kindAuthToken, ixKey{})),
 		APIKeySID:    orDefault(o.APIKeySID, s.seal.sid("SK", kindAPIKey, ixKey{})),
