@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -90,6 +92,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
+	// `monitord demo | head` or quitting a pager closes stdout. Without
+	// this, Go kills the process with SIGPIPE on the next write and the
+	// temp dir stays behind; with it, the write fails and the demo stops
+	// cleanly.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 	_, err = runDemo(ctx, o, stdout, stderr)
 	return err
 }
@@ -137,20 +146,37 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
+	ctx, stopOnWriteError := context.WithCancel(ctx)
+	defer stopOnWriteError()
 	stats := newDemoStats()
 	p := newEventPrinter(stdout, false)
 	p.seen = stats.event
+	p.onWriteError = func(error) { stopOnWriteError() }
 	printDemoBanner(p, o, cfg, sim, srv.URL, ns.ClientURL(), d.AdminAddr())
 
+	// The daemon runs on its own context: it is stopped after the poll
+	// reporter, which reads its state, and before the subscription, which
+	// should see the events the daemon drains on its way out.
 	daemonCtx, stopDaemon := context.WithCancel(context.Background())
 	defer stopDaemon()
-	daemonDone := make(chan error, 1)
-	go func() { daemonDone <- d.Run(daemonCtx) }()
+	var runErr error
+	daemonStopped := make(chan struct{})
+	go func() {
+		defer close(daemonStopped)
+		runErr = d.Run(daemonCtx)
+	}()
+	stopAll := func() error {
+		stopDaemon()
+		<-daemonStopped
+		if runErr != nil {
+			return fmt.Errorf("demo: daemon: %w", runErr)
+		}
+		return nil
+	}
 
 	nc, err := nats.Connect(ns.ClientURL(), nats.Name("monitord demo"))
 	if err != nil {
-		stopDaemon()
-		<-daemonDone
+		_ = stopAll()
 		return nil, fmt.Errorf("demo: connect nats: %w", err)
 	}
 	defer nc.Close()
@@ -158,14 +184,13 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	// The publisher creates the stream when it starts; follow it from its
 	// first message, so that events published before this subscription
 	// existed are shown too.
-	unsubscribe, err := followDemoStream(ctx, nc, cfg.NATS.Stream.Name, cfg.NATS.SubjectPrefix, p, stderr, daemonDone)
+	unsubscribe, err := followDemoStream(ctx, nc, cfg.NATS.Stream.Name, cfg.NATS.SubjectPrefix, p, stderr, daemonStopped)
 	if err != nil {
-		stopDaemon()
-		if derr := drainDone(daemonDone); derr != nil {
-			err = derr
+		if derr := stopAll(); derr != nil {
+			return stats, derr
 		}
-		if ctx.Err() != nil && err == nil {
-			return stats, nil
+		if ctx.Err() != nil {
+			return stats, nil // Ctrl-C while starting
 		}
 		return stats, fmt.Errorf("demo: %w", err)
 	}
@@ -173,40 +198,29 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 
 	reportCtx, stopReport := context.WithCancel(context.Background())
 	reportDone := make(chan struct{})
-	go func() {
+	go func(db demoOutbox) {
 		defer close(reportDone)
-		reportPolls(reportCtx, d, p, stats)
-	}()
+		reportPolls(reportCtx, d.poller, db, p, stats)
+	}(d.db)
 
-	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-daemonDone:
-		daemonDone = nil
+	case <-daemonStopped:
 	}
-	// Stop in order: the reporter reads the state file the daemon closes.
 	stopReport()
 	<-reportDone
-	stopDaemon()
-	if daemonDone != nil {
-		runErr = <-daemonDone
-	}
-	if runErr != nil {
-		return stats, fmt.Errorf("demo: daemon: %w", runErr)
+	if err := stopAll(); err != nil {
+		return stats, err
 	}
 	// The daemon drained its outbox on the way out; let the subscription
 	// print what is still on its way, then summarise.
 	held := waitCaughtUp(nc, cfg.NATS.Stream.Name, stats, 5*time.Second)
 	p.line(stats.summary(held))
-	return stats, nil
-}
-
-// drainDone waits for the daemon to stop and returns its error.
-func drainDone(done <-chan error) error {
-	if done == nil {
-		return nil
+	if err := p.writeErr(); err != nil && !errors.Is(err, syscall.EPIPE) {
+		// A closed pipe is the reader saying "enough": not a failure.
+		return stats, fmt.Errorf("demo: write output: %w", err)
 	}
-	return <-done
+	return stats, nil
 }
 
 // newDemoSim builds a world small enough to read on one screen and busy
@@ -313,7 +327,7 @@ func printDemoBanner(p *eventPrinter, o demoOptions, cfg *config.Config, sim *pr
 // followDemoStream waits for the daemon's publisher to create the stream,
 // then follows it through tail's subscription from the stream's start. It
 // gives up when ctx ends or the daemon stops.
-func followDemoStream(ctx context.Context, nc *nats.Conn, stream, prefix string, p *eventPrinter, stderr io.Writer, daemonDone <-chan error) (func(), error) {
+func followDemoStream(ctx context.Context, nc *nats.Conn, stream, prefix string, p *eventPrinter, stderr io.Writer, daemonStopped <-chan struct{}) (func(), error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -331,11 +345,8 @@ func followDemoStream(ctx context.Context, nc *nats.Conn, stream, prefix string,
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case derr := <-daemonDone:
-			if derr == nil {
-				derr = errors.New("daemon stopped")
-			}
-			return nil, derr
+		case <-daemonStopped:
+			return nil, errors.New("daemon stopped")
 		case <-deadline:
 			return nil, fmt.Errorf("stream %s not created within 30s: %w", stream, err)
 		case <-tick.C:

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,5 +88,29 @@ func TestDemoUsageErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want it to contain %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// closedPipe is stdout after `monitord demo | head -3`: the reader is gone.
+type closedPipe struct{}
+
+func (closedPipe) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// TestDemoStopsWhenOutputCloses: a demo whose reader went away stops at
+// once, cleanly (exit 0, temp dir removed), instead of polling into the
+// void until Ctrl-C, or dying of SIGPIPE with its temp dir left behind.
+func TestDemoStopsWhenOutputCloses(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	start := time.Now()
+	if err := run(context.Background(), []string{"demo", "--duration", "5m"}, closedPipe{}, io.Discard); err != nil {
+		t.Fatalf("demo with a closed stdout: %v, want nil", err)
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("took %s to notice its output was gone", took)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("demo left %d entries in its temp dir", len(left))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/poller"
 )
 
 // demoStats is what the demo saw: polls from the poller, events from the
@@ -70,12 +71,17 @@ func (s *demoStats) summary(held uint64) string {
 		s.polls, s.pollsOK, s.total, strings.Join(kinds, ", "), held)
 }
 
+// demoOutbox is the part of the state file the poll reporter reads.
+type demoOutbox interface {
+	OutboxStats() (events int, bytes int64, oldest time.Time, err error)
+}
+
 // reportPolls prints a line each time the poller completes a cycle (every
 // target polled once since the last line), or every 10 s while some target
 // keeps failing so no cycle completes. It reads the poller's per-target
 // status rather than hooking into the poll itself: the demo watches the
 // daemon from outside, as /status does.
-func reportPolls(ctx context.Context, d *daemon, p *eventPrinter, stats *demoStats) {
+func reportPolls(ctx context.Context, pl *poller.Poller, db demoOutbox, p *eventPrinter, stats *demoStats) {
 	last := map[string]time.Time{}
 	var lastCycle time.Time
 	lastLine := time.Now()
@@ -88,7 +94,7 @@ func reportPolls(ctx context.Context, d *daemon, p *eventPrinter, stats *demoSta
 			return
 		case <-tick.C:
 		}
-		for _, st := range d.poller.Status() {
+		for _, st := range pl.Status() {
 			if !st.LastAttempt.After(last[st.Key]) {
 				continue
 			}
@@ -98,14 +104,14 @@ func reportPolls(ctx context.Context, d *daemon, p *eventPrinter, stats *demoSta
 				ok++
 			}
 		}
-		cycle := d.poller.LastCycle()
+		cycle := pl.LastCycle()
 		if polls == 0 || (!cycle.After(lastCycle) && time.Since(lastLine) < 10*time.Second) {
 			continue
 		}
 		lastCycle, lastLine = cycle, time.Now()
 		stats.addPolls(polls, ok)
-		sum := d.poller.Summary()
-		outbox, _, _, _ := d.db.OutboxStats()
+		sum := pl.Summary()
+		outbox, _, _, _ := db.OutboxStats()
 		p.line(fmt.Sprintf("%s  %-16s  %s, %d complete · targets %d healthy, %d failing · outbox %d",
 			time.Now().Format("15:04:05"), "polled", plural(polls, "poll"), ok, sum.Healthy, sum.Failing, outbox))
 		polls, ok = 0, 0
@@ -117,7 +123,8 @@ func reportPolls(ctx context.Context, d *daemon, p *eventPrinter, stats *demoSta
 func (p *eventPrinter) line(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintln(p.w, s)
+	_, err := fmt.Fprintln(p.w, s)
+	p.check(err)
 }
 
 func plural(n int, noun string) string {

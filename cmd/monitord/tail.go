@@ -119,8 +119,17 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	p := newEventPrinter(stdout, o.json)
-	return tail(ctx, o, p, stderr)
+	p.onWriteError = func(error) { cancel() }
+	if err := tail(ctx, o, p, stderr); err != nil {
+		return err
+	}
+	if err := p.writeErr(); err != nil {
+		return fmt.Errorf("tail: write: %w", err)
+	}
+	return nil
 }
 
 // tail connects, subscribes and prints until ctx is done. Ctrl-C is how a
@@ -257,6 +266,29 @@ type eventPrinter struct {
 	// seen, when set, is called with each event's subject and payload after
 	// it is printed (the demo counts kinds with it).
 	seen func(subject string, data []byte)
+	// onWriteError, when set, is called once, with p.mu held, when a write
+	// fails: the reader of a pipe went away, or the disk is full. Printing
+	// on into the void helps nobody; the command stops instead.
+	onWriteError func(error)
+	werr         error
+}
+
+// check records the first write error; p.mu is held.
+func (p *eventPrinter) check(err error) {
+	if err == nil || p.werr != nil {
+		return
+	}
+	p.werr = err
+	if p.onWriteError != nil {
+		p.onWriteError(err)
+	}
+}
+
+// writeErr is the first write error, if any.
+func (p *eventPrinter) writeErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.werr
 }
 
 func newEventPrinter(w io.Writer, asJSON bool) *eventPrinter {
@@ -275,9 +307,11 @@ func (p *eventPrinter) print(subject string, data []byte) {
 			// valid JSON line, with the raw payload as a string.
 			line, _ = json.Marshal(map[string]string{"subject": subject, "invalid_json": string(data)})
 		}
-		p.w.Write(append(line, '\n'))
+		_, err = p.w.Write(append(line, '\n'))
+		p.check(err)
 	} else {
-		io.WriteString(p.w, formatEvent(subject, data, p.color)+"\n")
+		_, err := io.WriteString(p.w, formatEvent(subject, data, p.color)+"\n")
+		p.check(err)
 	}
 	if p.seen != nil {
 		p.seen(subject, data)
