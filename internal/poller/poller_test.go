@@ -27,6 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // state file: every part real.
 type fixture struct {
 	sim    *proxysim.Sim
+	url    string // the simulator's base URL
 	client *twilio.Client
 	db     *state.DB
 	obs    *recorder
@@ -43,6 +44,7 @@ func newFixture(t *testing.T, so proxysim.Options, mod func(*Config)) *fixture {
 	f.sim = proxysim.New(so)
 	srv := httptest.NewServer(f.sim)
 	t.Cleanup(srv.Close)
+	f.url = srv.URL
 	cr := f.sim.Credentials()
 	c, err := twilio.New(twilio.Config{
 		BaseURL: srv.URL, AccountSID: cr.AccountSID, APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret,

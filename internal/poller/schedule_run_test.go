@@ -224,3 +224,27 @@ func TestHeartbeat(t *testing.T) {
 		t.Errorf("heartbeat data %v", ce.Data)
 	}
 }
+
+// TestStarvedServiceStillServesEveryTarget: a Service whose request budget
+// (2 requests/s) cannot keep up with its targets (8 on @every 1s) still
+// polls every one of them in turn, and says the schedule cannot be met.
+func TestStarvedServiceStillServesEveryTarget(t *testing.T) {
+	f := newFixture(t, proxysim.Options{Seed: 16, Sessions: 4, Participants: 2}, func(c *Config) { c.MaxPerService = 2 })
+	cr := f.sim.Credentials()
+	slow, err := twilio.New(twilio.Config{BaseURL: f.url, AccountSID: cr.AccountSID, APIKeySID: cr.APIKeySID,
+		APIKeySecret: cr.APIKeySecret, RequestsPerSecond: 2, Burst: 1, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(slow.Close)
+	specs := every1s(f.specs(slow))
+	if len(specs) != 8 {
+		t.Fatalf("%d targets", len(specs))
+	}
+	f.p.SetTargets(specs)
+	runPoller(t, f.p)
+	waitFor(t, "every target polled", 30*time.Second, func() bool { return f.p.Summary().Unknown == 0 })
+	if f.obs.skips() == 0 {
+		t.Error("no skipped activations counted although the budget is 2 polls/s for 8 polls/s")
+	}
+}
