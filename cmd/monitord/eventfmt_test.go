@@ -3,6 +3,10 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/twilio"
 )
 
 func TestFormatEvent(t *testing.T) {
@@ -111,4 +115,60 @@ func TestRedactURLs(t *testing.T) {
 			t.Errorf("%q lacks %q", got, w)
 		}
 	}
+}
+
+// TestFormatRenderedEvents formats every kind as event.Render writes it, so
+// the readable format follows the event contract rather than a copy of it.
+func TestFormatRenderedEvents(t *testing.T) {
+	tg := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: sid("KS", 0xa1), SessionSID: sid("KC", 0xb2), ParticipantSID: sid("KP", 0xc3)}
+	now := time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
+	ki := sid("KI", 0xd4)
+	base := event.Event{Target: tg, Time: now, InteractionSID: ki, Leg: event.Outbound}
+	cases := []struct {
+		e    event.Event
+		want []string
+	}{
+		{withKind(base, event.Created, "", "queued"), []string{"created", "KI…0000d4", "queued"}},
+		{withKind(base, event.StatusChanged, "sending", "sent"), []string{"status_changed", "sending → sent"}},
+		{withKind(base, event.Failed, "sent", "undelivered"), []string{"failed", "KS…0000a1 KC…0000b2 KP…0000c3", "outbound", "sent → undelivered"}},
+		{withKind(base, event.Stuck, "", "sending"), []string{"stuck", "sending"}},
+		{withKind(base, event.Deleted, "", ""), []string{"deleted", "KI…0000d4"}},
+		{event.Event{ID: "e1", Kind: event.TargetError, Target: tg, Time: now,
+			Error: &event.TargetErrorInfo{Class: "auth", HTTPStatus: 401, Code: 20003, Message: "Authenticate", Failures: 1, Since: now, Outage: 1}},
+			[]string{"target_error", "auth, HTTP 401, code 20003, 1 failed polls: Authenticate"}},
+		{event.Event{ID: "e2", Kind: event.TargetRecovered, Target: tg, Time: now,
+			Error: &event.TargetErrorInfo{Class: "auth", Failures: 3, Since: now, Outage: 1}},
+			[]string{"target_recovered", "recovered after 3 failed polls"}},
+		{event.Event{ID: "e3", Kind: event.Heartbeat, Time: now,
+			Beat: &event.HeartbeatInfo{Instance: "host1", TargetsHealthy: 4, TargetsFailing: 1, OutboxDepth: 2, Seq: 1}},
+			[]string{"heartbeat", "instance host1  4 healthy, 1 failing, outbox 2"}},
+	}
+	seen := map[event.Kind]bool{}
+	for _, tc := range cases {
+		seen[tc.e.Kind] = true
+		m, err := event.Render(tc.e, event.RenderOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.e.Kind, err)
+		}
+		got := formatEvent(m.Subject, m.Data, false)
+		if !strings.HasPrefix(got, now.Local().Format("15:04:05")+"  "+string(tc.e.Kind)+" ") {
+			t.Errorf("%s: line %q does not start with its time and kind", tc.e.Kind, got)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q lacks %q", tc.e.Kind, got, w)
+			}
+		}
+	}
+	for _, k := range event.Kinds {
+		if !seen[k] {
+			t.Errorf("kind %s not covered", k)
+		}
+	}
+}
+
+func withKind(e event.Event, k event.Kind, prev, status string) event.Event {
+	e.Kind, e.PrevStatus, e.Status = k, prev, status
+	e.ID = event.InteractionID(e.InteractionSID, k, e.Leg, status)
+	return e
 }
