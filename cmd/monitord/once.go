@@ -16,7 +16,7 @@ import (
 	"github.com/monitord/monitord/internal/state"
 )
 
-// cmdOnce polls every configured target once and prints the events as
+// cmdOnce polls every configured and discovered target once and prints the events as
 // CloudEvents JSON lines on stdout (logs go to stderr). Without --dry-run
 // it commits to the state file like the daemon and then drains the outbox
 // to NATS once, for a bounded time (what is left waits for the next run).
@@ -71,7 +71,10 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	specs := targetSpecs(cfg, clients)
+	specs, err := discoverOnce(ctx, cfg, clients, targetSpecs(cfg, clients), log)
+	if err != nil {
+		return fmt.Errorf("discover: %w", err)
+	}
 	if err := p.SetTargets(specs); err != nil {
 		return err
 	}
