@@ -373,3 +373,28 @@ func BenchmarkDiffUnchanged(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "interactions/s")
 }
+
+func TestItemsWithoutSIDAreIgnored(t *testing.T) {
+	r := DefaultRules()
+	noSID := ix(9, "received", "failed", t0)
+	noSID.SID = ""
+	listing := []twilio.Interaction{ix(1, "received", "sent", t0), noSID}
+	if n := MissingSIDs(listing); n != 1 {
+		t.Fatalf("MissingSIDs = %d, want 1", n)
+	}
+	s := baselined(t, listing, t0, r)
+	if s.Len() != 1 || s.Entries[0].SID != sid(1) {
+		t.Fatalf("snapshot %+v, want only %s", s.Entries, sid(1))
+	}
+	// After the baseline, a SID-less failed item still raises nothing (it
+	// cannot be told apart from the next one), while a real change does.
+	later := []twilio.Interaction{noSID, ix(1, "received", "failed", t0.Add(time.Minute))}
+	evs, next := Diff(testTarget, s, later, t0.Add(time.Minute), r)
+	want := []ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}, {1, event.Failed, event.Outbound, "sent", "failed"}}
+	if d := cmp.Diff(want, short(t, evs)); d != "" {
+		t.Fatalf("events (-want +got):\n%s", d)
+	}
+	if next.Len() != 1 {
+		t.Fatalf("next has %d entries", next.Len())
+	}
+}
