@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -300,12 +301,12 @@ func demoConfig(o demoOptions, sim *proxysim.Sim, simURL, natsURL, dir string) *
 func printDemoBanner(p *eventPrinter, o demoOptions, cfg *config.Config, sim *proxysim.Sim, simURL, natsURL, adminAddr string) {
 	until := "Ctrl-C to stop"
 	if o.duration > 0 {
-		until = "stops after " + o.duration.String() + " (or Ctrl-C)"
+		until = "stops after " + shortDuration(o.duration) + " (or Ctrl-C)"
 	}
 	p.line("monitord demo: simulated Twilio Proxy API, embedded NATS JetStream and the monitord daemon in one process")
 	if o.discover {
 		p.line(fmt.Sprintf("  targets discovered in %d simulated Services (a session opens in each every %s and closes after %s)",
-			len(cfg.Discover), demoSessionOpenEvery, demoSessionLifetime))
+			len(cfg.Discover), shortDuration(demoSessionOpenEvery), shortDuration(demoSessionLifetime)))
 	} else {
 		p.line(fmt.Sprintf("  %d targets", len(cfg.Targets)))
 	}
@@ -323,6 +324,19 @@ func printDemoBanner(p *eventPrinter, o demoOptions, cfg *config.Config, sim *pr
 		p.line("  admin      http://" + adminAddr + "/metrics  /status  /readyz")
 	}
 	p.line("")
+}
+
+// shortDuration drops the zero tails Go prints: 1m rather than 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	s, _ = strings.CutSuffix(s, "m0s")
+	if strings.HasSuffix(d.String(), "m0s") {
+		s += "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
 }
 
 // followDemoStream waits for the daemon's publisher to create the stream,

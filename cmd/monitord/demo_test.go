@@ -114,3 +114,14 @@ func TestDemoStopsWhenOutputCloses(t *testing.T) {
 		t.Errorf("demo left %d entries in its temp dir", len(left))
 	}
 }
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Minute: "1m", 15 * time.Second: "15s", 90 * time.Second: "1m30s", time.Hour: "1h", 20 * time.Second: "20s",
+		2*time.Hour + 30*time.Minute: "2h30m", 1500 * time.Millisecond: "1.5s",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
