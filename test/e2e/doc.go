@@ -24,5 +24,7 @@
 //	go test ./test/e2e -run 'TestScenario/disk' -e2e.long -v -timeout 20m
 //	go test ./test/e2e -run 'TestScenario/startup' -e2e.long -v -timeout 20m
 //
-// Every scenario prints its figures as lines starting with "FIGURE".
+// Every scenario prints its figures as lines starting with "FIGURE". The
+// harness is Linux-only (Pdeathsig for the child, mount(2) for the disk
+// scenario), as monitord's deployment target is.
 package e2e

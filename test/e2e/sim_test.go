@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -52,7 +54,9 @@ type simServer struct {
 	done chan error
 
 	mu     sync.Mutex
-	counts map[string]int // listing path → requests
+	counts map[string]int           // listing path → requests
+	last   map[string]time.Time     // listing path → last request
+	gaps   map[string]time.Duration // listing path → longest time between two requests
 }
 
 // startSim serves proxysim.New(o) with a freezable clock; the test's
@@ -61,7 +65,8 @@ func startSim(t testing.TB, o proxysim.Options) *simServer {
 	t.Helper()
 	clock := &simClock{}
 	o.Clock = clock.Now
-	s := &simServer{Sim: proxysim.New(o), Clock: clock, counts: map[string]int{}, done: make(chan error, 1)}
+	s := &simServer{Sim: proxysim.New(o), Clock: clock, done: make(chan error, 1),
+		counts: map[string]int{}, last: map[string]time.Time{}, gaps: map[string]time.Duration{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -84,8 +89,14 @@ func startSim(t testing.TB, o proxysim.Options) *simServer {
 
 func (s *simServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(r.URL.Path, "Interactions") {
+		now := time.Now()
 		s.mu.Lock()
-		s.counts[r.URL.Path]++
+		p := r.URL.Path
+		s.counts[p]++
+		if l, ok := s.last[p]; ok {
+			s.gaps[p] = max(s.gaps[p], now.Sub(l))
+		}
+		s.last[p] = now
 		s.mu.Unlock()
 	}
 	s.Sim.ServeHTTP(w, r)
@@ -102,11 +113,26 @@ func (s *simServer) Counts() map[string]int {
 	return out
 }
 
-// ResetCounts forgets the per-path counts.
+// Gaps returns the longest time between two requests per listing path
+// since ResetCounts.
+func (s *simServer) Gaps() map[string]time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]time.Duration, len(s.gaps))
+	for k, v := range s.gaps {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetCounts forgets the per-path counts and gaps; the gap of a path
+// counts from its first request after the reset.
 func (s *simServer) ResetCounts() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.counts)
+	clear(s.gaps)
+	clear(s.last)
 }
 
 // listingPath is the path of a participant target's listing.
