@@ -186,6 +186,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}()
 
 	provisioned := l.js == nil
+	everProvisioned := provisioned
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var retryAt time.Time // while failing: no attempt before this
@@ -195,10 +196,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// A missing stream or JetStream off is fatal at start (a
+			// config error to fix); once it worked, it is an operator
+			// deleting the stream or a server in trouble: log and retry.
 			var fatal *fatalError
-			if errors.As(err, &fatal) {
+			if errors.As(err, &fatal) && !everProvisioned {
 				return err
 			}
+			everProvisioned = everProvisioned || provisioned
 			delay := p.cfg.RetryInterval
 			if err != nil {
 				// Jitter keeps instances sharing a NATS from retrying in step.
@@ -234,7 +239,13 @@ func (p *Publisher) attempt(ctx context.Context, l *link, provisioned *bool) err
 	if l.js == nil {
 		return p.drainCore(ctx, l.nc)
 	}
-	return p.drainJetStream(ctx, l.js)
+	err := p.drainJetStream(ctx, l.js)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		// No stream took the event: it may have been deleted. Check (or
+		// create) it again before the next attempt.
+		*provisioned = false
+	}
+	return err
 }
 
 func resetTimer(t *time.Timer, d time.Duration) {

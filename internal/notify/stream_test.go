@@ -241,3 +241,30 @@ func TestCovers(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamDeletedWhileRunning: an operator deletes the stream under a
+// running publisher. Publishing fails, the stream is checked again and,
+// with Create on, made anew; the events waiting meanwhile arrive.
+func TestStreamDeletedWhileRunning(t *testing.T) {
+	s := startServer(t, nil)
+	ob := &memOutbox{}
+	ob.Add(makeMsgs(t, 0, 10)...)
+	p := newPublisher(t, testConfig(s), ob)
+	stop := runPublisher(t, p)
+	waitFor(t, "first batch", 10*time.Second, func() bool { return ob.Len() == 0 })
+
+	js := adminJS(t, s.ClientURL())
+	if err := js.DeleteStream(context.Background(), DefaultStreamName); err != nil {
+		t.Fatal(err)
+	}
+	second := makeMsgs(t, 10, 25)
+	ob.Add(second...)
+	p.Wake()
+	waitFor(t, "second batch after the stream was made again", 10*time.Second, func() bool { return ob.Len() == 0 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := streamIDs(t, s.ClientURL(), DefaultStreamName); strings.Join(got, ",") != strings.Join(ids(second), ",") {
+		t.Errorf("stream holds %v, want the second batch", got)
+	}
+}
