@@ -144,8 +144,10 @@ func natsMsg(m event.Message) *nats.Msg {
 
 // Run connects, provisions or checks the stream, and drains the outbox on
 // every Wake, reconnect and RetryInterval tick, until ctx is done (then it
-// returns nil). It returns an error only for what waiting cannot fix: NATS
-// refusing the credentials at start, JetStream off, the stream missing.
+// returns nil). It returns an error only for what waiting cannot fix, found
+// at start: NATS refusing the credentials, JetStream off, the stream
+// missing (with the command that creates it). Later the same problems are
+// logged and retried.
 // While NATS is down it waits without spinning; polling goes on and events
 // wait in the outbox.
 func (p *Publisher) Run(ctx context.Context) error {
