@@ -350,7 +350,7 @@ func Default() Config {
 				Duplicates: 2 * time.Hour,
 				Replicas:   1,
 			},
-			MaxPending: 256,
+			MaxPending: 1024,
 			AckTimeout: 5 * time.Second,
 		},
 		Admin: Admin{Listen: "127.0.0.1:9464"},
