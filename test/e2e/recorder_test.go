@@ -175,6 +175,13 @@ func (r *recorder) Events() []received {
 	return append([]received(nil), r.events...)
 }
 
+// Has reports whether the event with this msg id was received.
+func (r *recorder) Has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byID[id] > 0
+}
+
 // Duplicates lists msg ids received more than once.
 func (r *recorder) Duplicates() []string {
 	r.mu.Lock()

@@ -94,9 +94,10 @@ func (r *rig) finish(d *daemon, firstStart, baselined time.Time, skip map[string
 
 // stateReport is what checkState found in a state file.
 type stateReport struct {
-	Targets int
-	Outbox  int
-	Took    time.Duration
+	Targets   int
+	Outbox    int
+	OutboxIDs []string
+	Took      time.Duration
 }
 
 // checkState opens the state file as monitord does, reads every target and
@@ -128,6 +129,7 @@ func checkState(path string) (rep stateReport, err error) {
 	}
 	var after uint64
 	seen := 0
+	var ids []string
 	for range n + 1 {
 		recs, err := db.Peek(after, 1000)
 		if err != nil {
@@ -142,12 +144,13 @@ func checkState(path string) (rep stateReport, err error) {
 			}
 			after = rec.Seq
 			seen++
+			ids = append(ids, rec.ID)
 		}
 	}
 	if seen != n {
 		return stateReport{}, fmt.Errorf("outbox stats say %d events, peek found %d", n, seen)
 	}
-	return stateReport{Targets: len(keys), Outbox: n, Took: time.Since(start)}, nil
+	return stateReport{Targets: len(keys), Outbox: n, OutboxIDs: ids, Took: time.Since(start)}, nil
 }
 
 // figure prints one result line; the docs quote these.
