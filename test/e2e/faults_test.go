@@ -13,10 +13,10 @@ import (
 
 // testAPIFaults is scenario 5: the simulator answers badly in phases — 10%
 // 5xx with latency spikes, truncated and HTML bodies; a 429 storm with
-// Retry-After; one without — while one target answers 401 throughout and
-// one session is deleted (404) halfway. monitord must not exit, must not
-// emit a false deleted or lose an event, and must emit one target_error
-// and one target_recovered per outage.
+// Retry-After; one without — while one target answers 401 throughout, and
+// halfway one session is deleted (404) and another closed. monitord must
+// not exit, must not emit a false deleted or lose an event, and must emit
+// one target_error and one target_recovered per outage.
 func testAPIFaults(t *testing.T) {
 	phase := 5 * time.Second
 	if *long {
@@ -26,6 +26,9 @@ func testAPIFaults(t *testing.T) {
 	targets := r.sim.Targets()
 	authTarget := targets[0]
 	gone := proxysim.Target{ServiceSID: targets[len(targets)-1].ServiceSID, SessionSID: targets[len(targets)-1].SessionSID}
+	// A closed session stays readable on Twilio: no 404, no target event,
+	// no deleted — it just gets no new interactions.
+	closed := targets[2]
 	skip := map[string]bool{}
 	for _, tg := range targets {
 		if tg.SessionSID == gone.SessionSID {
@@ -61,6 +64,9 @@ func testAPIFaults(t *testing.T) {
 				}
 			}
 			if err := r.sim.DeleteSession(gone.ServiceSID, gone.SessionSID); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.sim.CloseSession(closed.ServiceSID, closed.SessionSID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -134,6 +140,10 @@ func testAPIFaults(t *testing.T) {
 				t.Errorf("target %s of the deleted session: want one target_error (404), got %v", key, kinds)
 			}
 			figure(t, "api_faults: target of the deleted session: %v", kinds)
+		case tg.SessionSID == closed.SessionSID:
+			if len(evs) != 0 {
+				t.Errorf("target %s of the closed session: want no target event, got %v", key, kinds)
+			}
 		default:
 			others += len(evs)
 			if len(evs)%2 != 0 {
@@ -141,8 +151,8 @@ func testAPIFaults(t *testing.T) {
 			}
 		}
 	}
-	figure(t, "api_faults: %d target events for the %d targets without a deliberate outage (transient outages from the random faults, each paired)",
-		others, len(targets)-1-len(skip))
+	figure(t, "api_faults: the closed session's targets: no target event; %d target events for the %d targets without a deliberate outage (transient outages from the random faults, each paired)",
+		others, len(targets)-3-len(skip))
 }
 
 // sumPrefix adds every series whose name{labels} starts with prefix.
