@@ -186,11 +186,12 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-// TestDocsMetricNames: every metric the operator docs and the README name
-// is one the daemon exports.
+// TestDocsMetricNames: every metric the README and the docs name is one the
+// daemon exports.
 func TestDocsMetricNames(t *testing.T) {
 	metrics := exportedMetrics(t)
-	for _, path := range []string{"../../README.md", "../../docs/operations.md", "../../docs/daemon.md"} {
+	for _, path := range []string{"../../README.md", "../../docs/operations.md", "../../docs/daemon.md",
+		"../../docs/events.md", "../../docs/performance.md", "../../docs/reliability.md", "../../systemd/README.md"} {
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
