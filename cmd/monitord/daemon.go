@@ -127,7 +127,14 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 			Status:  d.status,
 			Live:    []admin.Check{{Name: "scheduler", Fn: admin.Recent("scheduler tick", d.poller.LastTick, 10*time.Second)}},
 			Ready: []admin.Check{
-				{Name: "state", Fn: func() error { _, _, _, err := d.db.OutboxStats(); return err }},
+				{Name: "state", Fn: func() error {
+					if _, _, _, err := d.db.OutboxStats(); err != nil {
+						return err
+					}
+					// The outbox stays readable on a full disk: only a
+					// failed commit shows that state cannot be written.
+					return d.poller.StateErr()
+				}},
 				{Name: "nats", Fn: func() error {
 					if !d.pub.Connected() {
 						return errors.New("not connected")

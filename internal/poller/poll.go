@@ -26,6 +26,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 	ts, _, err := p.cfg.Store.Load(e.key)
 	if err != nil {
 		log.Error("load state", zap.Error(err))
+		p.stateFailed(err)
 		return ResultStateError
 	}
 	lctx, cancel := context.WithTimeout(ctx, p.cfg.PollTimeout)
@@ -110,12 +111,17 @@ func (p *Poller) commitFailed(log *zap.Logger, err error) string {
 		return ResultOutboxFull
 	}
 	log.Error("commit state", zap.Error(err))
+	p.stateFailed(err)
 	return ResultStateError
 }
+
+// stateFailed records err for StateErr until the next successful commit.
+func (p *Poller) stateFailed(err error) { p.stateErr.Store(&err) }
 
 // committed updates the in-memory view after a commit and wakes the
 // publisher.
 func (p *Poller) committed(e *entry, h state.Health, class string, kinds map[event.Kind]int, n int, now time.Time) {
+	p.stateErr.Store(nil)
 	e.mu.Lock()
 	e.polled, e.health = true, h
 	if class != "" {

@@ -191,6 +191,11 @@ type Poller struct {
 
 	lastTick  atomic.Int64 // unix nanos
 	lastCycle atomic.Int64 // unix nanos of the last complete cycle
+
+	// stateErr is the last state error (read, render or write) when no
+	// commit has succeeded since; nil otherwise. /readyz reports it: a full
+	// disk leaves the outbox readable, so only a failed write shows it.
+	stateErr atomic.Pointer[error]
 }
 
 // New checks cfg and returns a Poller with no targets.
@@ -300,6 +305,16 @@ func (p *Poller) tick() {
 
 // LastTick is when the scheduler last ticked (zero before Run).
 func (p *Poller) LastTick() time.Time { return unixTime(p.lastTick.Load()) }
+
+// StateErr returns the last error reading or writing state if no commit
+// has succeeded since, else nil. A full outbox is back-pressure, not a
+// state error.
+func (p *Poller) StateErr() error {
+	if e := p.stateErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
 
 // LastCycle is when every current target had last completed a poll (ok or
 // failed) since the previous cycle; zero until the first cycle completes.

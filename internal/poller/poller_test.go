@@ -358,3 +358,36 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 		t.Fatalf("after drain: %v, want [created failed]: nothing lost", got)
 	}
 }
+
+// TestStateErrUntilNextCommit: a state file that cannot be written (here:
+// closed under the poller) is reported by StateErr, which /readyz shows,
+// until a commit succeeds again. Outbox-full back-pressure is not one.
+func TestStateErrUntilNextCommit(t *testing.T) {
+	f := newFixture(t, proxysim.Options{Seed: 7, Participants: 1}, nil)
+	f.p.SetTargets(f.specs(nil))
+	ctx := context.Background()
+	if res := f.p.PollAll(ctx); res[ResultOK] != 1 || f.p.StateErr() != nil {
+		t.Fatalf("first poll: %v, StateErr %v", res, f.p.StateErr())
+	}
+	path := f.db.Path()
+	f.db.Close()
+	if res := f.p.PollAll(ctx); res[ResultStateError] != 1 {
+		t.Fatalf("poll on a closed state file: %v, want state_error", res)
+	}
+	if err := f.p.StateErr(); err == nil || !strings.Contains(err.Error(), "state") {
+		t.Fatalf("StateErr = %v, want the state error", err)
+	}
+	db, err := state.Open(path, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	f.p.cfg.Store = db
+	f.now.Add(1)
+	if res := f.p.PollAll(ctx); res[ResultOK] != 1 {
+		t.Fatalf("poll after reopening: %v", res)
+	}
+	if err := f.p.StateErr(); err != nil {
+		t.Fatalf("StateErr after a good commit = %v, want nil", err)
+	}
+}
