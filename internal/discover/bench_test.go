@@ -110,7 +110,7 @@ func BenchmarkRefresh10kSessions(b *testing.B) {
 }
 
 // BenchmarkRefreshAt25rps runs a cold refresh of 500 sessions through the
-// client's default per-Service limit (25 requests/s, burst 10) against the
+// client's default per-Service limit (27 requests/s, burst 10) against the
 // simulator enforcing Twilio's (150 per 5 s window per endpoint): it shows
 // the real time is requests/25 and that discovery stays under the limit
 // (zero 429s). About 20 s.
@@ -122,7 +122,7 @@ func BenchmarkRefreshAt25rps(b *testing.B) {
 	o := proxysim.Options{Seed: 11, Sessions: sessions, Participants: 2, RateLimit: 150, Clock: time.Now}
 	w := newWorld(b, o, func(c *twilio.Config) {
 		c.PageSize = 100
-		c.RequestsPerSecond, c.Burst, c.MaxInFlight = 0, 0, 0 // the defaults: 25/s, burst 10
+		c.RequestsPerSecond, c.Burst, c.MaxInFlight = 0, 0, 0 // the defaults: 27/s, burst 10
 	})
 	svc := w.sim.Services()[0]
 	for b.Loop() {

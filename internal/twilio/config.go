@@ -34,10 +34,10 @@ type Config struct {
 	// transport). The client refuses redirects whatever this client says.
 	HTTPClient *http.Client
 
-	// RequestsPerSecond is the token bucket rate per Service (default 25,
-	// under Twilio's 30/s per endpoint per Service); Burst its depth
+	// RequestsPerSecond is the token bucket rate per Service (default 27,
+	// 90 % of Twilio's 30/s per endpoint per Service); Burst its depth
 	// (default 10). In any 5 s window a Service sees at most
-	// Burst + 5*RequestsPerSecond requests: 135 by default, under
+	// Burst + 5*RequestsPerSecond requests: 145 by default, under
 	// Twilio's 150.
 	RequestsPerSecond float64
 	Burst             int
@@ -110,7 +110,7 @@ func (c *Config) setDefaults() {
 		c.BaseURL = DefaultBaseURL
 	}
 	if c.RequestsPerSecond == 0 {
-		c.RequestsPerSecond = 25
+		c.RequestsPerSecond = 27
 	}
 	if c.Burst == 0 {
 		c.Burst = 10

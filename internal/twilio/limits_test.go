@@ -60,7 +60,7 @@ func TestConcurrentListingsStayUnderTwiliosLimit(t *testing.T) {
 		writeJSON(w, 200, pageJSON(page, page+1, next))
 	})
 	cfg := testConfig(a)
-	cfg.RequestsPerSecond, cfg.Burst = 0, 0 // the defaults: 25/s, burst 10
+	cfg.RequestsPerSecond, cfg.Burst = 0, 0 // the defaults: 27/s, burst 10
 	cfg.MaxAttempts = 1                     // a 429 would fail the listing
 	c := newClient(t, cfg)
 

@@ -27,7 +27,7 @@ func testEfficiency(t *testing.T) {
 		sessions   int
 		rps, burst int
 	}{
-		{"defaults (requests_per_second 25, burst 25), demand 50/s", 300, 25, 25},
+		{"defaults (requests_per_second 27, burst 10), demand 50/s", 300, 27, 10},
 		{"tuned (requests_per_second 29, burst 5), demand 50/s", 300, 29, 5},
 		{"tuned (requests_per_second 29, burst 5), demand 25/s", 150, 29, 5},
 	} {
