@@ -35,15 +35,22 @@ const EnvPrefix = "MONITORD_"
 // defaults filled in, and is validated: the error, a Problems, lists every
 // unknown key, wrong type, unreadable secret and invalid value at once.
 func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
-	var p Problems
-	merged := koanf.New(".")
-	add := func(raw map[string]any, label func(string) string) error {
+	var (
+		p       Problems
+		sources []map[string]any
+		only    Config // the decode of the only non-empty source
+	)
+	add := func(raw map[string]any, label func(string) string) {
+		if len(raw) == 0 {
+			return
+		}
 		normalize(raw, label, &p)
 		// Check each source on its own first so that an error names the
 		// variable or flag it came from, not only the merged key.
 		scratch := Default()
 		decodeConfig(&scratch, raw, label, &p)
-		return merged.Load(confmap.Provider(raw, ""), nil)
+		sources = append(sources, raw)
+		only = scratch
 	}
 
 	if path != "" {
@@ -55,9 +62,7 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse %s: %w", path, err)
 		}
-		if err := add(raw, nil); err != nil {
-			return nil, fmt.Errorf("merge %s: %w", path, err)
-		}
+		add(raw, nil)
 	}
 
 	vars := map[string]string{} // key path -> variable name
@@ -77,9 +82,7 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read environment: %w", err)
 	}
-	if err := add(ek.Raw(), func(path string) string { return sourceLabel(path, vars, "") }); err != nil {
-		return nil, fmt.Errorf("merge environment: %w", err)
-	}
+	add(ek.Raw(), func(path string) string { return sourceLabel(path, vars, "") })
 
 	if flags != nil {
 		names := map[string]string{}
@@ -95,16 +98,16 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read flags: %w", err)
 		}
-		if err := add(fk.Raw(), func(path string) string { return sourceLabel(path, names, "flag ") }); err != nil {
-			return nil, fmt.Errorf("merge flags: %w", err)
-		}
+		add(fk.Raw(), func(path string) string { return sourceLabel(path, names, "flag ") })
 	}
 	if len(p) > 0 {
 		return nil, p
 	}
 
-	cfg := Default()
-	decodeConfig(&cfg, merged.Raw(), nil, &p)
+	cfg, err := merge(sources, only, &p)
+	if err != nil {
+		return nil, err
+	}
 	cfg.resolveDerived(env)
 	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), &p)
 	if err := cfg.Validate(); err != nil {
@@ -114,6 +117,29 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		return nil, p
 	}
 	return &cfg, nil
+}
+
+// merge returns the configuration of the sources, later ones winning. With
+// one source (the common case: a file and no overrides) that is its decode
+// already made, only: merging with koanf deep-copies every map, which for
+// a config of 10,000 targets costs more than parsing it, and start-up time
+// counts under systemd's watchdog.
+func merge(sources []map[string]any, only Config, p *Problems) (Config, error) {
+	switch len(sources) {
+	case 0:
+		return Default(), nil
+	case 1:
+		return only, nil
+	}
+	merged := koanf.New(".")
+	for _, raw := range sources {
+		if err := merged.Load(confmap.Provider(raw, ""), nil); err != nil {
+			return Config{}, fmt.Errorf("merge config sources: %w", err)
+		}
+	}
+	cfg := Default()
+	decodeConfig(&cfg, merged.Raw(), nil, p)
+	return cfg, nil
 }
 
 // decodeConfig decodes raw onto cfg. accounts is decoded last because its
