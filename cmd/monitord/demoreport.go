@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/poller"
 )
 
@@ -43,19 +42,6 @@ func (s *demoStats) received() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.total
-}
-
-// kind returns how many events of kind k were received.
-func (s *demoStats) kind(k event.Kind) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byKind[string(k)]
-}
-
-func (s *demoStats) pollCounts() (polls, ok int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.polls, s.pollsOK
 }
 
 // summary is the demo's last line.

@@ -197,8 +197,7 @@ func (c chanPublisher) PublishNow(_ context.Context, m event.Message) error {
 
 func TestHeartbeat(t *testing.T) {
 	pub := make(chanPublisher, 10)
-	var f *fixture
-	f = newFixture(t, proxysim.Options{Seed: 15, Participants: 1}, func(c *Config) {
+	f := newFixture(t, proxysim.Options{Seed: 15, Participants: 1}, func(c *Config) {
 		c.Heartbeat = HeartbeatConfig{Interval: 50 * time.Millisecond, Instance: "test-1", Publisher: pub}
 	})
 	f.p.cfg.Heartbeat.Outbox = f.db

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -54,11 +53,8 @@ func monitordBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "monitord")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", binPath, "../../cmd/monitord")
+		// go test puts its own toolchain's bin first on the test's PATH.
+		cmd := exec.Command("go", "build", "-o", binPath, "../../cmd/monitord")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build ./cmd/monitord: %w\n%s", err, out)

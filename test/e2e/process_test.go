@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -253,9 +252,4 @@ func (d *daemon) WaitSettled(since time.Time, skip map[string]bool, within time.
 	if err != nil {
 		d.t.Fatalf("monitord did not settle within %v: %v (%s)\n%s", within, err, last, d.LogTail(20))
 	}
-}
-
-// ctxFor is a context with a deadline, for one-off calls.
-func ctxFor(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
 }
