@@ -24,7 +24,7 @@ func TestDemo(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // os.MkdirTemp("") makes the demo's dir here
 
-	var out, errb safeBuffer
+	var out, errb syncBuffer
 	start := time.Now()
 	err := run(context.Background(), []string{"demo", "--duration", "6s", "--schedule", "@every 1s", "--targets", "4", "--seed", "7"}, &out, &errb)
 	if err != nil {

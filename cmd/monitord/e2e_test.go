@@ -252,7 +252,8 @@ func httpGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// syncBuffer is a bytes.Buffer safe for the daemon's logger and the test.
+// syncBuffer is a bytes.Buffer that commands and loggers write to on their
+// own goroutines while the test reads it.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

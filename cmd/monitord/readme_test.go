@@ -85,7 +85,7 @@ func TestReadmeSubscriber(t *testing.T) {
 
 	url := testNATSServer(t, true)
 	js := testStream(t, url)
-	var out safeBuffer
+	var out syncBuffer
 	nc := readmeSubscriber(context.Background(), url, &out)
 	defer nc.Close()
 

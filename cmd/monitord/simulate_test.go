@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +16,12 @@ import (
 	"github.com/monitord/monitord/internal/config"
 )
 
-// simOutput is a bytes.Buffer safe to read while the command writes.
-type simOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *simOutput) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *simOutput) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestSimulateServesAndWritesConfig(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	path := filepath.Join(t.TempDir(), "monitord.yaml")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb simOutput
+	var out, errb syncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"simulate", "--listen", "127.0.0.1:0", "--seed", "7",

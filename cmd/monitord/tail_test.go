@@ -16,28 +16,9 @@ import (
 	"go.uber.org/goleak"
 )
 
-// safeBuffer is a bytes.Buffer that a command writes to on NATS goroutines
-// while the test reads it.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitForOutput waits until buf holds every one of wants, failing the test
 // with what it holds at the deadline.
-func waitForOutput(t *testing.T, buf *safeBuffer, timeout time.Duration, wants ...string) string {
+func waitForOutput(t *testing.T, buf *syncBuffer, timeout time.Duration, wants ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -151,9 +132,9 @@ func publish(t *testing.T, js jetstream.JetStream, evs ...testEvent) {
 
 // startTail runs cmdTail until the test ends, returning its stdout and
 // stderr and a channel with its result.
-func startTail(t *testing.T, args ...string) (stdout, stderr *safeBuffer, stop func() error) {
+func startTail(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func() error) {
 	t.Helper()
-	stdout, stderr = &safeBuffer{}, &safeBuffer{}
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- cmdTail(ctx, args, stdout, stderr) }()
@@ -280,7 +261,7 @@ func TestTailCoreNATSWithoutStream(t *testing.T) {
 			}
 
 			// --since needs a stream: say so rather than silently print nothing.
-			err = cmdTail(context.Background(), []string{"--nats", url, "--since", "5m"}, &safeBuffer{}, &safeBuffer{})
+			err = cmdTail(context.Background(), []string{"--nats", url, "--since", "5m"}, &syncBuffer{}, &syncBuffer{})
 			if err == nil || !strings.Contains(err.Error(), "--since replays from a JetStream stream") {
 				t.Fatalf("--since without a stream: err %v", err)
 			}
