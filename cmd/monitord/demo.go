@@ -138,7 +138,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	if o.verbose {
 		level = "info"
 	}
-	log, err := newLogger(config.Log{Level: level, Format: "console"}, stderr, false)
+	log, err := newLogger(config.Log{Level: level, Format: "console"}, stderr)
 	if err != nil {
 		return nil, err
 	}

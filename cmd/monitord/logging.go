@@ -12,17 +12,20 @@ import (
 )
 
 // newLogger builds the zap logger of log.level and log.format writing to w.
-// JSON is the default (journald and log shippers parse it); console is for
-// people. When interactive is set and w is a terminal, console is used
-// whatever the format says: `once` is run by hand.
-func newLogger(lc config.Log, w io.Writer, interactive bool) (*zap.Logger, error) {
+// Format auto (the default) is console when w is a terminal — a person is
+// reading — and JSON otherwise: under systemd, stderr goes to journald and
+// log shippers parse JSON.
+func newLogger(lc config.Log, w io.Writer) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(lc.Level)
 	if err != nil {
 		return nil, usagef("log.level: %v", err)
 	}
 	format := lc.Format
-	if interactive && isTerminal(w) {
-		format = "console"
+	if format == "auto" || format == "" {
+		format = "json"
+		if isTerminal(w) {
+			format = "console"
+		}
 	}
 	var enc zapcore.Encoder
 	if format == "console" {

@@ -34,7 +34,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log, stderr, true)
+	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}

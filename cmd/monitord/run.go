@@ -24,7 +24,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log, stderr, false)
+	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}

@@ -302,7 +302,8 @@ type Admin struct {
 type Log struct {
 	// Level is debug, info, warn or error.
 	Level string `koanf:"level"`
-	// Format is json or console.
+	// Format is json, console, or auto: console when stderr is a terminal,
+	// else json (journald and log shippers parse JSON).
 	Format string `koanf:"format"`
 }
 
@@ -354,7 +355,7 @@ func Default() Config {
 			AckTimeout: 5 * time.Second,
 		},
 		Admin: Admin{Listen: "127.0.0.1:9464"},
-		Log:   Log{Level: "info", Format: "json"},
+		Log:   Log{Level: "info", Format: "auto"},
 	}
 }
 

@@ -39,7 +39,7 @@ func TestInvalid(t *testing.T) {
 		"duplicate-target": {`targets[2]: duplicate of targets[0] (` + tgtID + `)`},
 		"log": {
 			`log.level: "verbose" is not "debug", "info", "warn" or "error"`,
-			`log.format: "text" is not "json" or "console"`,
+			`log.format: "text" is not "auto", "json" or "console"`,
 		},
 		"missing-sids": {
 			`targets[0].service_sid: required (KS followed by 32 hex digits)`,

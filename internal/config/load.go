@@ -245,7 +245,7 @@ func lookupEnv(env []string, name string) string {
 func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("instance", "", "override instance (name in heartbeats)")
 	fs.String("log.level", "", "override log.level: debug, info, warn or error")
-	fs.String("log.format", "", "override log.format: json or console")
+	fs.String("log.format", "", "override log.format: auto, json or console")
 	fs.String("admin.listen", "", "override admin.listen (host:port; empty disables)")
 	fs.String("state.path", "", "override state.path (bbolt file)")
 	fs.StringSlice("nats.urls", nil, "override nats.urls (comma-separated)")

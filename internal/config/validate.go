@@ -66,7 +66,7 @@ func (c *Config) Validate() error {
 		checkHostPort(&p, "admin.listen", c.Admin.Listen)
 	}
 	oneOf(&p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
-	oneOf(&p, "log.format", c.Log.Format, "json", "console")
+	oneOf(&p, "log.format", c.Log.Format, "auto", "json", "console")
 	if len(p) == 0 {
 		return nil
 	}
