@@ -144,6 +144,15 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	}
 	defer func() { _ = log.Sync() }()
 
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("monitord demo"))
+	if err != nil {
+		return nil, fmt.Errorf("demo: connect nats: %w", err)
+	}
+	defer nc.Close()
+	if err := createDemoStream(nc, cfg); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+
 	d, err := startDaemon(ctx, cfg, log, daemonOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
@@ -156,6 +165,17 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	p.onWriteError = func(error) { stopOnWriteError() }
 	printDemoBanner(p, o, cfg, sim, srv.URL, ns.ClientURL(), d.AdminAddr())
 
+	// Follow the stream from its first message with tail's subscription,
+	// before the daemon runs: every event it publishes comes back here.
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "demo: "+format+"\n", a...) }
+	topts := tailOptions{subject: cfg.NATS.SubjectPrefix + ".>", stream: cfg.NATS.Stream.Name, all: true}
+	unsubscribe, _, err := subscribe(context.WithoutCancel(ctx), nc, topts, p, logf)
+	if err != nil {
+		d.close()
+		return stats, fmt.Errorf("demo: %w", err)
+	}
+	defer unsubscribe()
+
 	// The daemon runs on its own context: it is stopped after the poll
 	// reporter, which reads its state, and before the subscription, which
 	// should see the events the daemon drains on its way out.
@@ -167,36 +187,6 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 		defer close(daemonStopped)
 		runErr = d.Run(daemonCtx)
 	}()
-	stopAll := func() error {
-		stopDaemon()
-		<-daemonStopped
-		if runErr != nil {
-			return fmt.Errorf("demo: daemon: %w", runErr)
-		}
-		return nil
-	}
-
-	nc, err := nats.Connect(ns.ClientURL(), nats.Name("monitord demo"))
-	if err != nil {
-		_ = stopAll()
-		return nil, fmt.Errorf("demo: connect nats: %w", err)
-	}
-	defer nc.Close()
-
-	// The publisher creates the stream when it starts; follow it from its
-	// first message, so that events published before this subscription
-	// existed are shown too.
-	unsubscribe, err := followDemoStream(ctx, nc, cfg.NATS.Stream.Name, cfg.NATS.SubjectPrefix, p, stderr, daemonStopped)
-	if err != nil {
-		if derr := stopAll(); derr != nil {
-			return stats, derr
-		}
-		if ctx.Err() != nil {
-			return stats, nil // Ctrl-C while starting
-		}
-		return stats, fmt.Errorf("demo: %w", err)
-	}
-	defer unsubscribe()
 
 	reportCtx, stopReport := context.WithCancel(context.Background())
 	reportDone := make(chan struct{})
@@ -211,8 +201,10 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	}
 	stopReport()
 	<-reportDone
-	if err := stopAll(); err != nil {
-		return stats, err
+	stopDaemon()
+	<-daemonStopped
+	if runErr != nil {
+		return stats, fmt.Errorf("demo: daemon: %w", runErr)
 	}
 	// The daemon drained its outbox on the way out; let the subscription
 	// print what is still on its way, then summarise.
@@ -339,38 +331,34 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// followDemoStream waits for the daemon's publisher to create the stream,
-// then follows it through tail's subscription from the stream's start. It
-// gives up when ctx ends or the daemon stops.
-func followDemoStream(ctx context.Context, nc *nats.Conn, stream, prefix string, p *eventPrinter, stderr io.Writer, daemonStopped <-chan struct{}) (func(), error) {
+// createDemoStream creates the stream the daemon publishes to, before the
+// daemon starts; its publisher then finds it and only updates it, as it
+// would a stream an operator made. Creating it here, to completion, keeps
+// stream creation out of the shutdown: nats-server leaks the goroutines of
+// a file store created while it shuts down, which a Ctrl-C in the demo's
+// first second would otherwise provoke. Not tied to the demo's context for
+// the same reason.
+func createDemoStream(nc *nats.Conn, cfg *config.Config) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(30 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := js.Stream(sctx, stream)
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-daemonStopped:
-			return nil, errors.New("daemon stopped")
-		case <-deadline:
-			return nil, fmt.Errorf("stream %s not created within 30s: %w", stream, err)
-		case <-tick.C:
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := cfg.NATS.Stream
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        s.Name,
+		Description: "monitord events (CloudEvents 1.0 JSON)",
+		Subjects:    []string{cfg.NATS.SubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.MaxAge,
+		Duplicates:  s.Duplicates,
+		Replicas:    s.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", s.Name, err)
 	}
-	o := tailOptions{subject: prefix + ".>", stream: stream, all: true}
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "demo: "+format+"\n", a...) }
-	stop, _, err := subscribe(ctx, nc, o, p, logf)
-	return stop, err
+	return nil
 }
 
 // waitCaughtUp waits, up to max, until the subscription has printed every
