@@ -106,6 +106,22 @@ func TestMetricsExposition(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// ParseMetrics, which the harnesses read these figures with, reads the
+	// same exposition back into values.
+	parsed, err := ParseMetrics(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]float64{
+		`monitord_api_requests_total{code="429"}`:        1,
+		`monitord_events_total{kind="failed"}`:           2,
+		`monitord_targets{health="healthy"}`:             7,
+		`monitord_last_complete_cycle_timestamp_seconds`: 1.7e9,
+	} {
+		if got, ok := parsed[key]; !ok || got != want {
+			t.Errorf("ParseMetrics: %s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
 	if !strings.Contains(body, "monitord_outbox_oldest_age_seconds 6") {
 		t.Errorf("oldest age not about 60s:\n%s", grep(body, "oldest"))
 	}

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -11,12 +10,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/monitord/monitord/internal/admin"
 )
 
 // daemon is one `monitord run -c FILE` child process.
@@ -159,25 +159,7 @@ func (d *daemon) Metrics() (map[string]float64, error) {
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("/metrics answered %d", code)
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
+	return admin.ParseMetrics(bytes.NewReader(body))
 }
 
 // MustMetrics is Metrics or a fatal error.

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/monitord/monitord/internal/admin"
 )
 
 func main() {
@@ -215,25 +217,7 @@ func scrape(base string) (metrics, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	m := metrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m, sc.Err()
+	return admin.ParseMetrics(resp.Body)
 }
 
 func sumPrefix(last, first metrics, prefix string) float64 {
