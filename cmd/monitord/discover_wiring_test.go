@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,14 +43,7 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run", "-c", cfgPath}, io.Discard, logs) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon logs:\n%s", logs.String())
-		}
-	})
+	done, _ := startRun(t, ctx, cfgPath)
 	base := "http://" + adminAddr
 	status := func() statusDoc {
 		var doc statusDoc

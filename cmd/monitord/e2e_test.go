@@ -252,6 +252,22 @@ func httpGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// startRun runs `monitord run -c cfgPath` until ctx is done, in process.
+// The returned channel gets run's result; the daemon's logs are printed
+// when the test fails.
+func startRun(t *testing.T, ctx context.Context, cfgPath string) (<-chan error, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"run", "-c", cfgPath}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon logs:\n%s", logs.String())
+		}
+	})
+	return done, logs
+}
+
 // syncBuffer is a bytes.Buffer that commands and loggers write to on their
 // own goroutines while the test reads it.
 type syncBuffer struct {
@@ -291,14 +307,7 @@ func TestEndToEnd(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run", "-c", cfgPath}, io.Discard, logs) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon logs:\n%s", logs.String())
-		}
-	})
+	done, logs := startRun(t, ctx, cfgPath)
 
 	base := "http://" + adminAddr
 	waitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := httpGet(base + "/readyz"); return c == 200 })
