@@ -187,6 +187,9 @@ func TestOncePollsWhatItCan(t *testing.T) {
 	if strings.Contains(err.Error(), "map[") || strings.Count(err.Error(), "discovery of") != 1 {
 		t.Errorf("error %q: a Go map, or the failure said twice", err)
 	}
+	if strings.Contains(stderr.String(), "keeping the previous target set") {
+		t.Errorf("the log claims a previous target set once does not have:\n%s", stderr.String())
+	}
 	for _, tg := range append(configured[:1], discovered...) {
 		if !strings.Contains(stderr.String(), tg.ParticipantSID) && !strings.Contains(stdout.String(), tg.ParticipantSID) {
 			// Not every target has an event; the poll's debug log names each.
