@@ -86,8 +86,12 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("write events: %w", err)
 	}
 	summary, ok := onceSummary(len(specs), res, failures)
-	log.Info("polled every target once", zap.String("summary", summary),
-		zap.Int("events", out.n), zap.Bool("dry_run", *dry))
+	fields := []zap.Field{zap.Int("events", out.n), zap.Bool("dry_run", *dry)}
+	if ok {
+		// Otherwise the summary is the error once returns: said once.
+		fields = append(fields, zap.String("summary", summary))
+	}
+	log.Info("polled every target once", fields...)
 	if db != nil && ctx.Err() == nil {
 		if err := deliverOnce(ctx, cfg, db, log); err != nil {
 			return err
