@@ -161,6 +161,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	defer stopOnWriteError()
 	stats := newDemoStats()
 	p := newEventPrinter(stdout, false)
+	defer p.close() // on an early return: nothing held prints after it
 	p.seen = stats.event
 	p.onWriteError = func(error) { stopOnWriteError() }
 	printDemoBanner(p, o, cfg, sim, srv.URL, ns.ClientURL(), d.AdminAddr())
@@ -209,6 +210,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	// The daemon drained its outbox on the way out; let the subscription
 	// print what is still on its way, then summarise.
 	held := waitCaughtUp(nc, cfg.NATS.Stream.Name, stats, 5*time.Second)
+	p.close()
 	p.line(stats.summary(held))
 	if err := p.writeErr(); err != nil && !errors.Is(err, syscall.EPIPE) {
 		// A closed pipe is the reader saying "enough": not a failure.
@@ -303,6 +305,13 @@ func printDemoBanner(p *eventPrinter, o demoOptions, cfg *config.Config, sim *pr
 		p.line(fmt.Sprintf("  %d targets", len(cfg.Targets)))
 	}
 	p.line(fmt.Sprintf("  polled %s; seed %d, failure rate %g; %s", o.schedule, o.seed, o.failureRate, until))
+	if r := cfg.Rules.Baseline.AlertRecent; r > 0 {
+		// Without this, the first second's column of failed lines looks
+		// like the demo is broken.
+		p.line(fmt.Sprintf("  the first poll of a target is its baseline: its history is recorded silently, except failures of the last %s,",
+			shortDuration(r)))
+		p.line("  shown at once and marked \"(baseline: already failed at the first poll)\"; every line after that is a change as it happens")
+	}
 	p.line("")
 	p.line("  NATS       " + natsURL)
 	p.line("             follow from another terminal: go run ./cmd/monitord tail --nats " + natsURL)

@@ -42,6 +42,26 @@ func TestDemo(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  failed  `).MatchString(got) {
 		t.Errorf("no failed event line:\n%s", got)
 	}
+	// The backlog's recent failures come first: the banner says why, and
+	// each says it is one (seed 7 has some).
+	if !strings.Contains(got, "the first poll of a target is its baseline") ||
+		!regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  failed  .*  \(baseline: already failed at the first poll\)$`).MatchString(got) {
+		t.Errorf("baseline failures not explained or not marked:\n%s", got)
+	}
+	// A failure shows once: no status_changed line for a leg change that
+	// also has its failed line.
+	change := regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  (status_changed|failed) +\S+ \S+ \S+  (KI\S+ \S+ +\S+ → \S+)`)
+	failures := map[string]bool{}
+	for _, m := range change.FindAllStringSubmatch(got, -1) {
+		if m[1] == "failed" {
+			failures[m[2]] = true
+		}
+	}
+	for _, m := range change.FindAllStringSubmatch(got, -1) {
+		if m[1] == "status_changed" && failures[m[2]] {
+			t.Errorf("failure %q printed twice, as status_changed and failed", m[2])
+		}
+	}
 	m := regexp.MustCompile(`summary: (\d+) polls \((\d+) complete\); (\d+) events received back from NATS \(.*failed (\d+).*\); the stream holds (\d+)`).FindStringSubmatch(got)
 	if m == nil {
 		t.Fatalf("summary line missing or malformed:\n%s", got)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,10 @@ type discovery struct {
 	discovered map[string][]twilio.Target   // by Service
 	pruned     map[string]bool              // Services whose stale state was forgotten
 	applied    bool                         // setTargets has succeeded once
+
+	// onRefresh, when set, also gets each refresh's result: once uses it
+	// to name the Services whose discovery failed. Set before any refresh.
+	onRefresh func(discover.RefreshResult)
 }
 
 // targetSetter is the poller's half that discovery drives.
@@ -104,7 +109,7 @@ func newDiscovery(cfg *config.Config, clients map[string]*accountClient, p targe
 			entries = append(entries, discoverEntry(dsc))
 		}
 		dsc, err := discover.New(discover.Config{
-			Entries: entries, Lister: l, Sink: x, Observer: m, Location: loc,
+			Entries: entries, Lister: l, Sink: x, Observer: x, Location: loc,
 			Logger: x.log.With(zap.String("account", a.Name)),
 		})
 		if err != nil {
@@ -141,6 +146,16 @@ func discoverTemplates(cfg *config.Config, clients map[string]*accountClient) ma
 		}
 	}
 	return out
+}
+
+// Refreshed implements discover.Observer: the metrics, then onRefresh.
+func (x *discovery) Refreshed(r discover.RefreshResult) {
+	if x.metrics != nil {
+		x.metrics.Refreshed(r)
+	}
+	if x.onRefresh != nil {
+		x.onRefresh(r)
+	}
 }
 
 // addTo adds the Discoverers to the daemon's run group.
@@ -279,27 +294,45 @@ type setterFunc func(specs []poller.TargetSpec) error
 
 func (f setterFunc) SetTargets(specs []poller.TargetSpec) error { return f(specs) }
 
+// discoveryFailure is a Service whose discovery refresh failed in once.
+type discoveryFailure struct {
+	ServiceSID string
+	Err        error
+}
+
 // discoverOnce runs one refresh of every discover entry and returns the
 // configured specs merged with what it found: for `monitord once`, whose
-// "every target" includes the discovered ones. A failed refresh is an
-// error here (once has no previous set to keep). It forgets no state.
+// "every target" includes the discovered ones. An entry whose refresh
+// fails adds none of its targets and its Service is returned among the
+// failures (once per Service), so
+// that once still polls everything else and says which Services it could
+// not list. err is for what stops once altogether (a bad config). It
+// forgets no state.
 //
-//	specs, err := discoverOnce(ctx, cfg, clients, targetSpecs(cfg, clients), log)
+//	specs, failures, err := discoverOnce(ctx, cfg, clients, targetSpecs(cfg, clients), log)
 func discoverOnce(ctx context.Context, cfg *config.Config, clients map[string]*accountClient,
-	configured []poller.TargetSpec, log *zap.Logger) ([]poller.TargetSpec, error) {
+	configured []poller.TargetSpec, log *zap.Logger) ([]poller.TargetSpec, []discoveryFailure, error) {
 	var specs []poller.TargetSpec
 	keep := setterFunc(func(s []poller.TargetSpec) error { specs = s; return nil })
 	x, err := newDiscovery(cfg, clients, keep, nil, prometheus.NewRegistry(), log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var failures []discoveryFailure
+	x.onRefresh = func(r discover.RefreshResult) {
+		// One failure per Service, even when two of its entries failed.
+		if r.Err == nil || slices.ContainsFunc(failures, func(f discoveryFailure) bool { return f.ServiceSID == r.ServiceSID }) {
+			return
+		}
+		failures = append(failures, discoveryFailure{ServiceSID: r.ServiceSID, Err: r.Err})
 	}
 	if err := x.setTargets(cfg, clients, configured); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, d := range x.discoverers {
-		if err := d.Refresh(ctx); err != nil {
-			return nil, err
-		}
+		// Each failed entry reached onRefresh: Refresh's joined error
+		// says nothing more.
+		_ = d.Refresh(ctx)
 	}
-	return specs, nil
+	return specs, failures, nil
 }

@@ -210,7 +210,7 @@ func TestDemoDiscoveryConfigValid(t *testing.T) {
 }
 
 // TestDiscoverOnce: one refresh, merged with the configured targets, for
-// `monitord once`; a failing API is an error.
+// `monitord once`; a failing API is a failure naming the Service.
 func TestDiscoverOnce(t *testing.T) {
 	sim, simURL := frozenSim(t, proxysim.Options{Seed: 9, Sessions: 2, Participants: 2})
 	svc := sim.Services()[0]
@@ -232,9 +232,9 @@ func TestDiscoverOnce(t *testing.T) {
 			c.client.Close()
 		}
 	}()
-	specs, err := discoverOnce(context.Background(), &cfg, clients, targetSpecs(&cfg, clients), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
+	specs, failures, err := discoverOnce(context.Background(), &cfg, clients, targetSpecs(&cfg, clients), zap.NewNop())
+	if err != nil || len(failures) != 0 {
+		t.Fatal(err, failures)
 	}
 	origin := map[string]string{}
 	for _, s := range specs {
@@ -249,7 +249,8 @@ func TestDiscoverOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := discoverOnce(context.Background(), &cfg, bad, nil, zap.NewNop()); err == nil {
-		t.Error("discoverOnce succeeded against an unreachable API")
+	specs, failures, err = discoverOnce(context.Background(), &cfg, bad, nil, zap.NewNop())
+	if err != nil || len(specs) != 0 || len(failures) != 1 || failures[0].ServiceSID != svc || failures[0].Err == nil {
+		t.Errorf("against an unreachable API: specs %d, failures %v, err %v; want one failure naming %s", len(specs), failures, err, svc)
 	}
 }

@@ -36,6 +36,7 @@ type eventData struct {
 	PreviousStatus string `json:"previous_status"`
 	Status         string `json:"status"`
 	ErrorCode      int    `json:"error_code"`
+	Baseline       bool   `json:"baseline"`
 
 	// target_error / target_recovered
 	Class      string `json:"class"`
@@ -94,25 +95,52 @@ func useColor(w io.Writer) bool {
 // subject is the NATS subject, used for the kind when the payload does not
 // decode. tail and demo both print through it, so they look the same.
 func formatEvent(subject string, payload []byte, color bool) string {
+	return parseEvent(subject, payload).format(color)
+}
+
+// parsedEvent is an event decoded for the readable format.
+type parsedEvent struct {
+	subject string
+	size    int
+	err     error // the payload is not JSON
+	kind    string
+	when    time.Time
+	data    eventData
+}
+
+// parseEvent decodes what the readable format shows of an event.
+func parseEvent(subject string, payload []byte) parsedEvent {
+	e := parsedEvent{subject: subject, size: len(payload), kind: kindFromSubject(subject), when: time.Now()}
 	var ce cloudEvent
-	if err := json.Unmarshal(payload, &ce); err != nil {
+	if e.err = json.Unmarshal(payload, &ce); e.err != nil {
+		return e
+	}
+	// A data member of an unexpected shape leaves data partly empty; the
+	// line still shows the kind and time, which is the useful part.
+	_ = json.Unmarshal(ce.Data, &e.data)
+	if k := kindFromType(ce.Type); k != "" {
+		e.kind = k
+	}
+	if !ce.Time.IsZero() {
+		e.when = ce.Time
+	}
+	return e
+}
+
+// legChange names one leg's status change of an interaction: the status_changed
+// and the failed event of one failure share it (see eventPrinter).
+func (e parsedEvent) legChange() string {
+	d := e.data
+	return d.InteractionSID + "\x00" + d.Leg + "\x00" + d.PreviousStatus + "\x00" + d.Status
+}
+
+// format renders e as one line without a trailing newline.
+func (e parsedEvent) format(color bool) string {
+	if e.err != nil {
 		return fmt.Sprintf("%-8s  %-16s  %s  (undecodable payload, %d bytes: %v)",
-			time.Now().Format("15:04:05"), kindFromSubject(subject), subject, len(payload), err)
+			e.when.Format("15:04:05"), e.kind, e.subject, e.size, e.err)
 	}
-	var d eventData
-	// A data member of an unexpected shape leaves d partly empty; the line
-	// still shows the kind and time, which is the useful part.
-	_ = json.Unmarshal(ce.Data, &d)
-
-	kind := kindFromType(ce.Type)
-	if kind == "" {
-		kind = kindFromSubject(subject)
-	}
-	when := ce.Time
-	if when.IsZero() {
-		when = time.Now()
-	}
-
+	kind, d, when := e.kind, e.data, e.when
 	var b strings.Builder
 	b.WriteString(when.Local().Format("15:04:05"))
 	b.WriteString("  ")
@@ -152,6 +180,35 @@ func describe(kind string, d eventData) string {
 		b.WriteString(targetErrorText(kind, d))
 		return b.String()
 	}
+	if kind == "failed" {
+		b.WriteString(failedText(d))
+		return b.String()
+	}
+	b.WriteString(interactionText(d))
+	if d.ErrorCode != 0 {
+		fmt.Fprintf(&b, "  (error %d)", d.ErrorCode)
+	}
+	return b.String()
+}
+
+// failedText is what follows the target on a failed line, the line on-call
+// reads: the interaction, leg and statuses, the error code when known, and
+// whether the failure predates monitord's first look at the target (the
+// baseline rule), which is why a fresh start shows failures at once.
+func failedText(d eventData) string {
+	s := interactionText(d)
+	if d.ErrorCode != 0 {
+		s += fmt.Sprintf("  (error %d)", d.ErrorCode)
+	}
+	if d.Baseline {
+		s += "  (baseline: already failed at the first poll)"
+	}
+	return s
+}
+
+// interactionText is the interaction, its leg and its statuses.
+func interactionText(d eventData) string {
+	var b strings.Builder
 	if d.InteractionSID != "" {
 		b.WriteString("  " + shortSID(d.InteractionSID))
 	}
@@ -163,9 +220,6 @@ func describe(kind string, d eventData) string {
 		b.WriteString("  " + d.PreviousStatus + " → " + d.Status)
 	case d.Status != "":
 		b.WriteString("  " + d.Status)
-	}
-	if d.ErrorCode != 0 {
-		fmt.Fprintf(&b, "  (error %d)", d.ErrorCode)
 	}
 	return b.String()
 }

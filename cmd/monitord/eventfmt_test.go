@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,14 @@ func TestFormatEvent(t *testing.T) {
 				"data":{"service_sid":"` + ks + `","session_sid":"` + kc + `","participant_sid":"` + kp + `",
 				"interaction_sid":"` + ki + `","leg":"outbound","previous_status":"sending","status":"undelivered"}}`,
 			want: []string{"failed ", "KS…000abc KC…000def KP…000123", "KI…000456 outbound", "sending → undelivered"},
-			not:  []string{"\x1b[", "(error"},
+			not:  []string{"\x1b[", "(error", "baseline"},
+		},
+		{
+			name:    "failed at the baseline",
+			subject: "monitord.failed." + ks + "." + kc + "." + kp,
+			payload: `{"type":"io.monitord.interaction.failed","data":{"interaction_sid":"` + ki + `","leg":"outbound","status":"failed","baseline":true}}`,
+			want:    []string{"failed ", "KI…000456 outbound  failed  (baseline: already failed at the first poll)"},
+			not:     []string{"→"},
 		},
 		{
 			name:    "failed, colour",
@@ -131,6 +139,7 @@ func TestFormatRenderedEvents(t *testing.T) {
 		{withKind(base, event.Created, "", "queued"), []string{"created", "KI…0000d4", "queued"}},
 		{withKind(base, event.StatusChanged, "sending", "sent"), []string{"status_changed", "sending → sent"}},
 		{withKind(base, event.Failed, "sent", "undelivered"), []string{"failed", "KS…0000a1 KC…0000b2 KP…0000c3", "outbound", "sent → undelivered"}},
+		{withBaseline(withKind(base, event.Failed, "", "failed")), []string{"failed", "outbound  failed  (baseline: already failed at the first poll)"}},
 		{withKind(base, event.Stuck, "", "sending"), []string{"stuck", "sending"}},
 		{withKind(base, event.Deleted, "", ""), []string{"deleted", "KI…0000d4"}},
 		{event.Event{ID: "e1", Kind: event.TargetError, Target: tg, Time: now,
@@ -171,4 +180,84 @@ func withKind(e event.Event, k event.Kind, prev, status string) event.Event {
 	e.Kind, e.PrevStatus, e.Status = k, prev, status
 	e.ID = event.InteractionID(e.InteractionSID, k, e.Leg, status)
 	return e
+}
+
+func withBaseline(e event.Event) event.Event {
+	e.Baseline = true
+	return e
+}
+
+// TestEventPrinterShowsAFailureOnce: the status_changed of a leg change
+// that also comes as failed is not printed; other held status_changed
+// lines come out before the next event of another kind, after their hold,
+// or on close; JSON output prints everything.
+func TestEventPrinterShowsAFailureOnce(t *testing.T) {
+	tg := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: sid("KS", 1), SessionSID: sid("KC", 2), ParticipantSID: sid("KP", 3)}
+	now := time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
+	ev := func(n int, k event.Kind, leg event.Leg, prev, status string) event.Message {
+		e := withKind(event.Event{Target: tg, Time: now, InteractionSID: sid("KI", n), Leg: leg}, k, prev, status)
+		m, err := event.Render(e, event.RenderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// One commit's order (internal/diff): status_changed inbound, outbound,
+	// then failed inbound, outbound. Here only the inbound leg failed.
+	commit := []event.Message{
+		ev(1, event.StatusChanged, event.Inbound, "received", "failed"),
+		ev(1, event.StatusChanged, event.Outbound, "queued", "sent"),
+		ev(1, event.Failed, event.Inbound, "received", "failed"),
+		ev(2, event.Created, event.NoLeg, "", "queued"),
+	}
+	lines := func(s string) []string { return strings.Split(strings.TrimSpace(s), "\n") }
+
+	t.Run("readable", func(t *testing.T) {
+		var out syncBuffer
+		p := newEventPrinter(&out, false)
+		p.holdFor = time.Hour // released by the next event, not by time
+		for _, m := range commit {
+			p.print(m.Subject, m.Data)
+		}
+		got := lines(out.String())
+		const tgt = "KS…000001 KC…000002 KP…000003  "
+		want := []string{
+			fmt.Sprintf("%-16s  %s", "failed", tgt+"KI…000001 inbound   received → failed"),
+			fmt.Sprintf("%-16s  %s", "status_changed", tgt+"KI…000001 outbound  queued → sent"),
+			fmt.Sprintf("%-16s  %s", "created", tgt+"KI…000002  queued"),
+		}
+		if len(got) != len(want) {
+			t.Fatalf("got %d lines, want %d:\n%s", len(got), len(want), out.String())
+		}
+		for i := range want {
+			if !strings.HasSuffix(got[i], want[i]) {
+				t.Errorf("line %d: %q\nwant it to end %q", i, got[i], want[i])
+			}
+		}
+
+		// Alone, a status_changed comes out after its hold, or on close.
+		p.holdFor = time.Millisecond
+		m := ev(3, event.StatusChanged, event.Outbound, "sent", "delivered")
+		p.print(m.Subject, m.Data)
+		waitFor(t, "the held line after its hold", 10*time.Second, func() bool { return strings.Contains(out.String(), "KI…000003") })
+		p.holdFor = time.Hour
+		m = ev(4, event.StatusChanged, event.Outbound, "sent", "delivered")
+		p.print(m.Subject, m.Data)
+		p.close()
+		if !strings.Contains(out.String(), "KI…000004") {
+			t.Errorf("close left a held line unprinted:\n%s", out.String())
+		}
+	})
+
+	t.Run("json", func(t *testing.T) {
+		var out syncBuffer
+		p := newEventPrinter(&out, true)
+		for _, m := range commit {
+			p.print(m.Subject, m.Data)
+		}
+		p.close()
+		if got := lines(out.String()); len(got) != len(commit) {
+			t.Errorf("--json printed %d events, want all %d:\n%s", len(got), len(commit), out.String())
+		}
+	})
 }

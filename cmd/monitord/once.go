@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +24,9 @@ import (
 // With --dry-run it reads no state and writes none, publishes nothing: every
 // target is seen as for the first time, so it prints what a first poll
 // would raise (failures within rules.baseline.alert_recent).
-// Exit 1 when a target's poll failed.
+// Polls what it can: a Service whose discovery fails is named, and the
+// other targets are polled. It ends with one summary line (onceSummary);
+// exit 1 when a target's poll or a Service's discovery failed.
 func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newConfigFlags("once", "once -c FILE [--dry-run] [overrides]", stderr)
 	dry := f.fs.Bool("dry-run", false, "read and write no state, publish nothing; just print the events")
@@ -71,7 +74,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	specs, err := discoverOnce(ctx, cfg, clients, targetSpecs(cfg, clients), log)
+	specs, failures, err := discoverOnce(ctx, cfg, clients, targetSpecs(cfg, clients), log)
 	if err != nil {
 		return fmt.Errorf("discover: %w", err)
 	}
@@ -82,17 +85,51 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := out.err; err != nil {
 		return fmt.Errorf("write events: %w", err)
 	}
-	log.Info("polled every target once", zap.Int("targets", len(specs)), zap.Any("results", res),
-		zap.Int("events", out.n), zap.Bool("dry_run", *dry))
+	summary, ok := onceSummary(len(specs), res, failures)
+	fields := []zap.Field{zap.Int("events", out.n), zap.Bool("dry_run", *dry)}
+	if ok {
+		// Otherwise the summary is the error once returns: said once.
+		fields = append(fields, zap.String("summary", summary))
+	}
+	log.Info("polled every target once", fields...)
 	if db != nil && ctx.Err() == nil {
 		if err := deliverOnce(ctx, cfg, db, log); err != nil {
 			return err
 		}
 	}
-	if failed := len(specs) - res[poller.ResultOK]; failed > 0 {
-		return fmt.Errorf("once: %d of %d targets not polled: %v", failed, len(specs), res)
+	if !ok {
+		return fmt.Errorf("once: %s", summary)
 	}
 	return nil
+}
+
+// onceSummary is once's last word, one readable line such as
+//
+//	polled 20 targets: 18 ok, 2 failed; discovery of KS… failed: list sessions: HTTP 404
+//
+// and whether everything was polled. Failed polls are detailed in the log
+// lines above it, one per target.
+func onceSummary(targets int, res poller.Results, failures []discoveryFailure) (string, bool) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "polled %s: %d ok", plural(targets, "target"), res[poller.ResultOK])
+	// The poller's results in a fixed order, worded for a reader.
+	for _, r := range []struct{ key, text string }{
+		{poller.ResultError, "failed"},
+		{poller.ResultOutboxFull, "not committed (outbox full)"},
+		{poller.ResultStateError, "state error"},
+		{poller.ResultPanic, "panicked"},
+		{poller.ResultCancelled, "cancelled"},
+	} {
+		if n := res[r.key]; n > 0 {
+			fmt.Fprintf(&b, ", %d %s", n, r.text)
+		}
+	}
+	for _, f := range failures {
+		// The refresh error starts with its Service already.
+		reason := strings.TrimPrefix(f.Err.Error(), "discover "+f.ServiceSID+": ")
+		fmt.Fprintf(&b, "; discovery of %s failed: %s", f.ServiceSID, reason)
+	}
+	return b.String(), res[poller.ResultOK] == targets && len(failures) == 0
 }
 
 // deliverOnce runs the publisher until the outbox is empty or

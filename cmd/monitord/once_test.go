@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/monitord/monitord/internal/proxysim"
 )
 
 // startSimulate runs `monitord simulate --write-config` in process and
@@ -135,4 +138,62 @@ func jsStreams(url string) (int, error) {
 		return 0, err
 	}
 	return info.Streams, nil
+}
+
+// TestOncePollsWhatItCan: a Service whose discovery fails (here one the API
+// does not know) does not stop once: the configured target and the other
+// Service's discovered targets are polled, and the last line says so in
+// words, naming the Service, with exit 1.
+func TestOncePollsWhatItCan(t *testing.T) {
+	noLeaks(t)
+	sim, simURL := frozenSim(t, proxysim.Options{Seed: 5, Services: 2, Sessions: 1, Participants: 2, Interactions: 2})
+	svcs := sim.Services()
+	var configured, discovered []proxysim.Target
+	for _, tg := range sim.Targets() {
+		switch tg.ServiceSID {
+		case svcs[0]:
+			configured = append(configured, tg)
+		case svcs[1]:
+			discovered = append(discovered, tg)
+		}
+	}
+	missing := "KS" + strings.Repeat("0", 31) + "1"
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "monitord.yaml")
+	e2eConfig{SimURL: simURL, Creds: sim.Credentials(), NATSURL: "nats://127.0.0.1:1", State: filepath.Join(dir, "state.db"),
+		Admin: "127.0.0.1:0", Targets: configured[:1], Schedule: "@every 1m"}.write(t, cfgPath)
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = fmt.Appendf(b, "discover:\n  - {service_sid: %s}\n  - {service_sid: %s}\n", missing, svcs[1])
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"once", "--dry-run", "-c", cfgPath}, &stdout, &stderr)
+	if err == nil {
+		t.Fatalf("once succeeded with a Service it could not list; stderr:\n%s", stderr.String())
+	}
+	if code := exitCode(err, io.Discard); code != exitFailure {
+		t.Errorf("exit code %d, want %d", code, exitFailure)
+	}
+	n := 1 + len(discovered)
+	want := fmt.Sprintf("once: polled %d targets: %d ok; discovery of %s failed: ", n, n, missing)
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %q\nwant it to start %q", err, want)
+	}
+	if strings.Contains(err.Error(), "map[") || strings.Count(err.Error(), "discovery of") != 1 {
+		t.Errorf("error %q: a Go map, or the failure said twice", err)
+	}
+	if strings.Contains(stderr.String(), "keeping the previous target set") {
+		t.Errorf("the log claims a previous target set once does not have:\n%s", stderr.String())
+	}
+	for _, tg := range append(configured[:1], discovered...) {
+		if !strings.Contains(stderr.String(), tg.ParticipantSID) && !strings.Contains(stdout.String(), tg.ParticipantSID) {
+			// Not every target has an event; the poll's debug log names each.
+			t.Errorf("target %s not polled; stderr:\n%s", tg.ParticipantSID, stderr.String())
+		}
+	}
 }

@@ -306,3 +306,40 @@ func TestTailConnectErrorHidesPassword(t *testing.T) {
 		t.Fatalf("error does not name the server: %v", err)
 	}
 }
+
+// TestTailShowsAFailureOnce: a leg entering an alert status gives a
+// status_changed and a failed with the same statuses; the readable output
+// shows the failed line only, other status changes still print, and --json
+// prints every event.
+func TestTailShowsAFailureOnce(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	url := testNATSServer(t, true)
+	js := testStream(t, url)
+	out, errb, stop := startTail(t, "--nats", url)
+	jsonOut, jsonErr, stopJSON := startTail(t, "--nats", url, "--json")
+	waitForOutput(t, errb, 10*time.Second, "following monitord.>")
+	waitForOutput(t, jsonErr, 10*time.Second, "following monitord.>")
+	evs := []testEvent{
+		{kind: "status_changed", leg: "outbound", prev: "sending", status: "undelivered", n: 5},
+		{kind: "failed", leg: "outbound", prev: "sending", status: "undelivered", n: 5},
+		{kind: "status_changed", leg: "outbound", prev: "queued", status: "sent", n: 6},
+		{kind: "deleted", n: 7},
+	}
+	publish(t, js, evs...)
+	got := waitForOutput(t, out, 10*time.Second, "KI…000007")
+	gotJSON := waitForOutput(t, jsonOut, 10*time.Second, sid("KI", 7))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopJSON(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(got), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "failed") || !strings.Contains(lines[0], "KI…000005") ||
+		!strings.Contains(lines[1], "status_changed") || !strings.Contains(lines[1], "KI…000006") {
+		t.Errorf("want the failed of KI…000005, the status_changed of KI…000006 and the deleted, got:\n%s", got)
+	}
+	if n := strings.Count(strings.TrimSpace(gotJSON), "\n") + 1; n != len(evs) {
+		t.Errorf("--json printed %d events, want every one of the %d:\n%s", n, len(evs), gotJSON)
+	}
+}

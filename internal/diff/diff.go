@@ -248,6 +248,7 @@ func (d *differ) emit(k event.Kind, leg event.Leg, prevStatus, status string, e 
 		Time:                d.now,
 		InteractionSID:      e.SID,
 		Leg:                 leg,
+		Baseline:            d.baseline, // a baseline listing emits only failed
 		PrevStatus:          prevStatus,
 		Status:              status,
 		Type:                e.Type,

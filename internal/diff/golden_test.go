@@ -122,7 +122,11 @@ func runScenario(t *testing.T, sc *scenario) []byte {
 			if leg == "" {
 				leg = "-"
 			}
-			fmt.Fprintf(&out, "  %-14s %-8s %s %q -> %q id=%s\n", e.Kind, leg, e.InteractionSID, e.PrevStatus, e.Status, e.ID)
+			mark := ""
+			if e.Baseline {
+				mark = " baseline"
+			}
+			fmt.Fprintf(&out, "  %-14s %-8s %s %q -> %q id=%s%s\n", e.Kind, leg, e.InteractionSID, e.PrevStatus, e.Status, e.ID, mark)
 		}
 		fmt.Fprintf(&out, "  snapshot baselined=%v\n", next.Baselined)
 		for _, e := range next.Entries {

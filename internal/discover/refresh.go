@@ -81,8 +81,10 @@ func (d *Discoverer) refresh(ctx context.Context, st *entryState) error {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Warn("discovery refresh failed; keeping the previous target set",
-				zap.String("service", st.entry.ServiceSID), zap.Int("targets", len(st.targets)), zap.Error(err))
+			// "Keeping the previous set" read wrong in monitord once, which
+			// has none: say how many targets stay, which is true of both.
+			d.log.Warn("discovery refresh failed",
+				zap.String("service", st.entry.ServiceSID), zap.Int("targets_kept", len(st.targets)), zap.Error(err))
 		}
 		return err
 	}

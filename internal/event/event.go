@@ -76,6 +76,11 @@ type Event struct {
 	// unknown. The Proxy listings carry none; it is for a future lookup of
 	// the Message resource, and rendered only when set.
 	ErrorCode int
+	// Baseline marks a failed event raised by the target's first complete
+	// listing (the baseline rule, rules.baseline.alert_recent): the failure
+	// happened before monitord first looked, not between two polls. Readers
+	// such as tail and the demo use it to say why a fresh start pages.
+	Baseline bool
 
 	Error *TargetErrorInfo // target_error and target_recovered
 	Beat  *HeartbeatInfo   // heartbeat

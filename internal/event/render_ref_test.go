@@ -45,6 +45,7 @@ type interactionData struct {
 	OutboundResourceSID string `json:"outbound_resource_sid,omitempty"`
 	OutboundResourceURL string `json:"outbound_resource_url,omitempty"`
 	ErrorCode           int    `json:"error_code,omitempty"`
+	Baseline            bool   `json:"baseline,omitempty"`
 	Body                string `json:"body,omitempty"`
 }
 
@@ -90,6 +91,7 @@ func newInteractionData(e Event, includeBody bool) interactionData {
 		OutboundResourceSID: e.OutboundResourceSID,
 		OutboundResourceURL: e.OutboundResourceURL,
 		ErrorCode:           e.ErrorCode,
+		Baseline:            e.Baseline,
 	}
 	if includeBody {
 		d.Body = e.Body
@@ -224,6 +226,7 @@ func FuzzRenderMatchesReference(f *testing.F) {
 			e.Status, e.PrevStatus, e.Type, e.Body = status, typ, body, msg
 			e.OutboundResourceURL = body
 			e.ErrorCode = int(n1)
+			e.Baseline = n2%2 == 0
 			e.DateUpdated = at
 			if e.Error != nil {
 				e.Error = &TargetErrorInfo{Class: typ, HTTPStatus: int(n1), Code: int(n2), Message: msg, Since: at, Failures: int(n2)}

@@ -214,6 +214,12 @@ func variants() map[string]Event {
 		full := e
 		full.Body, full.ErrorCode = `{"body": "hello"}`, 30007
 		cases[string(e.Kind)+"/body"] = full
+		if e.Kind == Failed {
+			// Raised by a target's first listing: nothing seen before it.
+			baseline := e
+			baseline.PrevStatus, baseline.Baseline = "", true
+			cases["failed/baseline"] = baseline
+		}
 	}
 	return cases
 }
