@@ -41,11 +41,6 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		return p.pollFailed(log, e, ts.Health, err, now)
 	}
 
-	if n := diff.MissingSIDs(listing); n > 0 {
-		// Twilio may send null for any field; an item without a SID cannot
-		// be followed from one poll to the next, so diff ignores it.
-		log.Warn("interactions without a sid ignored", zap.Int("count", n))
-	}
 	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.rules.Load().diff)
 	h, rec := succeeded(t, ts.Health, now)
 	if rec != nil {
