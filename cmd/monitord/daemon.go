@@ -377,7 +377,8 @@ func notifyConfig(cfg *config.Config) notify.Config {
 	c.Mode = notify.Mode(n.Mode)
 	c.Prefix = n.SubjectPrefix
 	c.Stream = notify.StreamConfig{Name: n.Stream.Name, Create: n.Stream.Create, Storage: n.Stream.Storage,
-		MaxAge: n.Stream.MaxAge, Duplicates: n.Stream.Duplicates, Replicas: n.Stream.Replicas}
+		MaxAge: n.Stream.MaxAge, Duplicates: n.Stream.Duplicates, Replicas: n.Stream.Replicas,
+		AllowShrink: n.Stream.AllowShrink}
 	c.MaxPending = n.MaxPending
 	c.AckTimeout = n.AckTimeout
 	return c

@@ -10,13 +10,19 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/monitord/monitord/internal/state"
 )
 
-// Exit codes (DESIGN.md): 0 ok, 1 runtime failure, 2 bad usage or invalid config.
+// Exit codes (DESIGN.md): 0 ok, 1 runtime failure, 2 bad usage or invalid
+// config, 3 a corrupt state file. A corrupt file has its own code because,
+// like a bad config, restarting cannot fix it (systemd's
+// RestartPreventExitStatus), and unlike one, `check` cannot find it.
 const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	exitCorrupt = 3
 )
 
 // usageError marks an error as bad usage or invalid config: exit code 2.
@@ -87,8 +93,11 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "monitord:", err)
 	var u usageError
-	if errors.As(err, &u) {
+	switch {
+	case errors.As(err, &u):
 		return exitUsage
+	case errors.Is(err, state.ErrCorrupt):
+		return exitCorrupt
 	}
 	return exitFailure
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/monitord/monitord/internal/proxysim"
+	"github.com/monitord/monitord/internal/state"
 )
 
 // startSimulate runs `monitord simulate --write-config` in process and
@@ -195,5 +196,42 @@ func TestOncePollsWhatItCan(t *testing.T) {
 			// Not every target has an event; the poll's debug log names each.
 			t.Errorf("target %s not polled; stderr:\n%s", tg.ParticipantSID, stderr.String())
 		}
+	}
+}
+
+// TestCorruptStateExits3: a state file cut short (`head -c <half>`) is
+// refused with the corrupt-file message naming it, exit 3, no panic, and
+// the file is left as it was.
+func TestCorruptStateExits3(t *testing.T) {
+	noLeaks(t)
+	cfgPath := startSimulate(t, "--seed", "3", "--sessions", "1", "--targets", "1")
+	statePath := filepath.Join(t.TempDir(), "monitord.db")
+	db, err := state.Open(statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := whole[:len(whole)/2]
+	if err := os.WriteFile(statePath, half, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	err = run(context.Background(), []string{"once", "-c", cfgPath, "--state.path", statePath}, io.Discard, &stderr)
+	if code := exitCode(err, &stderr); code != exitCorrupt {
+		t.Fatalf("exit %d, want %d: %s", code, exitCorrupt, stderr.String())
+	}
+	for _, want := range []string{statePath, "corrupt file, left untouched"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q: %s", want, stderr.String())
+		}
+	}
+	if after, _ := os.ReadFile(statePath); !bytes.Equal(after, half) {
+		t.Error("corrupt state file was modified")
 	}
 }

@@ -280,7 +280,7 @@ type TLS struct {
 type Stream struct {
 	// Name is the stream name.
 	Name string `koanf:"name"`
-	// Create provisions (or updates) the stream on start-up.
+	// Create creates the stream on start-up, or widens an existing one.
 	Create bool `koanf:"create"`
 	// Storage is file or memory.
 	Storage string `koanf:"storage"`
@@ -290,6 +290,9 @@ type Stream struct {
 	Duplicates time.Duration `koanf:"duplicates"`
 	// Replicas is the number of stream replicas, 1..5.
 	Replicas int `koanf:"replicas"`
+	// AllowShrink lets Create shorten an existing stream's max_age or
+	// duplicate window; off, the stream keeps its longer values.
+	AllowShrink bool `koanf:"allow_shrink"`
 }
 
 // Admin is the HTTP admin listener.

@@ -46,9 +46,13 @@ import (
 // the snapshot to store for next time. now is when the listing completed;
 // every event gets it as Time.
 //
-// Items without a SID (the API may send null for any field) cannot be
-// identified from one listing to the next, so they are ignored: they appear
-// in no event and not in the next snapshot. The poller counts them.
+// Every item must have a SID, in canonical form (twilio.CanonicalSID, as
+// the client decodes it): an item without one cannot be followed from one
+// listing to the next, so a listing holding one is not complete, and the
+// client refuses it like a failed page. Dropping the item instead would
+// report the SID it had last time as deleted, and created again when it
+// came back. Should such a listing reach Diff anyway, Diff changes
+// nothing: no events, and prev as the next snapshot.
 //
 // Duplicate SIDs in the listing (Twilio paging can repeat an item when the
 // list changes between pages) count once: the last occurrence in listing
@@ -62,8 +66,10 @@ import (
 // Status the outbound status; deleted has no leg and PrevStatus the last
 // outbound status seen.
 func Diff(t twilio.Target, prev Snapshot, listing []twilio.Interaction, now time.Time, r Rules) ([]event.Event, Snapshot) {
+	if !identified(listing) {
+		return nil, prev
+	}
 	now = norm(now)
-	listing = withSID(listing)
 	d := differ{t: t, now: now, r: r, c: newClassifier(r), baseline: !prev.Baselined, old: prev.Entries}
 	order := sortedUnique(listing)
 	n := len(listing)
@@ -266,32 +272,14 @@ func (d *differ) emit(k event.Kind, leg event.Leg, prevStatus, status string, e 
 	d.events = append(d.events, ev)
 }
 
-// withSID returns listing without its SID-less items; listing itself when
-// it has none (the normal case: nothing is copied).
-func withSID(listing []twilio.Interaction) []twilio.Interaction {
-	n := MissingSIDs(listing)
-	if n == 0 {
-		return listing
-	}
-	out := make([]twilio.Interaction, 0, len(listing)-n)
-	for i := range listing {
-		if listing[i].SID != "" {
-			out = append(out, listing[i])
-		}
-	}
-	return out
-}
-
-// MissingSIDs counts the items of listing whose SID is null (""): Diff
-// ignores them.
-func MissingSIDs(listing []twilio.Interaction) int {
-	n := 0
+// identified reports whether every item of listing has a SID.
+func identified(listing []twilio.Interaction) bool {
 	for i := range listing {
 		if listing[i].SID == "" {
-			n++
+			return false
 		}
 	}
-	return n
+	return true
 }
 
 // sortedUnique returns the indexes of listing in SID order, one per SID,

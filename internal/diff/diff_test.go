@@ -374,27 +374,23 @@ func BenchmarkDiffUnchanged(b *testing.B) {
 	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "interactions/s")
 }
 
-func TestItemsWithoutSIDAreIgnored(t *testing.T) {
+// TestListingWithoutSIDChangesNothing: an item whose SID is null cannot be
+// identified, so the listing is not complete. Dropping the item reported
+// the SID it had before as deleted, and created when it came back; now the
+// listing changes nothing, at baseline or after. (The client refuses such
+// a listing first; this is Diff's own guarantee.)
+func TestListingWithoutSIDChangesNothing(t *testing.T) {
 	r := DefaultRules()
-	noSID := ix(9, "received", "failed", t0)
+	prev := baselined(t, []twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "sent", t0)}, t0, r)
+	noSID := ix(2, "received", "failed", t0.Add(time.Minute))
 	noSID.SID = ""
-	listing := []twilio.Interaction{ix(1, "received", "sent", t0), noSID}
-	if n := MissingSIDs(listing); n != 1 {
-		t.Fatalf("MissingSIDs = %d, want 1", n)
-	}
-	s := baselined(t, listing, t0, r)
-	if s.Len() != 1 || s.Entries[0].SID != sid(1) {
-		t.Fatalf("snapshot %+v, want only %s", s.Entries, sid(1))
-	}
-	// After the baseline, a SID-less failed item still raises nothing (it
-	// cannot be told apart from the next one), while a real change does.
-	later := []twilio.Interaction{noSID, ix(1, "received", "failed", t0.Add(time.Minute))}
-	evs, next := Diff(testTarget, s, later, t0.Add(time.Minute), r)
-	want := []ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}, {1, event.Failed, event.Outbound, "sent", "failed"}}
-	if d := cmp.Diff(want, short(t, evs)); d != "" {
-		t.Fatalf("events (-want +got):\n%s", d)
-	}
-	if next.Len() != 1 {
-		t.Fatalf("next has %d entries", next.Len())
+	for name, p := range map[string]Snapshot{"after the baseline": prev, "at the baseline": {}} {
+		evs, next := Diff(testTarget, p, []twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute)), noSID}, t0.Add(time.Minute), r)
+		if len(evs) != 0 {
+			t.Errorf("%s: events %v, want none", name, short(t, evs))
+		}
+		if !next.Equal(p) {
+			t.Errorf("%s: next snapshot %+v, want the previous one", name, next)
+		}
 	}
 }

@@ -28,7 +28,13 @@ func (g *gen) next() byte {
 var fuzzStatuses = []string{"", "unknown", "queued", "sending", "sent", "delivered", "failed", "undelivered", "received", "new-thing"}
 
 func (g *gen) status() string { return fuzzStatuses[int(g.next())%len(fuzzStatuses)] }
-func (g *gen) sid() string    { return fmt.Sprintf("KI%032x", g.next()%24) }
+func (g *gen) sid() string {
+	c := g.next() % 25
+	if c == 24 {
+		return "" // null: an item that cannot be identified
+	}
+	return fmt.Sprintf("KI%032x", c)
+}
 
 func (g *gen) time() time.Time {
 	c := g.next()
@@ -90,6 +96,19 @@ func FuzzDiff(f *testing.F) {
 
 		evs, next := Diff(testTarget, prev, listing, now, r)
 
+		// A listing with an item that cannot be identified is not complete:
+		// nothing happens, and prev stands.
+		if slices.ContainsFunc(listing, func(it twilio.Interaction) bool { return it.SID == "" }) {
+			if len(evs) != 0 || !next.Equal(prev) {
+				t.Fatalf("listing with a null SID: %d events, next changed %v", len(evs), !next.Equal(prev))
+			}
+			return
+		}
+		listed := map[string]bool{}
+		for _, it := range listing {
+			listed[it.SID] = true
+		}
+
 		// No duplicate ids; events in SID order; ids as documented.
 		seen := map[string]bool{}
 		for i, e := range evs {
@@ -106,13 +125,16 @@ func FuzzDiff(f *testing.F) {
 			if !prev.Baselined && e.Kind != event.Failed {
 				t.Fatalf("baseline emitted %s", e.Kind)
 			}
+			// deleted only for a SID absent from the listing; every other
+			// kind only for one in it.
+			if (e.Kind == event.Deleted) == listed[e.InteractionSID] {
+				t.Fatalf("%s for %s, listed %v", e.Kind, e.InteractionSID, listed[e.InteractionSID])
+			}
 		}
 		// The next snapshot holds exactly the listing's SIDs, sorted, and is baselined.
 		var want []string
 		for _, it := range listing {
-			if it.SID != "" {
-				want = append(want, it.SID)
-			}
+			want = append(want, it.SID)
 		}
 		slices.Sort(want)
 		want = slices.Compact(want)

@@ -89,7 +89,8 @@ type StreamConfig struct {
 	Name string
 	// Subjects the stream captures (default "<prefix>.>").
 	Subjects []string
-	// Create creates the stream, or updates it to this config, at start.
+	// Create creates the stream at start, or widens an existing one to
+	// this config (see AllowShrink; subjects are only ever added).
 	// When false, or when the account may not manage streams, the stream
 	// must exist and the error says how to create it. DefaultConfig sets it.
 	Create bool
@@ -108,6 +109,11 @@ type StreamConfig struct {
 	Duplicates time.Duration
 	// Replicas (default 1; 3 in a cluster).
 	Replicas int
+	// AllowShrink lets Create shorten an existing stream's max_age or
+	// duplicate window to the config's. Off, a shorter configured value is
+	// a warning and the stream keeps its own: shortening max_age deletes
+	// stored events, perhaps another publisher's.
+	AllowShrink bool
 }
 
 // Observer is told about deliveries, for metrics. Calls come from the

@@ -39,61 +39,74 @@ func (p *Publisher) streamConfig() jetstream.StreamConfig {
 	}
 }
 
-// provision makes sure the stream exists. With Stream.Create it creates
-// the stream or updates it to the config; if that is refused (no
-// permission, or a change the server will not make), or Create is off, it
-// settles for checking that a stream by that name exists and captures the
-// event subjects, and otherwise says exactly what to create.
+// provision makes sure the stream exists and captures the event subjects.
+// With Stream.Create it creates a missing stream, and widens an existing
+// one where it falls short of the config: it adds the event subjects to the
+// stream's own (never removing one: another publisher may use them), and
+// lengthens max_age and the duplicate window. It shortens those only with
+// Stream.AllowShrink, because a shorter max_age deletes stored events; a
+// shortening not allowed is logged as a warning and the longer value kept.
+// Limits monitord has no config for (max_bytes, max_msgs, …) are left as
+// the stream has them. When an update is refused (no permission, or a
+// change the server will not make), or Create is off, it settles for a
+// stream that exists and captures the event subjects, and otherwise says
+// exactly what to create or change.
 func (p *Publisher) provision(ctx context.Context, js jetstream.JetStream) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 	defer cancel()
 	cfg := p.streamConfig()
-	var createErr error
-	if p.cfg.Stream.Create {
-		_, createErr = js.CreateOrUpdateStream(ctx, cfg)
-		if createErr == nil {
-			p.log.Info("jetstream stream ready", zap.String("stream", cfg.Name), zap.Strings("subjects", cfg.Subjects))
-			return nil
-		}
-		if jetStreamOff(createErr) {
-			return &fatalError{p.jetStreamOffError(createErr)}
-		}
-		if ctx.Err() != nil && !errors.Is(createErr, context.DeadlineExceeded) {
-			return createErr
-		}
-		// A denied API request gets no reply, only a timeout: give the
-		// existence check a fresh deadline.
-		var cancel2 context.CancelFunc
-		ctx, cancel2 = context.WithTimeout(context.WithoutCancel(ctx), p.cfg.AckTimeout)
-		defer cancel2()
-	}
 	s, err := js.Stream(ctx, cfg.Name)
 	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		why := "nats.stream.create is false"
-		if createErr != nil {
-			why = fmt.Sprintf("creating it failed (%v)", createErr)
+	case errors.Is(err, jetstream.ErrStreamNotFound) && p.cfg.Stream.Create:
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			if jetStreamOff(err) {
+				return &fatalError{p.jetStreamOffError(err)}
+			}
+			if errors.Is(err, context.Canceled) {
+				return err // shutting down
+			}
+			return &fatalError{fmt.Errorf("jetstream stream %s does not exist and creating it failed (%w); create it with:\n  %s",
+				cfg.Name, denied(js, err), p.streamAddCommand())}
 		}
-		return &fatalError{fmt.Errorf("jetstream stream %s does not exist and %s; create it with:\n  %s",
-			cfg.Name, why, p.streamAddCommand())}
+		p.log.Info("jetstream stream created", zap.String("stream", cfg.Name), zap.Strings("subjects", cfg.Subjects))
+		return nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return &fatalError{fmt.Errorf("jetstream stream %s does not exist and nats.stream.create is false; create it with:\n  %s",
+			cfg.Name, p.streamAddCommand())}
 	case jetStreamOff(err):
 		return &fatalError{p.jetStreamOffError(err)}
 	case err != nil:
-		if createErr != nil {
-			return fmt.Errorf("create stream %s: %w; look it up: %w", cfg.Name, createErr, err)
-		}
-		return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+		return fmt.Errorf("look up stream %s: %w", cfg.Name, denied(js, err))
 	}
 	have := s.CachedInfo().Config
+	var updateErr error
+	if p.cfg.Stream.Create {
+		next, kept := widen(have, cfg, p.cfg.Stream.AllowShrink)
+		for _, k := range kept {
+			p.log.Warn("jetstream stream keeps a longer limit than configured", zap.String("stream", cfg.Name), zap.String("kept", k))
+		}
+		if changes := streamChanges(have, next); len(changes) > 0 {
+			if _, updateErr = js.UpdateStream(ctx, next); updateErr == nil {
+				p.log.Warn("jetstream stream updated", zap.String("stream", cfg.Name), zap.Strings("changes", changes))
+				have = next
+			} else {
+				updateErr = denied(js, updateErr)
+			}
+		}
+	}
 	for _, subj := range cfg.Subjects {
 		if !covers(have.Subjects, subj) {
-			return &fatalError{fmt.Errorf("jetstream stream %s captures %v, not %q where events are published; add the subject: nats stream edit %s --subjects '%s'",
-				cfg.Name, have.Subjects, subj, cfg.Name, strings.Join(append(slices.Clone(have.Subjects), subj), ","))}
+			why := ""
+			if updateErr != nil {
+				why = fmt.Sprintf(" (updating it failed: %v)", updateErr)
+			}
+			return &fatalError{fmt.Errorf("jetstream stream %s captures %v, not %q where events are published%s; add the subject: nats stream edit %s --subjects '%s'",
+				cfg.Name, have.Subjects, subj, why, cfg.Name, strings.Join(append(slices.Clone(have.Subjects), subj), ","))}
 		}
 	}
 	fields := []zap.Field{zap.String("stream", cfg.Name), zap.Duration("duplicate_window", have.Duplicates)}
-	if createErr != nil {
-		fields = append(fields, zap.NamedError("update_error", createErr))
+	if updateErr != nil {
+		fields = append(fields, zap.NamedError("update_error", updateErr))
 	}
 	if have.Duplicates < cfg.Duplicates {
 		p.log.Warn("jetstream stream has a shorter duplicate window than configured: replays after a longer gap are stored twice", fields...)
@@ -101,6 +114,74 @@ func (p *Publisher) provision(ctx context.Context, js jetstream.JetStream) error
 		p.log.Info("jetstream stream exists", fields...)
 	}
 	return nil
+}
+
+// widen returns the config to update the existing stream have to for want:
+// have's own settings, plus want's subjects that have's do not capture, and
+// max_age and the duplicate window lengthened to want's (shortened only with
+// allowShrink). kept lists each shortening refused, for the log.
+func widen(have, want jetstream.StreamConfig, allowShrink bool) (next jetstream.StreamConfig, kept []string) {
+	next = have
+	next.Subjects = slices.Clone(have.Subjects)
+	for _, subj := range want.Subjects {
+		if !covers(next.Subjects, subj) {
+			next.Subjects = append(next.Subjects, subj)
+		}
+	}
+	limit := func(key string, have, want time.Duration) time.Duration {
+		// 0 is no limit: the longest of all.
+		shorter := want != 0 && (have == 0 || want < have)
+		if !shorter || allowShrink {
+			return want
+		}
+		kept = append(kept, fmt.Sprintf("nats.stream.%s %v is shorter than the stream's %v, which is kept (set nats.stream.allow_shrink: true to shorten it)",
+			key, want, limitString(have)))
+		return have
+	}
+	next.MaxAge = limit("max_age", have.MaxAge, want.MaxAge)
+	next.Duplicates = limit("duplicates", have.Duplicates, want.Duplicates)
+	next.Replicas = max(have.Replicas, want.Replicas)
+	return next, kept
+}
+
+// streamChanges describes what next changes in have, for the log.
+func streamChanges(have, next jetstream.StreamConfig) []string {
+	var out []string
+	if !slices.Equal(have.Subjects, next.Subjects) {
+		out = append(out, fmt.Sprintf("subjects %v -> %v", have.Subjects, next.Subjects))
+	}
+	if have.MaxAge != next.MaxAge {
+		out = append(out, fmt.Sprintf("max_age %s -> %s", limitString(have.MaxAge), limitString(next.MaxAge)))
+	}
+	if have.Duplicates != next.Duplicates {
+		out = append(out, fmt.Sprintf("duplicates %v -> %v", have.Duplicates, next.Duplicates))
+	}
+	if have.Replicas != next.Replicas {
+		out = append(out, fmt.Sprintf("replicas %d -> %d", have.Replicas, next.Replicas))
+	}
+	return out
+}
+
+func limitString(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
+}
+
+// denied explains a JetStream API request that timed out because the server
+// refused it: a request the account may not publish gets no reply, only an
+// asynchronous permissions violation, which the connection keeps as its
+// last error. Any other err is returned as it is.
+func denied(js jetstream.JetStream, err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	last := js.Conn().LastError()
+	if last == nil || !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), "$JS.API.STREAM.") {
+		return err
+	}
+	return fmt.Errorf("permission denied: %w: the NATS user may not manage streams; create or change the stream as a user who may, or grant it", last)
 }
 
 // jetStreamOff: on a single server nothing answers the JetStream API when

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func adminJS(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
@@ -164,6 +167,10 @@ func TestStreamNoPermission(t *testing.T) {
 		!strings.Contains(err.Error(), "nats stream add MONITORD") {
 		t.Fatalf("Run: %v", err)
 	}
+	// The refusal is named, not left as the timeout the client sees.
+	if !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), `Permissions Violation for Publish to "$JS.API.STREAM.CREATE.MONITORD"`) {
+		t.Errorf("Run: %v\nwant it to name the permission violation", err)
+	}
 
 	js := adminJS(t, s.ClientURL(), nats.UserInfo("admin", "admin-pw"))
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
@@ -266,5 +273,82 @@ func TestStreamDeletedWhileRunning(t *testing.T) {
 	}
 	if got := streamIDs(t, s.ClientURL(), DefaultStreamName); strings.Join(got, ",") != strings.Join(ids(second), ",") {
 		t.Errorf("stream holds %v, want the second batch", got)
+	}
+}
+
+// existingStream is another publisher's stream of the name monitord uses:
+// a wider subject, a month of history, a one-hour duplicate window, and
+// one message of its own.
+func existingStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: DefaultStreamName, Subjects: []string{"other.>"}, MaxAge: 720 * time.Hour, Duplicates: time.Hour,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "other.thing", []byte("theirs")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStreamNeverNarrowed: with create on, an existing stream gains the
+// event subjects and keeps its own, keeps its longer max_age (a warning
+// names it), and gets the longer duplicate window; the other publisher's
+// message and subject survive.
+func TestStreamNeverNarrowed(t *testing.T) {
+	s := startServer(t, nil)
+	js := adminJS(t, s.ClientURL())
+	existingStream(t, js)
+	core, logs := observer.New(zap.InfoLevel)
+	p, err := New(testConfig(s), &memOutbox{}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPublisher(t, p)
+	// The log, not the stream: the server may apply the update before
+	// its reply reaches the publisher.
+	waitFor(t, "stream updated", 10*time.Second, func() bool {
+		return logs.FilterMessage("jetstream stream updated").Len() > 0
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := streamInfo(t, js, DefaultStreamName)
+	if !slices.Equal(got.Subjects, []string{"other.>", "monitord.>"}) || got.MaxAge != 720*time.Hour || got.Duplicates != 2*time.Hour {
+		t.Errorf("stream: subjects %v, max age %v, duplicates %v; want [other.> monitord.>], 720h (kept), 2h (lengthened)",
+			got.Subjects, got.MaxAge, got.Duplicates)
+	}
+	if n := streamCount(t, s.ClientURL(), DefaultStreamName); n != 1 {
+		t.Errorf("stream holds %d messages, want the other publisher's 1", n)
+	}
+	kept := logs.FilterMessage("jetstream stream keeps a longer limit than configured").All()
+	if len(kept) != 1 || kept[0].Level != zap.WarnLevel ||
+		!strings.Contains(kept[0].ContextMap()["kept"].(string), "nats.stream.max_age 168h0m0s is shorter than the stream's 720h0m0s") {
+		t.Errorf("warnings %+v, want one naming max_age", kept)
+	}
+	if upd := logs.FilterMessage("jetstream stream updated").All(); len(upd) != 1 || upd[0].Level != zap.WarnLevel {
+		t.Errorf("update logs %+v, want one warning listing the changes", upd)
+	}
+}
+
+// TestStreamShrinkAllowed: nats.stream.allow_shrink shortens max_age and
+// the duplicate window to the config's; subjects are still only added.
+func TestStreamShrinkAllowed(t *testing.T) {
+	s := startServer(t, nil)
+	js := adminJS(t, s.ClientURL())
+	existingStream(t, js)
+	cfg := testConfig(s)
+	cfg.Stream.AllowShrink = true
+	cfg.Stream.Duplicates = 30 * time.Minute
+	stop := runPublisher(t, newPublisher(t, cfg, &memOutbox{}))
+	waitFor(t, "stream updated", 10*time.Second, func() bool {
+		return streamInfo(t, js, DefaultStreamName).MaxAge == 168*time.Hour
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamInfo(t, js, DefaultStreamName); !slices.Equal(got.Subjects, []string{"other.>", "monitord.>"}) || got.Duplicates != 30*time.Minute {
+		t.Errorf("stream: subjects %v, duplicates %v; want [other.> monitord.>], 30m", got.Subjects, got.Duplicates)
 	}
 }

@@ -25,8 +25,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 
 	ts, _, err := p.cfg.Store.Load(e.key)
 	if err != nil {
-		log.Error("load state", zap.Error(err))
-		p.stateFailed(err)
+		p.stateFailed(log, "load state", err)
 		return ResultStateError
 	}
 	lctx, cancel := context.WithTimeout(ctx, p.cfg.PollTimeout)
@@ -41,11 +40,6 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		return p.pollFailed(log, e, ts.Health, err, now)
 	}
 
-	if n := diff.MissingSIDs(listing); n > 0 {
-		// Twilio may send null for any field; an item without a SID cannot
-		// be followed from one poll to the next, so diff ignores it.
-		log.Warn("interactions without a sid ignored", zap.Int("count", n))
-	}
 	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.rules.Load().diff)
 	h, rec := succeeded(t, ts.Health, now)
 	if rec != nil {
@@ -94,7 +88,7 @@ func (p *Poller) pollFailed(log *zap.Logger, e *entry, prev state.Health, lerr e
 		log.Error("target failing", fields...)
 	case h.ConsecutiveFailures == 1:
 		log.Warn("poll failed", fields...)
-	case h.ConsecutiveFailures%p.cfg.LogEvery == 0:
+	case p.logRepeat(h.ConsecutiveFailures):
 		log.Warn("target still failing", fields...)
 	default:
 		log.Debug("poll failed", fields...)
@@ -110,18 +104,39 @@ func (p *Poller) commitFailed(log *zap.Logger, err error) string {
 		log.Warn("outbox full: poll not committed, retried next time", zap.Error(err))
 		return ResultOutboxFull
 	}
-	log.Error("commit state", zap.Error(err))
-	p.stateFailed(err)
+	p.stateFailed(log, "commit state", err)
 	return ResultStateError
 }
 
-// stateFailed records err for StateErr until the next successful commit.
-func (p *Poller) stateFailed(err error) { p.stateErr.Store(&err) }
+// logRepeat reports whether the n-th failure in a row (n > 1) is logged at
+// its own level: every LogEvery-th is, the others only at debug. A failure
+// that repeats on every poll is then one line per LogEvery polls, while
+// metrics and health still count each one.
+func (p *Poller) logRepeat(n int) bool { return n%p.cfg.LogEvery == 0 }
+
+// stateFailed records err for StateErr until the next successful commit,
+// and logs it: the first state error since a good commit at error level,
+// then (logRepeat) a line with the count so far.
+func (p *Poller) stateFailed(log *zap.Logger, what string, err error) {
+	p.stateErr.Store(&err)
+	n := int(p.stateFailures.Add(1))
+	switch {
+	case n == 1:
+		log.Error(what, zap.Error(err))
+	case p.logRepeat(n):
+		log.Error(what+": still failing", zap.Int("failures", n), zap.Error(err))
+	default:
+		log.Debug(what, zap.Int("failures", n), zap.Error(err))
+	}
+}
 
 // committed updates the in-memory view after a commit and wakes the
 // publisher.
 func (p *Poller) committed(e *entry, h state.Health, class string, kinds map[event.Kind]int, n int, now time.Time) {
 	p.stateErr.Store(nil)
+	if n := p.stateFailures.Swap(0); n > 0 {
+		p.cfg.Log.Info("state commits succeed again", zap.Int64("failures", n))
+	}
 	e.mu.Lock()
 	e.polled, e.health = true, h
 	if class != "" {

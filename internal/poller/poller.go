@@ -196,6 +196,10 @@ type Poller struct {
 	// commit has succeeded since; nil otherwise. /readyz reports it: a full
 	// disk leaves the outbox readable, so only a failed write shows it.
 	stateErr atomic.Pointer[error]
+	// stateFailures counts state errors since the last good commit, so
+	// that a state file failing on every poll (a full disk) logs its
+	// first failure and then one line every LogEvery, not one per poll.
+	stateFailures atomic.Int64
 }
 
 // New checks cfg and returns a Poller with no targets.

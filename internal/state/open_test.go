@@ -3,6 +3,8 @@ package state
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -139,5 +141,112 @@ func TestDefaultPath(t *testing.T) {
 	t.Setenv("STATE_DIRECTORY", "")
 	if got := DefaultPath(); got != "monitord.db" {
 		t.Fatalf("DefaultPath without systemd = %q", got)
+	}
+}
+
+// damagedFile is a closed state file of 120 targets × 20 interactions,
+// some of them failed so the outbox holds events too, and the ids of its
+// pages that bbolt reads: every page that starts a branch, leaf or freelist
+// page (not free pages, nor the overflow pages that continue a value).
+func damagedFile(t *testing.T) (content []byte, size int, heads []int) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "full.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tn := range 120 {
+		poll(t, db, target(tn), benchListing(tn, 20, "delivered"), t0)
+		poll(t, db, target(tn), benchListing(tn, 20, "failed"), t0.Add(time.Minute))
+	}
+	err = db.db.View(func(tx *bolt.Tx) error {
+		size = int(tx.Size())
+		for id := 2; ; {
+			info, err := tx.Page(id)
+			if err != nil || info == nil {
+				return err
+			}
+			if info.Type != "free" {
+				heads = append(heads, id)
+			}
+			id += 1 + info.OverflowCount
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	content, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return content, size, heads
+}
+
+// readAll reads everything the daemon reads: every target's state and the
+// outbox, so a damaged page Open did not read is met here.
+func readAll(db *DB) error {
+	keys, err := db.Keys()
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if _, _, err := db.Load(k); err != nil {
+			return err
+		}
+	}
+	_, err = db.Peek(0, 1<<20)
+	return err
+}
+
+// TestTruncatedOrDamagedFileIsCorrupt: a state file cut short at any
+// offset, or with any page bbolt reads damaged, gives ErrCorrupt — at Open,
+// or for a page Open does not read, at the first read of it — never a panic,
+// and the file is left byte for byte as it was.
+func TestTruncatedOrDamagedFileIsCorrupt(t *testing.T) {
+	content, size, heads := damagedFile(t)
+	const page = 4096
+	type tc struct {
+		name string
+		data []byte
+	}
+	var cases []tc
+	for _, n := range []int{2*page + 1, 3 * page, size / 4, size / 2, size * 3 / 4, size - page, size - 1} {
+		cases = append(cases, tc{fmt.Sprintf("truncated to %d of %d", n, size), bytes.Clone(content[:n])})
+	}
+	for _, id := range heads {
+		// The page header: the page's own id, which bbolt asserts on
+		// every read, its type, item count and overflow.
+		data := bytes.Clone(content)
+		copy(data[id*page:], bytes.Repeat([]byte{0xde}, 16))
+		cases = append(cases, tc{fmt.Sprintf("page %d damaged", id), data})
+	}
+	t.Logf("%d bytes in use, %d pages read by bbolt", size, len(heads))
+	if len(heads) < 10 {
+		t.Fatalf("only %d pages: the file is too small to test much", len(heads))
+	}
+	dir := t.TempDir()
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("%d.db", i))
+			if err := os.WriteFile(path, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err := Open(path, Options{})
+			if err == nil {
+				err = readAll(db)
+				if cerr := db.Close(); cerr != nil && err == nil {
+					err = cerr
+				}
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "left untouched") {
+				t.Fatalf("err = %v, want ErrCorrupt", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(c.data, after) {
+				t.Fatal("corrupt file was modified")
+			}
+		})
 	}
 }

@@ -29,7 +29,7 @@ func (db *DB) Peek(afterSeq uint64, max int) ([]event.Record, error) {
 		return nil, nil
 	}
 	var recs []event.Record
-	err := db.db.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketOutbox).Cursor()
 		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, afterSeq+1)); k != nil && len(recs) < max; k, v = c.Next() {
 			m, _, err := decodeRecord(v)
@@ -52,7 +52,7 @@ func (db *DB) Delete(seqs []uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	err := db.db.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		ob := tx.Bucket(bucketOutbox)
 		meta := tx.Bucket(bucketMeta)
 		n, size := counters(meta)
@@ -81,7 +81,7 @@ func (db *DB) Delete(seqs []uint64) error {
 // when the oldest was appended (zero when empty), in O(1): the counters are
 // kept in the same transactions that change the outbox.
 func (db *DB) OutboxStats() (events int, size int64, oldest time.Time, err error) {
-	err = db.db.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		n, s := counters(tx.Bucket(bucketMeta))
 		events, size = int(n), s
 		if _, v := tx.Bucket(bucketOutbox).Cursor().First(); v != nil {

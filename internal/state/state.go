@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,12 @@ var (
 // was committed: the caller keeps the target where it was and retries
 // later, so no event is dropped.
 var ErrOutboxFull = errors.New("outbox full")
+
+// ErrCorrupt is wrapped by Open when the state file is damaged (truncated,
+// or a page that does not read back as bbolt wrote it), and by a later read
+// or write that meets a damaged page Open did not read. The file is left
+// untouched: moving it aside starts afresh (docs/operations.md).
+var ErrCorrupt = errors.New("corrupt file, left untouched (move it aside to start afresh)")
 
 // Options configure Open. Zero fields take the defaults above.
 type Options struct {
@@ -154,6 +161,10 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSize(bdb, path); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
 	if err := checkSchema(bdb, path); err != nil {
 		_ = bdb.Close()
 		return nil, err
@@ -164,23 +175,81 @@ func Open(path string, opts Options) (*DB, error) {
 
 func openBolt(path string, timeout time.Duration) (bdb *bolt.DB, err error) {
 	// bbolt panics on some kinds of damage it finds while loading the
-	// freelist; report that like any other corrupt file.
-	defer func() {
-		if p := recover(); p != nil {
-			bdb, err = nil, fmt.Errorf("open state %s: corrupt file, left untouched (move it aside to start afresh): %v", path, p)
-		}
-	}()
-	bdb, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+	// freelist, and a freelist page past the end of a truncated file faults
+	// when read through the map; report both like any other corrupt file.
+	err = guard(func() (err error) {
+		bdb, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+		return err
+	})
 	switch {
 	case err == nil:
 		return bdb, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open state %s: still locked after %v by another process (is another monitord running on this file?): %w", path, timeout, err)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("open state %s: corrupt or not a bbolt file, left untouched (move it aside to start afresh): %w", path, err)
+		return nil, fmt.Errorf("open state %s: not a bbolt file or %w: %w", path, ErrCorrupt, err)
+	case errors.Is(err, ErrCorrupt):
+		return nil, fmt.Errorf("open state %s: %w", path, err)
 	default:
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
+}
+
+// guard runs fn and turns a panic or a memory fault inside it into an error
+// wrapping ErrCorrupt. bbolt asserts that each page it reads is the one it
+// asked for and panics otherwise ("Page expected to be …"), and a page
+// beyond the end of a truncated file faults (SIGBUS) when read through the
+// map: both mean a damaged file, and neither may take the daemon down with
+// a stack trace. SetPanicOnFault is per goroutine, so fn must not hand the
+// file's pages to another goroutine.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, p)
+		}
+	}()
+	return fn()
+}
+
+// view and update are bbolt's View and Update under guard.
+func (db *DB) view(fn func(*bolt.Tx) error) error {
+	return guard(func() error { return db.db.View(fn) })
+}
+
+func (db *DB) update(fn func(*bolt.Tx) error) error {
+	return guard(func() error { return db.db.Update(fn) })
+}
+
+// batch is bbolt's Batch under guard. fn is guarded too: Batch may run it
+// on the goroutine of another commit of the same batch.
+func (db *DB) batch(fn func(*bolt.Tx) error) error {
+	return guard(func() error {
+		return db.db.Batch(func(tx *bolt.Tx) error { return guard(func() error { return fn(tx) }) })
+	})
+}
+
+// checkSize refuses a file shorter than the pages its meta page counts: a
+// truncated copy. Open reads few pages (the meta and freelist pages, the
+// root), so without this check the damage would surface at the first read
+// of a missing page, as a fault. The check is one stat; bbolt's full
+// consistency check (tx.Check) would read every page of the file, which
+// costs start-up far more (docs/performance.md).
+func checkSize(bdb *bolt.DB, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("open state %s: %w", path, err)
+	}
+	var need int64
+	if err := guard(func() error {
+		return bdb.View(func(tx *bolt.Tx) error { need = tx.Size(); return nil })
+	}); err != nil {
+		return fmt.Errorf("open state %s: %w", path, err)
+	}
+	if fi.Size() < need {
+		return fmt.Errorf("open state %s: %w: truncated: %d bytes, its pages need %d", path, ErrCorrupt, fi.Size(), need)
+	}
+	return nil
 }
 
 // checkSchema refuses files of a newer schema or of another program, and
@@ -189,17 +258,26 @@ func openBolt(path string, timeout time.Duration) (bdb *bolt.DB, err error) {
 func checkSchema(bdb *bolt.DB, path string) error {
 	var version uint64
 	var foreign bool
-	err := bdb.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			return tx.ForEach(func([]byte, *bolt.Bucket) error { foreign = true; return nil })
-		}
-		v := meta.Get(keySchema)
-		if len(v) != 8 {
-			return fmt.Errorf("schema version key has %d bytes", len(v))
-		}
-		version = binary.BigEndian.Uint64(v)
-		return nil
+	err := guard(func() error {
+		return bdb.View(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				err := tx.ForEach(func([]byte, *bolt.Bucket) error { foreign = true; return nil })
+				// bbolt's own initialisation commits transactions 0 and
+				// 1; a file without buckets that saw later ones lost
+				// them, and must not be initialised over.
+				if err == nil && !foreign && tx.ID() > 1 {
+					return fmt.Errorf("%w: no buckets after %d transactions", ErrCorrupt, tx.ID())
+				}
+				return err
+			}
+			v := meta.Get(keySchema)
+			if len(v) != 8 {
+				return fmt.Errorf("%w: schema version key has %d bytes", ErrCorrupt, len(v))
+			}
+			version = binary.BigEndian.Uint64(v)
+			return nil
+		})
 	})
 	switch {
 	case err != nil:
@@ -211,17 +289,19 @@ func checkSchema(bdb *bolt.DB, path string) error {
 	case version == SchemaVersion:
 		return nil
 	}
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketSnapshots, bucketHealth, bucketOutbox} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+	err = guard(func() error {
+		return bdb.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bucketSnapshots, bucketHealth, bucketOutbox} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
 				return err
 			}
-		}
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+			return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("initialise state %s: %w", path, err)
@@ -240,7 +320,7 @@ func (db *DB) Close() error {
 	db.mu.Unlock()
 	var flushErr error
 	if len(times) > 0 {
-		flushErr = db.db.Update(func(tx *bolt.Tx) error {
+		flushErr = db.update(func(tx *bolt.Tx) error {
 			hb := tx.Bucket(bucketHealth)
 			for key, pt := range times {
 				v := hb.Get([]byte(key))

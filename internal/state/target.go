@@ -46,7 +46,7 @@ func (h Health) durableEqual(o Health) bool {
 // Load returns the stored state of the target with the given key; found is
 // false (and the state zero) for a target never committed.
 func (db *DB) Load(key string) (ts TargetState, found bool, err error) {
-	err = db.db.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		k := []byte(key)
 		if v := tx.Bucket(bucketSnapshots).Get(k); v != nil {
 			found = true
@@ -131,7 +131,7 @@ func (db *DB) commit(key string, snap []byte, h Health, msgs []event.Message) er
 		// Decide in a read transaction, which costs no write and no fsync,
 		// whether there is anything to write.
 		var same bool
-		err := db.db.View(func(tx *bolt.Tx) error {
+		err := db.view(func(tx *bolt.Tx) error {
 			if snap != nil && !bytes.Equal(tx.Bucket(bucketSnapshots).Get(k), snap) {
 				return nil
 			}
@@ -162,9 +162,9 @@ func (db *DB) commit(key string, snap []byte, h Health, msgs []event.Message) er
 	// Options.CommitBatch). Batch may run the function more than once (when
 	// another commit in the batch fails, the rest are retried): it only
 	// writes within tx.
-	write := db.db.Update
+	write := db.update
 	if db.writers.Add(1) > 1 {
-		write = db.db.Batch
+		write = db.batch
 	}
 	defer db.writers.Add(-1)
 	err := write(func(tx *bolt.Tx) error {
@@ -199,7 +199,7 @@ func (db *DB) commit(key string, snap []byte, h Health, msgs []event.Message) er
 // walking it at start-up read the whole file from a cold disk.
 func (db *DB) Keys() ([]string, error) {
 	var keys []string
-	err := db.db.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketHealth).ForEach(func(k, _ []byte) error {
 			keys = append(keys, string(k))
 			return nil
@@ -218,7 +218,7 @@ func (db *DB) Forget(keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	err := db.db.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		for _, key := range keys {
 			for _, name := range [][]byte{bucketSnapshots, bucketHealth} {
 				if err := tx.Bucket(name).Delete([]byte(key)); err != nil {

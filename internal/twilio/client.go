@@ -98,11 +98,31 @@ func (c *Client) ListInteractions(ctx context.Context, t Target) ([]Interaction,
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("list interactions: %w", err)
 	}
-	items, err := list(ctx, c, t.ServiceSID, c.interactionsPath(t), "interactions", decodeInteraction)
+	u := c.interactionsPath(t)
+	items, err := list(ctx, c, t.ServiceSID, u, "interactions", decodeInteraction)
+	if err == nil {
+		err = identified(items, u)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list interactions: %w", err)
 	}
 	return items, nil
+}
+
+// identified refuses a listing with an item whose sid is null or empty.
+// monitord follows an interaction by its SID from one poll to the next: a
+// listing with an item it cannot identify is not complete, and dropping the
+// item would report the SID it had last time as deleted (and created when
+// it came back). So it fails like a bad page, and the previous snapshot
+// stands.
+func identified(items []Interaction, listURL string) error {
+	for i := range items {
+		if items[i].SID == "" {
+			return &DecodeError{URL: listURL, Path: "interactions[" + strconv.Itoa(i) + "].sid", Offset: -1,
+				Reason: "null or empty: the interaction cannot be identified, so the listing is not complete"}
+		}
+	}
+	return nil
 }
 
 // FetchInteraction fetches one interaction of a target's list by its SID.

@@ -268,3 +268,36 @@ func TestOtherListings(t *testing.T) {
 		t.Errorf("bad service SID: err %v", err)
 	}
 }
+
+// TestListCanonicalisesSIDCase: Twilio's SID pattern accepts upper-case
+// hex, and SIDs are compared as strings downstream, so the client returns
+// every SID with lower-case hex: the same interaction keeps one identity
+// whichever case a page writes it in.
+func TestListCanonicalisesSIDCase(t *testing.T) {
+	upper := func(s string) string { return s[:2] + strings.ToUpper(s[2:]) }
+	sid, sm := fmt.Sprintf("KI%032x", 0xabc), fmt.Sprintf("SM%032x", 0xdef)
+	body := strings.NewReplacer(fmt.Sprintf("KI%032x", 0), upper(sid), fmt.Sprintf("SM%032x", 0), upper(sm)).Replace(pageJSON(0, 1, ""))
+	if !strings.Contains(body, upper(sid)) || !strings.Contains(body, upper(sm)) {
+		t.Fatalf("test page lacks the upper-case SIDs: %s", body)
+	}
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) { writeJSON(w, 200, body) })
+	got, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].SID != sid || got[0].OutboundResourceSID != sm || got[0].ServiceSID != testService {
+		t.Fatalf("got %+v, want sid %s, outbound %s", got, sid, sm)
+	}
+}
+
+func TestCanonicalSID(t *testing.T) {
+	for in, want := range map[string]string{
+		"KI0123456789ABCDEF0123456789abcdef": "KI0123456789abcdef0123456789abcdef",
+		"KI0123456789abcdef0123456789abcdef": "KI0123456789abcdef0123456789abcdef",
+		"sm0123456789abcdef0123456789ABCDEF": "sm0123456789abcdef0123456789abcdef", // the letters are kept
+	} {
+		if got := CanonicalSID(in); got != want {
+			t.Errorf("CanonicalSID(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -150,8 +150,8 @@ func decodeOne[T any](body string, v *T, item func(*scanner, *T) error) error {
 	return d.end()
 }
 
-// sid reads a SID field (string or null) and checks its pattern; prefix ""
-// accepts any two letters.
+// sid reads a SID field (string or null), checks its pattern and stores it
+// in canonical form (CanonicalSID); prefix "" accepts any two letters.
 func (d *scanner) sid(dst *string, prefix string) error {
 	start := d.i
 	v, err := d.strOrNull()
@@ -165,7 +165,7 @@ func (d *scanner) sid(dst *string, prefix string) error {
 		}
 		return &DecodeError{Offset: start, Reason: quoteShort(v) + " does not match ^" + p + "[0-9a-fA-F]{32}$"}
 	}
-	*dst = v
+	*dst = CanonicalSID(v)
 	return nil
 }
 

@@ -182,6 +182,11 @@ func TestListRejectsBadBodies(t *testing.T) {
 		{"no next_page_url", "application/json", `{"interactions":[],"meta":{}}`, nil, "missing"},
 		{"oversized", "application/json", pageJSON(0, 200, ""), ErrBodyTooLarge, "exceeds"},
 		{"bad SID", "application/json", strings.Replace(pageJSON(0, 3, ""), `"sid":"KI00000000000000000000000000000002"`, `"sid":"KIzz"`, 1), nil, `interactions[2].sid: "KIzz" does not match`},
+		// An item that cannot be identified makes the listing incomplete:
+		// dropping it would report its SID deleted (issue 15).
+		{"null sid", "application/json", strings.Replace(pageJSON(0, 3, ""), `"sid":"KI00000000000000000000000000000002"`, `"sid":null`, 1), nil, `interactions[2].sid: null or empty: the interaction cannot be identified`},
+		{"empty sid", "application/json", strings.Replace(pageJSON(0, 3, ""), `"sid":"KI00000000000000000000000000000001"`, `"sid":""`, 1), nil, `interactions[1].sid: null or empty`},
+		{"no sid", "application/json", strings.Replace(pageJSON(0, 3, ""), `"sid":"KI00000000000000000000000000000000",`, ``, 1), nil, `interactions[0].sid: null or empty`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

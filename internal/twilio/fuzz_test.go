@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -179,6 +180,8 @@ func referenceInteraction(raw []byte) (Interaction, error) {
 			}
 		case f.prefix != "-" && s != "" && !ValidSID(f.prefix, s):
 			return it, errors.New("bad SID in " + m.key)
+		case f.prefix != "-" && s != "":
+			*f.dst = s[:2] + strings.ToLower(s[2:]) // lower-case hex, as Twilio writes
 		default:
 			*f.dst = s
 		}

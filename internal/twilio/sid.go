@@ -24,6 +24,27 @@ func ValidSID(prefix, s string) bool {
 	return true
 }
 
+// CanonicalSID returns the SID s with the hex digits in lower case, the form
+// Twilio writes: s itself, not a copy, when none is upper case. The pattern
+// accepts either case, and SIDs are compared as strings everywhere (diff,
+// state keys, event ids), so a SID whose hex changed case between two polls
+// would look like a new interaction and a deleted one. The decoder stores
+// every SID it reads in this form; s must be a valid SID (ValidSID).
+func CanonicalSID(s string) string {
+	for i := 2; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'F' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'F' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
 // CheckSID returns an error naming field when s is not a SID with prefix.
 func CheckSID(field, prefix, s string) error {
 	if ValidSID(prefix, s) {
