@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"github.com/knadh/koanf/parsers/yaml"
@@ -60,7 +61,7 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		}
 		raw, err := yaml.Parser().Unmarshal(b)
 		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", path, err)
+			return nil, fmt.Errorf("parse %s: %s", path, yamlError(err))
 		}
 		add(raw, nil)
 	}
@@ -117,6 +118,26 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		return nil, p
 	}
 	return &cfg, nil
+}
+
+var (
+	yamlQuotedRE = regexp.MustCompile("`[^`]*`|anchor '[^']*'")
+	yamlMapKeyRE = regexp.MustCompile(`invalid map key: .*`)
+)
+
+// yamlError words a YAML parse error without the values it quotes. yaml
+// quotes a scalar it cannot decode in backticks and an unknown anchor in
+// single quotes (other single quotes hold its own punctuation), and which key they belong to is unknown once parsing
+// failed: an auth_token written as *abc or !!int abc would be shown. Key
+// names (double-quoted) and line numbers stay.
+func yamlError(err error) string {
+	msg := yamlQuotedRE.ReplaceAllStringFunc(err.Error(), func(q string) string {
+		if q[0] == '`' {
+			return "`" + redacted + "`"
+		}
+		return "anchor '" + redacted + "'"
+	})
+	return yamlMapKeyRE.ReplaceAllString(msg, "invalid map key")
 }
 
 // merge returns the configuration of the sources, later ones winning. With

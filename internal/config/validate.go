@@ -14,6 +14,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/redact"
 )
 
 // Problems is every problem found in a configuration, in key order, each
@@ -52,6 +53,7 @@ var (
 // certificate files so that `monitord check` catches a missing one.
 func (c *Config) Validate() error {
 	var p Problems
+	c.warnings = nil
 	if c.Instance == "" {
 		p.addf("instance: required")
 	} else if !tokenRE.MatchString(c.Instance) {
@@ -62,6 +64,7 @@ func (c *Config) Validate() error {
 	c.Rules.validate(&p)
 	c.State.validate(&p)
 	c.NATS.validate(&p)
+	c.NATS.checkAuthTransport(&p, c.warnf)
 	if c.Admin.Listen != "" {
 		checkHostPort(&p, "admin.listen", c.Admin.Listen)
 	}
@@ -139,11 +142,7 @@ func (n *NATS) validate(p *Problems) {
 		key := fmt.Sprintf("nats.urls[%d]", i)
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			shown := raw
-			if err == nil {
-				shown = u.Redacted()
-			}
-			p.addf("%s: %q is not a URL such as nats://127.0.0.1:4222", key, shown)
+			p.addf("%s: %q is not a URL such as nats://127.0.0.1:4222", key, redact.URL(raw))
 			continue
 		}
 		if s := u.Scheme; s != "nats" && s != "tls" && s != "ws" && s != "wss" {
@@ -203,6 +202,51 @@ func (n *NATS) validate(p *Problems) {
 	}
 	atLeast(p, "nats.max_pending", int64(n.MaxPending), 1)
 	positive(p, "nats.ack_timeout", n.AckTimeout)
+}
+
+// checkAuthTransport refuses credentials over a connection without TLS to
+// another host: a password or token would cross the network in clear text,
+// and a creds or nkey login could be relayed. Loopback is this machine (a
+// local server or a tunnel's end), so it is allowed.
+func (n *NATS) checkAuthTransport(p *Problems, warnf func(string, ...any)) {
+	what := ""
+	switch {
+	case n.User != "":
+		what = "the password"
+	case n.Token != "":
+		what = "the token"
+	case n.NKeySeedFile != "":
+		what = "the nkey login"
+	case n.CredsFile != "":
+		what = "the creds login"
+	}
+	if what == "" || n.TLS.CAFile != "" || n.TLS.CertFile != "" || n.TLS.KeyFile != "" {
+		// nats.go requires TLS of every server once any TLS file is set.
+		return
+	}
+	for i, raw := range n.URLs {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "ws") || loopback(u.Hostname()) {
+			continue
+		}
+		shown := redact.URL(raw)
+		if n.AllowInsecureAuth {
+			warnf("nats.allow_insecure_auth: %s goes to %s without TLS", what, shown)
+			continue
+		}
+		p.addf("nats.urls[%d]: %s would get %s without TLS: use tls://, set nats.tls, "+
+			"or accept the risk with nats.allow_insecure_auth: true", i, shown, what)
+	}
+}
+
+// loopback reports whether host, as url.Hostname returns it, is this
+// machine: what goes there never crosses a network.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func validSubjectToken(s string) bool {
