@@ -17,6 +17,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,14 +62,20 @@ type Config struct {
 	// Log configures the zap logger.
 	Log Log `koanf:"log"`
 
-	// warnings are what Validate and Load found risky but allowed.
-	warnings []string
+	// warnings are what Validate found risky but allowed; fileWarnings
+	// what Load found reading secret files.
+	warnings, fileWarnings []string
 }
 
 // Warnings returns what Load found risky but allowed, one sentence each
 // starting with the key it concerns: check prints them and run logs them
 // at start.
-func (c *Config) Warnings() []string { return c.warnings }
+func (c *Config) Warnings() []string {
+	if len(c.fileWarnings) == 0 {
+		return c.warnings
+	}
+	return append(slices.Clip(c.fileWarnings), c.warnings...)
+}
 
 func (c *Config) warnf(format string, args ...any) {
 	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))

@@ -97,7 +97,7 @@ func TestInvalid(t *testing.T) {
 		"timezone":               {`poll.timezone: unknown time zone "Mars/Olympus_Mons"`},
 		"unknown-key":            {`pol: unknown key`},
 		"unknown-target-key":     {`targets[0].participant: unknown key`},
-		"unreadable-secret-file": {`twilio.auth_token_file: open testdata/does-not-exist.txt: no such file or directory`},
+		"unreadable-secret-file": {`twilio.auth_token_file: testdata/does-not-exist.txt: no such file or directory`},
 		"wrong-type-bool":        {`poll.spread: expected true or false, got "maybe"`},
 		"wrong-type-duration": {
 			`poll.timeout: expected a duration such as "30s", got 30`,

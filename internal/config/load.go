@@ -110,6 +110,9 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		return nil, err
 	}
 	cfg.resolveDerived(env)
+	if path != "" {
+		cfg.resolvePaths(filepath.Dir(path))
+	}
 	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), &p)
 	if err := cfg.Validate(); err != nil {
 		p = append(p, err.(Problems)...)
