@@ -107,6 +107,9 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckStatePath(); err != nil {
+		return usageError{fmt.Errorf("invalid config %s:\n%w", *f.path, err)}
+	}
 	// Warnings go to stderr (the journal under ExecStartPre) and do not
 	// fail the check: each is an explicit, documented choice.
 	for _, w := range cfg.Warnings() {

@@ -35,6 +35,8 @@ func TestCheck(t *testing.T) {
 		{"insecure auth", creds + strings.ReplaceAll(target, "%s", "") +
 			"nats: {urls: [\"nats://u:secret-token@[::1\", nats://nats.example.com:4222], user: u, password: secret-token}\n",
 			exitUsage, []string{`nats.urls[0]: "nats://[redacted]@[::1" is not a URL`, "nats.urls[1]: nats://nats.example.com:4222 would get the password without TLS"}},
+		{"state path under a file", creds + strings.ReplaceAll(target, "%s", "") + "state: {path: " + filepath.Join(dir, "good.yaml", "monitord.db") + "}\n",
+			exitUsage, []string{"state.path: " + filepath.Join(dir, "good.yaml", "monitord.db") + ": " + filepath.Join(dir, "good.yaml") + " is not a directory"}},
 		{"sub-second schedule", creds + strings.ReplaceAll(target, "%s", `, schedule: "@every 100ms"`),
 			exitUsage, []string{"targets[0].schedule", "whole seconds"}},
 	}

@@ -85,8 +85,9 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 	}
 	add(ek.Raw(), func(path string) string { return sourceLabel(path, vars, "") })
 
+	flagNames := map[string]string{} // key path -> --flag
 	if flags != nil {
-		names := map[string]string{}
+		names := flagNames
 		fk := koanf.New(".")
 		err := fk.Load(posflag.ProviderWithFlag(flags, ".", nil, func(f *pflag.Flag) (string, any) {
 			key := strings.ReplaceAll(f.Name, "-", "_")
@@ -115,7 +116,18 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 	}
 	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), &p)
 	if err := cfg.Validate(); err != nil {
-		p = append(p, err.(Problems)...)
+		// Validate sees the merged value only: name the variable or flag
+		// it came from, as the decode errors above do. Flags win.
+		setBy := make(map[string]string, len(vars)+len(flagNames))
+		for k, v := range vars {
+			setBy[k] = v
+		}
+		for k, v := range flagNames {
+			setBy[k] = "flag " + v
+		}
+		for _, e := range err.(Problems) {
+			p = append(p, labelProblem(e, setBy))
+		}
 	}
 	if len(p) > 0 {
 		return nil, p
@@ -214,6 +226,29 @@ func normalize(raw map[string]any, label func(string) string, p *Problems) {
 	}
 	delete(n, "url")
 	n["urls"] = u
+}
+
+// labeled is a problem of Validate whose key was set by a variable or
+// flag: label ("MONITORD_LOG__LEVEL (log.level)") replaces the key.
+type labeled struct {
+	key, label string
+	err        error
+}
+
+func (l labeled) Error() string { return l.label + l.err.Error()[len(l.key):] }
+func (l labeled) Unwrap() error { return l.err }
+
+// labelProblem names the variable or flag that set the key a problem starts
+// with ("log.level: …"), if one did.
+func labelProblem(e error, setBy map[string]string) error {
+	key, _, ok := strings.Cut(e.Error(), ": ")
+	if !ok || len(setBy) == 0 {
+		return e
+	}
+	if label := sourceLabel(key, setBy, ""); label != key {
+		return labeled{key: key, label: label, err: e}
+	}
+	return e
 }
 
 // sourceLabel names a key path by the variable or flag that set it.

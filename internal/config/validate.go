@@ -4,14 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/redact"
@@ -247,6 +251,70 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// CheckStatePath finds what state.Open will meet at state.path, without
+// creating anything: an existing file must be a regular file this process
+// can read and write; otherwise the nearest existing ancestor must be a
+// directory it can create entries in, since Open makes the missing
+// directories. It is not part of Validate because `once --dry-run` opens
+// no state; check calls it, so that a path run cannot open fails there.
+func (c *Config) CheckStatePath() error {
+	var p Problems
+	checkStatePath(&p, c.State.Path)
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+func checkStatePath(p *Problems, path string) {
+	if path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		p.addf("state.path: %s is not a regular file", path)
+		return
+	case err == nil:
+		if err := unix.Access(path, unix.R_OK|unix.W_OK); err != nil {
+			p.addf("state.path: %s: %v", path, err)
+		}
+		return
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+		p.addf("state.path: %s: %v", path, pathErr(err))
+		return
+	}
+	for dir := filepath.Dir(path); ; {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			p.addf("state.path: %s: %s is not a directory", path, dir)
+		case err == nil:
+			if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+				p.addf("state.path: %s: cannot create entries in %s: %v", path, dir, err)
+			}
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			if parent := filepath.Dir(dir); parent != dir {
+				dir = parent
+				continue
+			}
+		default:
+			p.addf("state.path: %s: %v", path, pathErr(err))
+		}
+		return
+	}
+}
+
+// pathErr drops the operation and path of a *fs.PathError: the message
+// names the path already.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func validSubjectToken(s string) bool {
