@@ -326,4 +326,3 @@ func compactJSON(data []byte) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-

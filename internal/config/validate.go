@@ -3,8 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
