@@ -319,3 +319,17 @@ func TestValidateDefaultNeedsOnlyCredentialsAndTargets(t *testing.T) {
 		t.Errorf("Default() with credentials: %v", err)
 	}
 }
+
+// TestYAMLErrorKeepsItsOwnQuotes: only quoted values are redacted, not the
+// punctuation yaml names in single quotes, nor key names.
+func TestYAMLErrorKeepsItsOwnQuotes(t *testing.T) {
+	for body, want := range map[string]string{
+		"twilio:\n  auth_token: [s3cr3t\n":             "yaml: line 1: did not find expected ',' or ']'",
+		"twilio:\n  auth_token: a\n  auth_token: b\n": `mapping key "auth_token" already defined at line 2`,
+	} {
+		_, err := Load(writeConfig(t, body), nil, nil)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("%q: error %v, want it to contain %q", body, err, want)
+		}
+	}
+}
