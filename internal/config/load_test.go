@@ -324,7 +324,7 @@ func TestValidateDefaultNeedsOnlyCredentialsAndTargets(t *testing.T) {
 // punctuation yaml names in single quotes, nor key names.
 func TestYAMLErrorKeepsItsOwnQuotes(t *testing.T) {
 	for body, want := range map[string]string{
-		"twilio:\n  auth_token: [s3cr3t\n":             "yaml: line 1: did not find expected ',' or ']'",
+		"twilio:\n  auth_token: [s3cr3t\n":            "yaml: line 1: did not find expected ',' or ']'",
 		"twilio:\n  auth_token: a\n  auth_token: b\n": `mapping key "auth_token" already defined at line 2`,
 	} {
 		_, err := Load(writeConfig(t, body), nil, nil)
