@@ -77,7 +77,7 @@ func checkSchedules(cfg *config.Config) error {
 			return
 		}
 		if _, err := poller.ParseSchedule(spec); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			errs = append(errs, fmt.Errorf("%s: %w", cfg.Label(key), err))
 		}
 	}
 	bad("poll.schedule", cfg.Poll.Schedule)

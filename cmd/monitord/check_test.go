@@ -61,6 +61,12 @@ func TestCheck(t *testing.T) {
 		})
 	}
 	var errb bytes.Buffer
+	good := filepath.Join(dir, "good.yaml")
+	if code := exitCode(run(context.Background(), []string{"check", "-c", good, "--poll.schedule", "@every 100ms"}, &errb, &errb), &errb); code != exitUsage ||
+		!strings.Contains(errb.String(), "flag --poll.schedule (poll.schedule): ") {
+		t.Errorf("sub-second schedule by flag: exit %d %s", code, errb.String())
+	}
+	errb.Reset()
 	if code := exitCode(run(context.Background(), []string{"check"}, &errb, &errb), &errb); code != exitUsage ||
 		!strings.Contains(errb.String(), "-c FILE is required") {
 		t.Errorf("no -c: exit %d %s", code, errb.String())

@@ -65,6 +65,8 @@ type Config struct {
 	// warnings are what Validate found risky but allowed; fileWarnings
 	// what Load found reading secret files.
 	warnings, fileWarnings []string
+	// setBy maps a key path set by the environment or a flag to its name.
+	setBy map[string]string
 }
 
 // Warnings returns what Load found risky but allowed, one sentence each

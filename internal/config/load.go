@@ -115,18 +115,20 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		cfg.resolvePaths(filepath.Dir(path))
 	}
 	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), &p)
-	if err := cfg.Validate(); err != nil {
-		// Validate sees the merged value only: name the variable or flag
-		// it came from, as the decode errors above do. Flags win.
-		setBy := make(map[string]string, len(vars)+len(flagNames))
+	// Validate sees the merged value only: its problems name the variable
+	// or flag the value came from, as the decode errors above do. Flags win.
+	if len(vars)+len(flagNames) > 0 {
+		cfg.setBy = make(map[string]string, len(vars)+len(flagNames))
 		for k, v := range vars {
-			setBy[k] = v
+			cfg.setBy[k] = v
 		}
 		for k, v := range flagNames {
-			setBy[k] = "flag " + v
+			cfg.setBy[k] = "flag " + v
 		}
+	}
+	if err := cfg.Validate(); err != nil {
 		for _, e := range err.(Problems) {
-			p = append(p, labelProblem(e, setBy))
+			p = append(p, cfg.labelProblem(e))
 		}
 	}
 	if len(p) > 0 {
@@ -240,15 +242,26 @@ func (l labeled) Unwrap() error { return l.err }
 
 // labelProblem names the variable or flag that set the key a problem starts
 // with ("log.level: …"), if one did.
-func labelProblem(e error, setBy map[string]string) error {
+func (c *Config) labelProblem(e error) error {
 	key, _, ok := strings.Cut(e.Error(), ": ")
-	if !ok || len(setBy) == 0 {
+	if !ok {
 		return e
 	}
-	if label := sourceLabel(key, setBy, ""); label != key {
+	if label := c.Label(key); label != key {
 		return labeled{key: key, label: label, err: e}
 	}
 	return e
+}
+
+// Label names a key path for an error about its value: the key itself, or,
+// when an environment variable or a flag set it, that and the key
+// ("MONITORD_LOG__LEVEL (log.level)", "flag --poll.schedule (poll.schedule)"),
+// so that checks made outside this package name the source too.
+func (c *Config) Label(key string) string {
+	if len(c.setBy) == 0 {
+		return key
+	}
+	return sourceLabel(key, c.setBy, "")
 }
 
 // sourceLabel names a key path by the variable or flag that set it.
