@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 
 	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/poller"
@@ -76,7 +77,7 @@ func checkSchedules(cfg *config.Config) error {
 			return
 		}
 		if _, err := poller.ParseSchedule(spec); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			errs = append(errs, fmt.Errorf("%s: %w", cfg.Label(key), err))
 		}
 	}
 	bad("poll.schedule", cfg.Poll.Schedule)
@@ -102,11 +103,28 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := f.parse(args); err != nil {
 		return helpOK(err)
 	}
-	if _, err := f.load(); err != nil {
+	cfg, err := f.load()
+	if err != nil {
 		return err
+	}
+	if err := cfg.CheckStatePath(); err != nil {
+		return usageError{fmt.Errorf("invalid config %s:\n%w", *f.path, err)}
+	}
+	// Warnings go to stderr (the journal under ExecStartPre) and do not
+	// fail the check: each is an explicit, documented choice.
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning: "+w)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil
+}
+
+// logWarnings logs what the config allows but an operator should know,
+// at start and after each reload.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 }
 
 // helpOK turns a requested help into success.

@@ -29,6 +29,14 @@ func TestCheck(t *testing.T) {
 		{"unknown key", creds + "bogus: 1\n" + strings.ReplaceAll(target, "%s", ""), exitUsage, []string{"bogus: unknown key"}},
 		{"bad values", "twilio: {account_sid: AC12, auth_token: secret-token}\nlog: {level: loud}\n" + strings.ReplaceAll(target, "%s", ""),
 			exitUsage, []string{"twilio.account_sid", "log.level"}},
+		{"insecure auth allowed", creds + strings.ReplaceAll(target, "%s", "") +
+			"nats: {urls: [nats://nats.example.com:4222], user: u, password: secret-token, allow_insecure_auth: true}\n",
+			exitOK, []string{"warning: nats.allow_insecure_auth: the password goes to nats://nats.example.com:4222 without TLS\n", "ok\n"}},
+		{"insecure auth", creds + strings.ReplaceAll(target, "%s", "") +
+			"nats: {urls: [\"nats://u:secret-token@[::1\", nats://nats.example.com:4222], user: u, password: secret-token}\n",
+			exitUsage, []string{`nats.urls[0]: "nats://[redacted]@[::1" is not a URL`, "nats.urls[1]: nats://nats.example.com:4222 would get the password without TLS"}},
+		{"state path under a file", creds + strings.ReplaceAll(target, "%s", "") + "state: {path: " + filepath.Join(dir, "good.yaml", "monitord.db") + "}\n",
+			exitUsage, []string{"state.path: " + filepath.Join(dir, "good.yaml", "monitord.db") + ": " + filepath.Join(dir, "good.yaml") + " is not a directory"}},
 		{"sub-second schedule", creds + strings.ReplaceAll(target, "%s", `, schedule: "@every 100ms"`),
 			exitUsage, []string{"targets[0].schedule", "whole seconds"}},
 	}
@@ -53,6 +61,12 @@ func TestCheck(t *testing.T) {
 		})
 	}
 	var errb bytes.Buffer
+	good := filepath.Join(dir, "good.yaml")
+	if code := exitCode(run(context.Background(), []string{"check", "-c", good, "--poll.schedule", "@every 100ms"}, &errb, &errb), &errb); code != exitUsage ||
+		!strings.Contains(errb.String(), "flag --poll.schedule (poll.schedule): ") {
+		t.Errorf("sub-second schedule by flag: exit %d %s", code, errb.String())
+	}
+	errb.Reset()
 	if code := exitCode(run(context.Background(), []string{"check"}, &errb, &errb), &errb); code != exitUsage ||
 		!strings.Contains(errb.String(), "-c FILE is required") {
 		t.Errorf("no -c: exit %d %s", code, errb.String())

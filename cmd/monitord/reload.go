@@ -19,6 +19,7 @@ func (d *daemon) reloadFromSource() {
 		d.log.Error("reload: config invalid, keeping the running one", zap.Error(err))
 		return
 	}
+	logWarnings(d.log, cfg)
 	if err := d.Reload(cfg); err != nil {
 		d.log.Error("reload: not applied, keeping the running config", zap.Error(err))
 		return

@@ -29,6 +29,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr may not sync; nothing to do about it
+	logWarnings(log, cfg)
 
 	// Install the SIGHUP handler before anything else: the default action
 	// of SIGHUP is to terminate.

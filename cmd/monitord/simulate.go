@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if o.writeConfig != "" {
 		var b strings.Builder
 		writeSimulatorConfig(&b, baseURL, sim.Credentials(), targets)
-		if err := os.WriteFile(o.writeConfig, []byte(b.String()), 0o600); err != nil {
+		if err := writePrivateFile(o.writeConfig, []byte(b.String())); err != nil {
 			ln.Close()
 			return fmt.Errorf("simulate: write config: %w", err)
 		}
@@ -159,6 +160,30 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("simulate: %w", err)
 	}
 	return nil
+}
+
+// writePrivateFile writes data to path as a new file of mode 0600, then
+// renames it over path. os.WriteFile's mode applies only to a file it
+// creates: over an existing 0644 file the token would stay readable by
+// all. The rename also means a reader never sees half a config.
+func writePrivateFile(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // writeSimulatorConfig writes a monitord config (internal/config's schema)

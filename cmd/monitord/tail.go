@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/redact"
 )
 
 // Defaults of monitord tail: a nats-server on this host, every monitord event.
@@ -152,14 +152,14 @@ func tail(ctx context.Context, o tailOptions, p *eventPrinter, stderr io.Writer)
 				logf("disconnected: %v", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { logf("reconnected to %s", redactURLs(nc.ConnectedUrl())) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logf("reconnected to %s", redact.URLs(nc.ConnectedUrl())) }),
 	}
 	if o.creds != "" {
 		opts = append(opts, nats.UserCredentials(o.creds))
 	}
 	nc, err := nats.Connect(o.url, opts...)
 	if err != nil {
-		return fmt.Errorf("tail: connect %s: %w", redactURLs(o.url), err)
+		return fmt.Errorf("tail: connect %s: %w", redact.URLs(o.url), err)
 	}
 	defer nc.Close()
 
@@ -171,7 +171,7 @@ func tail(ctx context.Context, o tailOptions, p *eventPrinter, stderr io.Writer)
 		return fmt.Errorf("tail: %w", err)
 	}
 	defer stop()
-	logf("following %s on %s (%s); Ctrl-C to stop", o.subject, redactURLs(nc.ConnectedUrl()), how)
+	logf("following %s on %s (%s); Ctrl-C to stop", o.subject, redact.URLs(nc.ConnectedUrl()), how)
 	<-ctx.Done()
 	return nil
 }
@@ -423,22 +423,4 @@ func compactJSON(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// redactURLs hides any password in a comma-separated list of NATS URLs, so
-// a URL with credentials can be printed and put in errors.
-func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, s := range parts {
-		s = strings.TrimSpace(s)
-		if u, err := url.Parse(s); err == nil && u.User != nil {
-			if _, has := u.User.Password(); !has {
-				// A user name alone is a token: hide it too.
-				u.User = url.User("redacted")
-			}
-			s = u.Redacted()
-		}
-		parts[i] = s
-	}
-	return strings.Join(parts, ",")
 }

@@ -15,7 +15,9 @@
 package config
 
 import (
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +61,26 @@ type Config struct {
 	Admin Admin `koanf:"admin"`
 	// Log configures the zap logger.
 	Log Log `koanf:"log"`
+
+	// warnings are what Validate found risky but allowed; fileWarnings
+	// what Load found reading secret files.
+	warnings, fileWarnings []string
+	// setBy maps a key path set by the environment or a flag to its name.
+	setBy map[string]string
+}
+
+// Warnings returns what Load found risky but allowed, one sentence each
+// starting with the key it concerns: check prints them and run logs them
+// at start.
+func (c *Config) Warnings() []string {
+	if len(c.fileWarnings) == 0 {
+		return c.warnings
+	}
+	return append(slices.Clip(c.fileWarnings), c.warnings...)
+}
+
+func (c *Config) warnf(format string, args ...any) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
 }
 
 // Twilio holds one account's API access: where, who, and how fast.
@@ -253,6 +275,10 @@ type NATS struct {
 	CredsFile string `koanf:"creds_file"`
 	// TLS configures server verification and client certificates.
 	TLS TLS `koanf:"tls"`
+	// AllowInsecureAuth lets credentials go over plain nats:// or ws:// to
+	// a host other than loopback. Validate refuses that otherwise; with it,
+	// Warnings says so, and run logs it at start.
+	AllowInsecureAuth bool `koanf:"allow_insecure_auth"`
 	// Mode is jetstream (durable, deduplicated by Nats-Msg-Id) or core.
 	Mode string `koanf:"mode"`
 	// SubjectPrefix is the first subject token: <prefix>.<kind>.….

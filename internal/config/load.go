@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"github.com/knadh/koanf/parsers/yaml"
@@ -60,7 +61,7 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		}
 		raw, err := yaml.Parser().Unmarshal(b)
 		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", path, err)
+			return nil, fmt.Errorf("parse %s: %s", path, yamlError(err))
 		}
 		add(raw, nil)
 	}
@@ -84,8 +85,9 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 	}
 	add(ek.Raw(), func(path string) string { return sourceLabel(path, vars, "") })
 
+	flagNames := map[string]string{} // key path -> --flag
 	if flags != nil {
-		names := map[string]string{}
+		names := flagNames
 		fk := koanf.New(".")
 		err := fk.Load(posflag.ProviderWithFlag(flags, ".", nil, func(f *pflag.Flag) (string, any) {
 			key := strings.ReplaceAll(f.Name, "-", "_")
@@ -109,14 +111,50 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 		return nil, err
 	}
 	cfg.resolveDerived(env)
+	if path != "" {
+		cfg.resolvePaths(filepath.Dir(path))
+	}
 	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), &p)
+	// Validate sees the merged value only: its problems name the variable
+	// or flag the value came from, as the decode errors above do. Flags win.
+	if len(vars)+len(flagNames) > 0 {
+		cfg.setBy = make(map[string]string, len(vars)+len(flagNames))
+		for k, v := range vars {
+			cfg.setBy[k] = v
+		}
+		for k, v := range flagNames {
+			cfg.setBy[k] = "flag " + v
+		}
+	}
 	if err := cfg.Validate(); err != nil {
-		p = append(p, err.(Problems)...)
+		for _, e := range err.(Problems) {
+			p = append(p, cfg.labelProblem(e))
+		}
 	}
 	if len(p) > 0 {
 		return nil, p
 	}
 	return &cfg, nil
+}
+
+var (
+	yamlQuotedRE = regexp.MustCompile("`[^`]*`|anchor '[^']*'")
+	yamlMapKeyRE = regexp.MustCompile(`invalid map key: .*`)
+)
+
+// yamlError words a YAML parse error without the values it quotes. yaml
+// quotes a scalar it cannot decode in backticks and an unknown anchor in
+// single quotes (other single quotes hold its own punctuation), and which key they belong to is unknown once parsing
+// failed: an auth_token written as *abc or !!int abc would be shown. Key
+// names (double-quoted) and line numbers stay.
+func yamlError(err error) string {
+	msg := yamlQuotedRE.ReplaceAllStringFunc(err.Error(), func(q string) string {
+		if q[0] == '`' {
+			return "`" + redacted + "`"
+		}
+		return "anchor '" + redacted + "'"
+	})
+	return yamlMapKeyRE.ReplaceAllString(msg, "invalid map key")
 }
 
 // merge returns the configuration of the sources, later ones winning. With
@@ -190,6 +228,40 @@ func normalize(raw map[string]any, label func(string) string, p *Problems) {
 	}
 	delete(n, "url")
 	n["urls"] = u
+}
+
+// labeled is a problem of Validate whose key was set by a variable or
+// flag: label ("MONITORD_LOG__LEVEL (log.level)") replaces the key.
+type labeled struct {
+	key, label string
+	err        error
+}
+
+func (l labeled) Error() string { return l.label + l.err.Error()[len(l.key):] }
+func (l labeled) Unwrap() error { return l.err }
+
+// labelProblem names the variable or flag that set the key a problem starts
+// with ("log.level: …"), if one did.
+func (c *Config) labelProblem(e error) error {
+	key, _, ok := strings.Cut(e.Error(), ": ")
+	if !ok {
+		return e
+	}
+	if label := c.Label(key); label != key {
+		return labeled{key: key, label: label, err: e}
+	}
+	return e
+}
+
+// Label names a key path for an error about its value: the key itself, or,
+// when an environment variable or a flag set it, that and the key
+// ("MONITORD_LOG__LEVEL (log.level)", "flag --poll.schedule (poll.schedule)"),
+// so that checks made outside this package name the source too.
+func (c *Config) Label(key string) string {
+	if len(c.setBy) == 0 {
+		return key
+	}
+	return sourceLabel(key, c.setBy, "")
 }
 
 // sourceLabel names a key path by the variable or flag that set it.

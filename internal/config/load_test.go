@@ -2,7 +2,10 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,6 +89,57 @@ func TestLoadEnvironmentErrorsNameTheVariable(t *testing.T) {
 	}
 }
 
+// TestLoadValueErrorsNameTheSource: a value that decodes but is invalid
+// (an empty log level, a bad cron spec) names the variable or flag it came
+// from, as decode errors do.
+func TestLoadValueErrorsNameTheSource(t *testing.T) {
+	fs := pflag.NewFlagSet("check", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	if err := fs.Parse([]string{"--poll.schedule=sometimes", "--log.format=xml"}); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, minimal+"log:\n  format: json\n")
+	_, err := Load(path, []string{
+		"MONITORD_TWILIO__AUTH_TOKEN=t",
+		"MONITORD_LOG__LEVEL=",
+		"MONITORD_LOG__FORMAT=console",
+		"MONITORD_RULES__ALERT_STATUSES=failed,failed",
+		"MONITORD_NATS__URL=http://127.0.0.1:4222",
+	}, fs)
+	want := `flag --poll.schedule (poll.schedule): "sometimes" is not a cron spec: expected 5 to 6 fields, found 1: [sometimes]` + "\n" +
+		`MONITORD_RULES__ALERT_STATUSES (rules.alert_statuses[1]): "failed" is listed twice` + "\n" +
+		`MONITORD_NATS__URL (nats.urls[0]): scheme "http" is not nats, tls, ws or wss` + "\n" +
+		`MONITORD_LOG__LEVEL (log.level): "" is not "debug", "info", "warn" or "error"` + "\n" +
+		`flag --log.format (log.format): "xml" is not "auto", "json" or "console"`
+	if err == nil || err.Error() != want {
+		t.Errorf("Load error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestCheckStatePath: a state file in directories yet to be made passes,
+// and checking it makes neither them nor the file; a path state.Open
+// would fail on is an error naming state.path.
+func TestCheckStatePath(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	writeFile(t, file, "")
+	for path, want := range map[string]string{
+		filepath.Join(dir, "new", "sub", "monitord.db"): "",
+		file: "",
+		dir:  "state.path: " + dir + " is not a regular file",
+		filepath.Join(file, "sub", "monitord.db"): "state.path: " + filepath.Join(file, "sub", "monitord.db") + ": " + file + " is not a directory",
+	} {
+		cfg := Config{State: State{Path: path}}
+		err := cfg.CheckStatePath()
+		if got := fmt.Sprint(err); (err != nil || want != "") && got != want {
+			t.Errorf("CheckStatePath(%s) = %v, want %q", path, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("CheckStatePath made %s: %v", filepath.Join(dir, "new"), err)
+	}
+}
+
 func TestLoadFlags(t *testing.T) {
 	path := writeConfig(t, minimal+"  # x\nlog:\n  level: warn\n  format: console\n")
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
@@ -142,7 +196,8 @@ func TestLoadCredentialsDirectory(t *testing.T) {
 	writeFile(t, filepath.Join(creds, "twilio_api_key_secret"), "cred-key-secret\n")
 	writeFile(t, filepath.Join(creds, "acme_twilio_auth_token"), "acme-token\n")
 	writeFile(t, filepath.Join(creds, "nats_token"), "nats-token\n")
-	env := []string{"CREDENTIALS_DIRECTORY=" + creds, "STATE_DIRECTORY=/var/lib/monitord:/var/lib/other"}
+	stateDir := filepath.Join(t.TempDir(), "monitord")
+	env := []string{"CREDENTIALS_DIRECTORY=" + creds, "STATE_DIRECTORY=" + stateDir + ":/var/lib/other"}
 
 	// An auth token is looked up when no API key SID is set; a directory
 	// holding both names therefore never yields both auth kinds.
@@ -153,7 +208,7 @@ func TestLoadCredentialsDirectory(t *testing.T) {
 	if cfg.NATS.Token.Reveal() != "nats-token" {
 		t.Errorf("nats.token = %q, want it from credential nats_token", cfg.NATS.Token.Reveal())
 	}
-	if cfg.State.Path != "/var/lib/monitord/monitord.db" {
+	if cfg.State.Path != filepath.Join(stateDir, "monitord.db") {
 		t.Errorf("state.path = %q, want it under the first $STATE_DIRECTORY", cfg.State.Path)
 	}
 
@@ -262,5 +317,19 @@ func TestValidateDefaultNeedsOnlyCredentialsAndTargets(t *testing.T) {
 	cfg.Twilio.AuthToken = "x"
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Default() with credentials: %v", err)
+	}
+}
+
+// TestYAMLErrorKeepsItsOwnQuotes: only quoted values are redacted, not the
+// punctuation yaml names in single quotes, nor key names.
+func TestYAMLErrorKeepsItsOwnQuotes(t *testing.T) {
+	for body, want := range map[string]string{
+		"twilio:\n  auth_token: [s3cr3t\n":            "yaml: line 1: did not find expected ',' or ']'",
+		"twilio:\n  auth_token: a\n  auth_token: b\n": `mapping key "auth_token" already defined at line 2`,
+	} {
+		_, err := Load(writeConfig(t, body), nil, nil)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("%q: error %v, want it to contain %q", body, err, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -73,26 +74,61 @@ const (
 	CredNATSCreds          = "nats_creds"
 )
 
+// maxSecretBytes bounds a secret file: keys, tokens and .creds files are a
+// few hundred bytes, and a path to something endless must fail at once.
+const maxSecretBytes = 64 << 10
+
+// resolvePaths makes every relative *_file path relative to dir, the config
+// file's directory: under systemd the working directory is "/", so a path
+// written next to the config must not depend on where monitord starts.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	twilio := func(t *Twilio) {
+		abs(&t.APIKeySecretFile)
+		abs(&t.AuthTokenFile)
+	}
+	twilio(&c.Twilio)
+	for i := range c.Accounts {
+		twilio(&c.Accounts[i].Twilio)
+	}
+	n := &c.NATS
+	for _, p := range []*string{&n.PasswordFile, &n.TokenFile, &n.NKeySeedFile, &n.CredsFile, &n.TLS.CAFile, &n.TLS.CertFile, &n.TLS.KeyFile} {
+		abs(p)
+	}
+}
+
 // resolveSecrets fills every secret from its *_file or, failing that, from
 // the credentials directory. Problems are appended to p; the *_file path and
-// the credential name may appear in errors, the secret never does.
+// the credential name may appear in errors, the secret never does. A secret
+// file others can read is a warning (c.fileWarnings): it works, but
+// another user or service of the host could take the credential.
 func (c *Config) resolveSecrets(credDir string, p *Problems) {
+	c.fileWarnings = nil
 	if len(c.Accounts) == 0 {
-		resolveTwilio(&c.Twilio, "twilio", "", credDir, p)
+		c.resolveTwilio(&c.Twilio, "twilio", "", credDir, p)
 	} else {
 		// Top-level credentials are rejected by Validate when accounts
 		// are set; their files are still read so errors stay complete.
-		resolveTwilio(&c.Twilio, "twilio", "-", "", p)
+		c.resolveTwilio(&c.Twilio, "twilio", "-", "", p)
 		for i := range c.Accounts {
 			a := &c.Accounts[i]
 			prefix := ""
 			if a.Name != "" {
 				prefix = a.Name + "_"
 			}
-			resolveTwilio(&a.Twilio, fmt.Sprintf("accounts[%d].twilio", i), prefix, credDir, p)
+			c.resolveTwilio(&a.Twilio, fmt.Sprintf("accounts[%d].twilio", i), prefix, credDir, p)
 		}
 	}
 	n := &c.NATS
+	// NATS reads these two itself, when it connects.
+	c.checkSecretMode("nats.nkey_seed_file", n.NKeySeedFile, n.NKeySeedFile)
+	c.checkSecretMode("nats.creds_file", n.CredsFile, n.CredsFile)
+	c.checkSecretMode("nats.tls.key_file", n.TLS.KeyFile, n.TLS.KeyFile)
+	resolveSecret := c.resolveSecret
 	resolveSecret(&n.Password, n.PasswordFile, "nats.password", credDir, CredNATSPassword, n.User != "", p)
 	tokenWanted := n.User == "" && n.NKeySeedFile == "" && n.CredsFile == ""
 	resolveSecret(&n.Token, n.TokenFile, "nats.token", credDir, CredNATSToken, tokenWanted, p)
@@ -109,10 +145,11 @@ func (c *Config) resolveSecrets(credDir string, p *Problems) {
 // resolveTwilio looks up the API key secret when an API key SID is set,
 // otherwise the auth token, so a credentials directory holding both never
 // produces "both auth kinds". credPrefix "-" disables the directory.
-func resolveTwilio(t *Twilio, key, credPrefix, credDir string, p *Problems) {
+func (c *Config) resolveTwilio(t *Twilio, key, credPrefix, credDir string, p *Problems) {
 	if credPrefix == "-" {
 		credDir = ""
 	}
+	resolveSecret := c.resolveSecret
 	resolveSecret(&t.APIKeySecret, t.APIKeySecretFile, key+".api_key_secret", credDir, credPrefix+CredTwilioAPIKeySecret, t.APIKeySID != "", p)
 	resolveSecret(&t.AuthToken, t.AuthTokenFile, key+".auth_token", credDir, credPrefix+CredTwilioAuthToken, t.APIKeySID == "", p)
 }
@@ -120,7 +157,7 @@ func resolveTwilio(t *Twilio, key, credPrefix, credDir string, p *Problems) {
 // resolveSecret sets *s from file, or from credDir/cred when wanted and
 // that credential exists. A value given both inline and by file is an error:
 // which one wins would be a guess.
-func resolveSecret(s *Secret, file, key, credDir, cred string, wanted bool, p *Problems) {
+func (c *Config) resolveSecret(s *Secret, file, key, credDir, cred string, wanted bool, p *Problems) {
 	if file != "" {
 		if *s != "" {
 			p.addf("%s: set either %s or %s_file, not both", key, lastKey(key), lastKey(key))
@@ -135,6 +172,7 @@ func resolveSecret(s *Secret, file, key, credDir, cred string, wanted bool, p *P
 			return
 		}
 		*s = v
+		c.checkSecretMode(key+"_file", file, file)
 		return
 	}
 	if *s != "" || credDir == "" || !wanted {
@@ -149,17 +187,34 @@ func resolveSecret(s *Secret, file, key, credDir, cred string, wanted bool, p *P
 		*s = unreadable
 	default:
 		*s = v
+		c.checkSecretMode(key, "credential "+cred, path)
 	}
 }
 
+// checkSecretMode warns when the file at path, shown as what, is readable
+// by its group or by everyone. A missing file is reported elsewhere.
+func (c *Config) checkSecretMode(key, what, path string) {
+	if path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o044 == 0 {
+		return
+	}
+	c.fileWarnings = append(c.fileWarnings, fmt.Sprintf("%s: %s is readable by others than its owner (mode %#o); chmod 0600 it",
+		key, what, fi.Mode().Perm()))
+}
+
 // readSecretFile reads a secret, dropping the trailing newline editors and
-// `echo` add. The error names the path, never the content.
+// `echo` add. The error names the path, never the content. Only a regular
+// file is read (opening a FIFO would wait for a writer, /dev/zero never
+// ends), and at most maxSecretBytes of it.
 func readSecretFile(path string) (Secret, error) {
-	b, err := os.ReadFile(path)
+	b, err := readRegular(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			return "", fmt.Errorf("%s %s: %w", pe.Op, pe.Path, pe.Err)
+			return "", fmt.Errorf("%s: %w", pe.Path, pe.Err)
 		}
 		return "", err
 	}
@@ -168,6 +223,29 @@ func readSecretFile(path string) (Secret, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return Secret(v), nil
+}
+
+func readRegular(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecretBytes {
+		return nil, fmt.Errorf("%s is larger than %d KiB", path, maxSecretBytes>>10)
+	}
+	return b, nil
 }
 
 func exists(path string) bool {

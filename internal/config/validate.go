@@ -3,17 +3,22 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/redact"
 )
 
 // Problems is every problem found in a configuration, in key order, each
@@ -52,6 +57,7 @@ var (
 // certificate files so that `monitord check` catches a missing one.
 func (c *Config) Validate() error {
 	var p Problems
+	c.warnings = nil
 	if c.Instance == "" {
 		p.addf("instance: required")
 	} else if !tokenRE.MatchString(c.Instance) {
@@ -62,6 +68,7 @@ func (c *Config) Validate() error {
 	c.Rules.validate(&p)
 	c.State.validate(&p)
 	c.NATS.validate(&p)
+	c.NATS.checkAuthTransport(&p, c.warnf)
 	if c.Admin.Listen != "" {
 		checkHostPort(&p, "admin.listen", c.Admin.Listen)
 	}
@@ -139,11 +146,7 @@ func (n *NATS) validate(p *Problems) {
 		key := fmt.Sprintf("nats.urls[%d]", i)
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			shown := raw
-			if err == nil {
-				shown = u.Redacted()
-			}
-			p.addf("%s: %q is not a URL such as nats://127.0.0.1:4222", key, shown)
+			p.addf("%s: %q is not a URL such as nats://127.0.0.1:4222", key, redact.URL(raw))
 			continue
 		}
 		if s := u.Scheme; s != "nats" && s != "tls" && s != "ws" && s != "wss" {
@@ -203,6 +206,115 @@ func (n *NATS) validate(p *Problems) {
 	}
 	atLeast(p, "nats.max_pending", int64(n.MaxPending), 1)
 	positive(p, "nats.ack_timeout", n.AckTimeout)
+}
+
+// checkAuthTransport refuses credentials over a connection without TLS to
+// another host: a password or token would cross the network in clear text,
+// and a creds or nkey login could be relayed. Loopback is this machine (a
+// local server or a tunnel's end), so it is allowed.
+func (n *NATS) checkAuthTransport(p *Problems, warnf func(string, ...any)) {
+	what := ""
+	switch {
+	case n.User != "":
+		what = "the password"
+	case n.Token != "":
+		what = "the token"
+	case n.NKeySeedFile != "":
+		what = "the nkey login"
+	case n.CredsFile != "":
+		what = "the creds login"
+	}
+	if what == "" || n.TLS.CAFile != "" || n.TLS.CertFile != "" || n.TLS.KeyFile != "" {
+		// nats.go requires TLS of every server once any TLS file is set.
+		return
+	}
+	for i, raw := range n.URLs {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "ws") || loopback(u.Hostname()) {
+			continue
+		}
+		shown := redact.URL(raw)
+		if n.AllowInsecureAuth {
+			warnf("nats.allow_insecure_auth: %s goes to %s without TLS", what, shown)
+			continue
+		}
+		p.addf("nats.urls[%d]: %s would get %s without TLS: use tls://, set nats.tls, "+
+			"or accept the risk with nats.allow_insecure_auth: true", i, shown, what)
+	}
+}
+
+// loopback reports whether host, as url.Hostname returns it, is this
+// machine: what goes there never crosses a network.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckStatePath finds what state.Open will meet at state.path, without
+// creating anything: an existing file must be a regular file this process
+// can read and write; otherwise the nearest existing ancestor must be a
+// directory it can create entries in, since Open makes the missing
+// directories. It is not part of Validate because `once --dry-run` opens
+// no state; check calls it, so that a path run cannot open fails there.
+func (c *Config) CheckStatePath() error {
+	var p Problems
+	checkStatePath(&p, c.State.Path)
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+func checkStatePath(p *Problems, path string) {
+	if path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		p.addf("state.path: %s is not a regular file", path)
+		return
+	case err == nil:
+		if err := unix.Access(path, unix.R_OK|unix.W_OK); err != nil {
+			p.addf("state.path: %s: %v", path, err)
+		}
+		return
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+		p.addf("state.path: %s: %v", path, pathErr(err))
+		return
+	}
+	for dir := filepath.Dir(path); ; {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			p.addf("state.path: %s: %s is not a directory", path, dir)
+		case err == nil:
+			if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+				p.addf("state.path: %s: cannot create entries in %s: %v", path, dir, err)
+			}
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			if parent := filepath.Dir(dir); parent != dir {
+				dir = parent
+				continue
+			}
+		default:
+			p.addf("state.path: %s: %v", path, pathErr(err))
+		}
+		return
+	}
+}
+
+// pathErr drops the operation and path of a *fs.PathError: the message
+// names the path already.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func validSubjectToken(s string) bool {

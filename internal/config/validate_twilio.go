@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"sort"
 
+	"github.com/monitord/monitord/internal/redact"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
@@ -201,19 +202,20 @@ func checkLabels(p *Problems, key string, labels map[string]string) {
 	}
 }
 
-// checkBaseURL allows http for the simulator and tests; credentials go to
-// this host only, so it must be an absolute URL without user info.
+// checkBaseURL: credentials go to this host only, so it must be an
+// absolute URL without user info, and https unless the host is loopback
+// (the simulator and tests), where plain http crosses no network.
 func checkBaseURL(p *Problems, key, raw string) {
 	u, err := url.Parse(raw)
-	shown := raw
-	if err == nil {
-		shown = u.Redacted() // never echo a password given in the URL
-	}
+	shown := redact.URL(raw) // never echo a password given in the URL
 	switch {
 	case raw == "":
 		p.addf("%s: required", key)
 	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
 		p.addf("%s: %q is not an http or https URL", key, shown)
+	case u.Scheme == "http" && !loopback(u.Hostname()):
+		p.addf("%s: %q must be https (http only to a loopback host such as the simulator): "+
+			"Basic auth would cross the network in clear text", key, shown)
 	case u.User != nil:
 		p.addf("%s: must not contain credentials", key)
 	case u.RawQuery != "" || u.Fragment != "":

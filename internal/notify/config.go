@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/redact"
 )
 
 // Mode is how events reach NATS.
@@ -223,7 +224,7 @@ func (c Config) validate() error {
 	for _, u := range c.URLs {
 		pu, err := url.Parse(u)
 		if err != nil || pu.Host == "" {
-			bad("nats.urls: %q is not a URL like nats://host:4222", redactURL(u))
+			bad("nats.urls: %q is not a URL like nats://host:4222", redact.URL(u))
 		}
 	}
 	methods := 0
@@ -300,18 +301,4 @@ func readable(path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// redactURL drops the user info of a URL: nats://user:pass@host and
-// nats://token@host both carry secrets there.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		if i := strings.LastIndexByte(s, '@'); i >= 0 {
-			return "<redacted>@" + s[i+1:]
-		}
-		return s
-	}
-	u.User = nil
-	return u.String()
 }

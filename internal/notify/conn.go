@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/redact"
 )
 
 // natsOptions builds the connection options. The auth options hold secrets
@@ -117,11 +119,7 @@ func (p *Publisher) authMethod() string {
 }
 
 func (p *Publisher) redactedURLs() string {
-	s := make([]string, len(p.cfg.URLs))
-	for i, u := range p.cfg.URLs {
-		s[i] = redactURL(u)
-	}
-	return strings.Join(s, ",")
+	return redact.URLs(strings.Join(p.cfg.URLs, ","))
 }
 
 // The handlers below run on the client's callback goroutine. Each state

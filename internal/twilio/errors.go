@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/monitord/monitord/internal/redact"
 )
 
 // Sentinel errors for the ways a listing can be refused. They arrive wrapped
@@ -187,15 +188,9 @@ func inItem(err error, i int) error {
 	return err
 }
 
-// redactURL returns u without userinfo, for errors and logs.
-func redactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	p.User = nil
-	return p.String()
-}
+// redactURL returns u without userinfo, for errors and logs; the one
+// redaction of the project, shared with config and notify.
+func redactURL(u string) string { return redact.URL(u) }
 
 // quoteShort quotes a value for an error message, cut to a length that
 // shows what went wrong without flooding a log line.
