@@ -19,6 +19,7 @@ import (
 
 	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/proxysim"
+	"github.com/monitord/monitord/internal/schedule"
 )
 
 // demoOptions are monitord demo's flags.
@@ -71,8 +72,8 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	case !(o.failureRate >= 0 && o.failureRate <= 1):
 		return o, usagef("demo: --failure-rate must be between 0 and 1, got %g", o.failureRate)
 	}
-	if _, err := config.CronParser.Parse(o.schedule); err != nil {
-		return o, usagef("demo: --schedule %q: %v", o.schedule, err)
+	if _, err := schedule.Parse(o.schedule); err != nil {
+		return o, usagef("demo: --schedule %v", err)
 	}
 	return o, nil
 }
