@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/monitord/monitord/internal/config"
-	"github.com/monitord/monitord/internal/poller"
 )
 
 // configFlags are the flags every config-reading subcommand shares: -c and
@@ -53,47 +52,16 @@ func (f configFlags) parse(args []string) error {
 // errHelp ends a subcommand after its usage was printed on request.
 var errHelp = errors.New("help requested")
 
-// load reads and validates the config: config.Load (file, environment,
-// flags) plus the checks only the poller can make. Every problem is a
-// usageError (exit 2), one per line, each naming its key.
+// load reads and validates the config with config.Load (file, environment,
+// flags); its validation parses every schedule with the scheduler's own
+// parser. Every problem is a usageError (exit 2), one per line, each naming
+// its key.
 func (f configFlags) load() (*config.Config, error) {
 	cfg, err := config.Load(*f.path, os.Environ(), f.fs)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("invalid config %s:\n%w", *f.path, err)}
 	}
-	if err := checkSchedules(cfg); err != nil {
-		return nil, usageError{fmt.Errorf("invalid config %s:\n%w", *f.path, err)}
-	}
 	return cfg, nil
-}
-
-// checkSchedules parses every schedule as the poller will: robfig/cron
-// accepts "@every 100ms" (and silently polls every second) and specs that
-// never fire; the poller refuses both, so check must too.
-func checkSchedules(cfg *config.Config) error {
-	var errs []error
-	bad := func(key, spec string) {
-		if spec == "" {
-			return
-		}
-		if _, err := poller.ParseSchedule(spec); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", cfg.Label(key), err))
-		}
-	}
-	bad("poll.schedule", cfg.Poll.Schedule)
-	prefix := ""
-	for i, a := range cfg.EffectiveAccounts() {
-		if len(cfg.Accounts) > 0 {
-			prefix = fmt.Sprintf("accounts[%d].", i)
-		}
-		for j, t := range a.Targets {
-			bad(fmt.Sprintf("%stargets[%d].schedule", prefix, j), t.Schedule)
-		}
-		for j, d := range a.Discover {
-			bad(fmt.Sprintf("%sdiscover[%d].poll_schedule", prefix, j), d.PollSchedule)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // cmdCheck loads and validates a config: "ok" and exit 0, or exit 2 with

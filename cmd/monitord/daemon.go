@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -31,6 +32,10 @@ type daemonOptions struct {
 	// validates the new config for each. Both nil: no reloading.
 	Reload     <-chan struct{}
 	LoadConfig func() (*config.Config, error)
+	// Signals stop the daemon like the end of Run's ctx (`run`: SIGINT,
+	// SIGTERM). None: only ctx does, so that the demo stops the daemon
+	// after its own reporter.
+	Signals []os.Signal
 }
 
 // daemon is monitord's parts wired together from a config: state, the
@@ -173,36 +178,44 @@ func (d *daemon) Run(ctx context.Context) error {
 
 	// Shutdown order is the order of Add: oklog/run interrupts actors one
 	// after another, and the publisher's interrupt waits for the poller.
-	stop := make(chan struct{})
+	// The signal handler ends on SIGINT/SIGTERM (for `run`) or when ctx is
+	// done.
+	sigRun, sigStop := oklogrun.ContextHandler(ctx)
+	if len(d.opts.Signals) > 0 {
+		// Only with signals: SignalHandler takes none as "every signal".
+		sigRun, sigStop = oklogrun.SignalHandler(ctx, d.opts.Signals...)
+	}
 	g.Add(func() error {
-		select {
-		case <-ctx.Done():
+		err := sigRun()
+		if errors.Is(err, oklogrun.ErrSignal) || ctx.Err() != nil {
 			d.log.Info("stopping")
-		case <-stop:
 		}
-		return nil
-	}, func(error) { close(stop) })
+		return err
+	}, sigStop)
 
-	pctx, cancelPoll := context.WithCancel(context.Background())
+	// The parts run on contexts that carry ctx's values but not its
+	// cancellation: each is stopped by its own interrupt, in order.
+	base := context.WithoutCancel(ctx)
+	pctx, cancelPoll := context.WithCancel(base)
 	pollerDone := make(chan struct{})
 	g.Add(func() error {
 		defer close(pollerDone)
 		return d.poller.Run(pctx)
 	}, func(error) { cancelPoll() })
 
-	nctx, cancelNotify := context.WithCancel(context.Background())
+	nctx, cancelNotify := context.WithCancel(base)
 	g.Add(func() error {
 		return d.pub.Run(nctx)
 	}, func(error) {
 		<-pollerDone
-		d.drain(d.config().Poll.ShutdownTimeout / 2)
+		d.drain(base, d.config().Poll.ShutdownTimeout/2)
 		cancelNotify()
 	})
 
 	d.discovery.addTo(&g) // issue 8: one actor per account with discover entries
 
 	if d.admin != nil {
-		actx, cancelAdmin := context.WithCancel(context.Background())
+		actx, cancelAdmin := context.WithCancel(base)
 		g.Add(func() error { return d.admin.Run(actx) }, func(error) { cancelAdmin() })
 	}
 
@@ -223,7 +236,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.sd.ready(d.statusLine())
 	err := g.Run()
 	d.sd.stopping()
-	if err != nil {
+	// A signal or the end of ctx is a clean stop: SIGTERM exits 0.
+	if err != nil && !errors.Is(err, oklogrun.ErrSignal) && (ctx.Err() == nil || !errors.Is(err, ctx.Err())) {
 		return err
 	}
 	d.log.Info("stopped")
@@ -231,21 +245,17 @@ func (d *daemon) Run(ctx context.Context) error {
 }
 
 // drain gives the publisher up to max to empty the outbox after polling
-// stopped. What is left is delivered at the next start: the outbox is
-// durable, so a short drain loses nothing.
-func (d *daemon) drain(max time.Duration) {
-	deadline := time.Now().Add(max)
-	for {
-		n, _, _, err := d.db.OutboxStats()
-		if err != nil || n == 0 {
-			return
-		}
-		if !d.pub.Connected() || time.Now().After(deadline) {
-			d.log.Info("outbox not empty at shutdown; delivered after the next start", zap.Int("events", n))
-			return
-		}
-		d.pub.Wake()
-		time.Sleep(20 * time.Millisecond)
+// stopped, and gives up at once while NATS is down. What is left is
+// delivered at the next start: the outbox is durable, so a short drain
+// loses nothing.
+func (d *daemon) drain(ctx context.Context, max time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	if d.pub.WaitEmptyConnected(ctx) == nil {
+		return
+	}
+	if n, _, _, err := d.db.OutboxStats(); err == nil && n > 0 {
+		d.log.Info("outbox not empty at shutdown; delivered after the next start", zap.Int("events", n))
 	}
 }
 

@@ -18,7 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/monitord/monitord/internal/config"
+	"github.com/monitord/monitord/internal/notify"
 	"github.com/monitord/monitord/internal/proxysim"
+	"github.com/monitord/monitord/internal/schedule"
 )
 
 // demoOptions are monitord demo's flags.
@@ -71,8 +73,8 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	case !(o.failureRate >= 0 && o.failureRate <= 1):
 		return o, usagef("demo: --failure-rate must be between 0 and 1, got %g", o.failureRate)
 	}
-	if _, err := config.CronParser.Parse(o.schedule); err != nil {
-		return o, usagef("demo: --schedule %q: %v", o.schedule, err)
+	if _, err := schedule.Parse(o.schedule); err != nil {
+		return o, usagef("demo: --schedule %v", err)
 	}
 	return o, nil
 }
@@ -341,8 +343,9 @@ func shortDuration(d time.Duration) string {
 }
 
 // createDemoStream creates the stream the daemon publishes to, before the
-// daemon starts; its publisher then finds it and only updates it, as it
-// would a stream an operator made. Creating it here, to completion, keeps
+// daemon starts, from the publisher's own stream config; the publisher then
+// finds it and only updates it, as it would a stream an operator made.
+// Creating it here, to completion, keeps
 // stream creation out of the shutdown: nats-server leaks the goroutines of
 // a file store created while it shuts down, which a Ctrl-C in the demo's
 // first second would otherwise provoke. Not tied to the demo's context for
@@ -354,17 +357,8 @@ func createDemoStream(nc *nats.Conn, cfg *config.Config) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s := cfg.NATS.Stream
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        s.Name,
-		Description: "monitord events (CloudEvents 1.0 JSON)",
-		Subjects:    []string{cfg.NATS.SubjectPrefix + ".>"},
-		Storage:     jetstream.FileStorage,
-		MaxAge:      s.MaxAge,
-		Duplicates:  s.Duplicates,
-		Replicas:    s.Replicas,
-	})
-	if err != nil {
+	s := notify.ProvisionedStream(notifyConfig(cfg))
+	if _, err = js.CreateStream(ctx, s); err != nil {
 		return fmt.Errorf("create stream %s: %w", s.Name, err)
 	}
 	return nil

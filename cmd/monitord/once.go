@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -140,32 +140,31 @@ func deliverOnce(ctx context.Context, cfg *config.Config, db *state.DB, log *zap
 		return fmt.Errorf("nats: %w", err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The wait ends at the deadline, or when Run returns early (a refused
+	// login, a missing stream): its error is then the one to report.
+	wctx, stopWait := context.WithTimeout(rctx, cfg.Poll.ShutdownTimeout)
+	defer stopWait()
 	done := make(chan error, 1)
-	go func() { done <- pub.Run(rctx) }()
-	deadline := time.NewTimer(cfg.Poll.ShutdownTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n, _, _, err := db.OutboxStats()
-		if err != nil || n == 0 {
-			cancel()
-			if rerr := <-done; rerr != nil {
-				return rerr
-			}
-			return err
-		}
-		select {
-		case err := <-done:
-			cancel()
-			return err
-		case <-deadline.C:
-			log.Warn("outbox not drained; the events wait for the next run", zap.Int("events", n))
-			cancel()
-			return <-done
-		case <-tick.C:
-		}
+	go func() {
+		done <- pub.Run(rctx)
+		stopWait()
+	}()
+	werr := pub.WaitEmpty(wctx)
+	cancel()
+	if rerr := <-done; rerr != nil {
+		return rerr
 	}
+	if werr == nil || ctx.Err() != nil {
+		return nil
+	}
+	if !errors.Is(werr, context.DeadlineExceeded) {
+		return werr
+	}
+	if n, _, _, err := db.OutboxStats(); err == nil {
+		log.Warn("outbox not drained; the events wait for the next run", zap.Int("events", n))
+	}
+	return nil
 }
 
 // jsonLines writes rendered events as JSON lines, one at a time.

@@ -57,6 +57,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Systemd:    true,
 		Reload:     reload,
 		LoadConfig: func() (*config.Config, error) { return f.load() },
+		Signals:    []os.Signal{os.Interrupt, syscall.SIGTERM},
 	})
 	if err != nil {
 		return err

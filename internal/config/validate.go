@@ -14,11 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/redact"
+	"github.com/monitord/monitord/internal/schedule"
 )
 
 // Problems is every problem found in a configuration, in key order, each
@@ -40,11 +40,6 @@ func (p Problems) Unwrap() []error { return p }
 func (p *Problems) addf(format string, args ...any) {
 	*p = append(*p, fmt.Errorf(format, args...))
 }
-
-// CronParser is the parser every schedule is read with: five fields or six
-// with leading seconds, and descriptors such as "@every 30s" and "@hourly".
-// The scheduler must use the same one so that what check accepts, run runs.
-var CronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 var (
 	labelKeyRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -321,7 +316,8 @@ func validSubjectToken(s string) bool {
 	return !strings.ContainsAny(s, ".*> \t\r\n")
 }
 
-// checkCron parses spec with CronParser; an empty spec is an error only when
+// checkCron parses spec with the scheduler's own parser (schedule.Parse),
+// so that what check accepts, run runs; an empty spec is an error only when
 // required (a target's own schedule may be empty: poll.schedule applies).
 func checkCron(p *Problems, key, spec string, required bool) {
 	if spec == "" {
@@ -330,8 +326,8 @@ func checkCron(p *Problems, key, spec string, required bool) {
 		}
 		return
 	}
-	if _, err := CronParser.Parse(spec); err != nil {
-		p.addf("%s: %q is not a cron spec: %v", key, spec, err)
+	if _, err := schedule.Parse(spec); err != nil {
+		p.addf("%s: %v", key, err)
 	}
 }
 

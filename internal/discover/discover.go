@@ -23,9 +23,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/schedule"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
@@ -117,9 +117,6 @@ type Discoverer struct {
 	published map[int][]twilio.Target // per entry index, last committed set
 }
 
-// cronParser is the poller's: seconds optional, descriptors allowed.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // New checks cfg and returns a Discoverer. Every bad entry is reported,
 // each naming its index and field.
 func New(cfg Config) (*Discoverer, error) {
@@ -181,9 +178,9 @@ func newEntryState(e Entry) (*entryState, error) {
 	if e.ParticipantRefreshEvery < 0 {
 		return nil, fmt.Errorf("participant_refresh_every: %d is negative", e.ParticipantRefreshEvery)
 	}
-	sched, err := cronParser.Parse(e.Schedule)
+	sched, err := schedule.Parse(e.Schedule)
 	if err != nil {
-		return nil, fmt.Errorf("schedule: %q: %w", e.Schedule, err)
+		return nil, fmt.Errorf("schedule: %w", err)
 	}
 	return &entryState{
 		entry:    e,

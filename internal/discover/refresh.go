@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/schedule"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
@@ -19,7 +19,7 @@ import (
 type entryState struct {
 	index int
 	entry Entry
-	sched cron.Schedule
+	sched schedule.Schedule
 
 	mu        sync.Mutex // one refresh at a time: Run's loop and Refresh
 	refreshes int        // committed refreshes so far

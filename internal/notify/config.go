@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/redact"
 )
@@ -115,6 +117,15 @@ type StreamConfig struct {
 	// a warning and the stream keeps its own: shortening max_age deletes
 	// stored events, perhaps another publisher's.
 	AllowShrink bool
+}
+
+// ProvisionedStream is the JetStream stream the Publisher creates, updates
+// or checks for c, with c's defaults filled in. A tool that creates the
+// stream itself (the demo does, before its daemon starts) uses it to make
+// exactly the stream the Publisher then finds.
+func ProvisionedStream(c Config) jetstream.StreamConfig {
+	p := &Publisher{cfg: c.withDefaults()}
+	return p.streamConfig()
 }
 
 // Observer is told about deliveries, for metrics. Calls come from the

@@ -132,6 +132,7 @@ func (p *Publisher) onConnect(nc *nats.Conn) {
 		p.obs.Connected(true)
 	}
 	p.kick(p.stateCh)
+	p.news.announce()
 }
 
 func (p *Publisher) onDisconnect(_ *nats.Conn, err error) {
@@ -144,12 +145,14 @@ func (p *Publisher) onDisconnect(_ *nats.Conn, err error) {
 		p.obs.Connected(false)
 	}
 	p.kick(p.stateCh)
+	p.news.announce()
 }
 
 func (p *Publisher) onClosed(*nats.Conn) {
 	p.log.Info("nats connection closed")
 	p.kick(p.stateCh)
 	p.kick(p.closed)
+	p.news.announce()
 }
 
 func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {

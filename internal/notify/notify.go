@@ -47,6 +47,7 @@ type Publisher struct {
 	stateCh chan struct{}
 	closed  chan struct{} // the connection's last callback ran
 	running atomic.Bool
+	news    news // for WaitEmpty
 
 	// link is the current connection (nil outside Run).
 	link         atomic.Pointer[link]
@@ -176,6 +177,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 	}
 	p.link.Store(l)
+	p.news.announce()
 	defer func() {
 		p.link.Store(nil)
 		nc.Close()
@@ -185,6 +187,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-p.closed:
 		case <-time.After(5 * time.Second):
 		}
+		p.news.announce() // a WaitEmptyConnected sees that Run stopped
 	}()
 
 	provisioned := l.js == nil
@@ -195,6 +198,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	for {
 		if nc.IsConnected() && !time.Now().Before(retryAt) {
 			err := p.attempt(ctx, l, &provisioned)
+			p.news.announce()
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/schedule"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -211,7 +212,7 @@ func New(cfg Config) (*Poller, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("poller: Store is required")
 	}
-	if _, err := ParseSchedule(cfg.DefaultSchedule); err != nil {
+	if _, err := schedule.Parse(cfg.DefaultSchedule); err != nil {
 		return nil, fmt.Errorf("poller: default schedule: %w", err)
 	}
 	p := &Poller{

@@ -1,38 +1,11 @@
 package poller
 
 import (
-	"fmt"
 	"hash/fnv"
-	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
 )
-
-// parser accepts five or six fields (seconds optional) and descriptors such
-// as "@every 30s" and "@hourly", plus robfig's "TZ=Zone " prefix.
-var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
-	cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// ParseSchedule parses a cron spec the way the poller does, so config
-// validation and scheduling can never disagree about what is valid.
-func ParseSchedule(spec string) (cron.Schedule, error) {
-	s, err := parser.Parse(spec)
-	if err != nil {
-		return nil, fmt.Errorf("cron spec %q: %w", spec, err)
-	}
-	if d, ok := strings.CutPrefix(spec, "@every "); ok {
-		// robfig silently rounds "@every 100ms" up to 1s and truncates
-		// "@every 1.5s" to 1s; say so instead of polling at another rate.
-		if iv, err := time.ParseDuration(strings.TrimSpace(d)); err == nil && (iv < time.Second || iv%time.Second != 0) {
-			return nil, fmt.Errorf("cron spec %q: interval must be whole seconds, at least 1s", spec)
-		}
-	}
-	if s.Next(time.Now()).IsZero() {
-		return nil, fmt.Errorf("cron spec %q: never fires", spec)
-	}
-	return s, nil
-}
 
 // Interval is the period of a schedule: the @every delay, or for calendar
 // specs the gap between the two activations that follow now. For irregular

@@ -6,27 +6,9 @@ import (
 	"testing"
 	"time"
 	_ "time/tzdata" // Europe/Berlin on machines without a zoneinfo database
-)
 
-func TestParseSchedule(t *testing.T) {
-	for _, spec := range []string{"@every 30s", "@every 1m", "*/10 * * * * *", "0 */5 * * * *", "*/5 * * * *", "@hourly", "TZ=Europe/Berlin 0 9 * * MON-FRI"} {
-		if _, err := ParseSchedule(spec); err != nil {
-			t.Errorf("%q: %v", spec, err)
-		}
-	}
-	for spec, want := range map[string]string{
-		"":              `cron spec "": empty spec string`,
-		"@every 100ms":  `cron spec "@every 100ms": interval must be whole seconds, at least 1s`,
-		"* * *":         `cron spec "* * *": expected 5 to 6 fields, found 3: [* * *]`,
-		"0 0 30 2 *":    `cron spec "0 0 30 2 *": never fires`,
-		"@every banana": `cron spec "@every banana": failed to parse duration @every banana: time: invalid duration "banana"`,
-	} {
-		_, err := ParseSchedule(spec)
-		if err == nil || err.Error() != want {
-			t.Errorf("%q: got %v, want %s", spec, err, want)
-		}
-	}
-}
+	"github.com/monitord/monitord/internal/schedule"
+)
 
 func TestInterval(t *testing.T) {
 	now := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC) // a Monday
@@ -37,7 +19,7 @@ func TestInterval(t *testing.T) {
 		"@hourly":        time.Hour,
 		"0 0 9 * * *":    24 * time.Hour,
 	} {
-		s, err := ParseSchedule(spec)
+		s, err := schedule.Parse(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +33,7 @@ func TestInterval(t *testing.T) {
 // spread instants, each exactly once a minute, at a phase that does not
 // depend on when the schedule was made.
 func TestSpreadEvery(t *testing.T) {
-	s, _ := ParseSchedule("@every 1m")
+	s, _ := schedule.Parse("@every 1m")
 	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	const n = 10000
 	perSecond := make(map[int]int)
@@ -80,7 +62,7 @@ func TestSpreadEvery(t *testing.T) {
 }
 
 func TestSpreadCalendar(t *testing.T) {
-	s, _ := ParseSchedule("0 */5 * * * *") // every 5 minutes on the minute
+	s, _ := schedule.Parse("0 */5 * * * *") // every 5 minutes on the minute
 	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	key := "session/KS00000000000000000000000000000001/KC00000000000000000000000000000001"
 	off := Offset(key, 5*time.Minute, 0)
@@ -111,7 +93,7 @@ func TestSpreadCalendar(t *testing.T) {
 }
 
 func TestAlignedEvery(t *testing.T) {
-	s, _ := ParseSchedule("@every 30s")
+	s, _ := schedule.Parse("@every 30s")
 	a := Aligned(s)
 	t0 := time.Date(2026, 1, 5, 10, 0, 7, 123, time.UTC)
 	if got, want := a.Next(t0), time.Date(2026, 1, 5, 10, 0, 30, 0, time.UTC); !got.Equal(want) {

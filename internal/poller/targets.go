@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/schedule"
 	"github.com/monitord/monitord/internal/state"
 )
 
@@ -100,7 +101,7 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 		if spec == "" {
 			spec = p.cfg.DefaultSchedule
 		}
-		sched, err := ParseSchedule(spec)
+		sched, err := schedule.Parse(spec)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", key, err))
 			continue
