@@ -45,6 +45,7 @@ type interactionData struct {
 	OutboundResourceSID string `json:"outbound_resource_sid,omitempty"`
 	OutboundResourceURL string `json:"outbound_resource_url,omitempty"`
 	ErrorCode           int    `json:"error_code,omitempty"`
+	ErrorMessage        string `json:"error_message,omitempty"`
 	Body                string `json:"body,omitempty"`
 }
 
@@ -90,6 +91,7 @@ func newInteractionData(e Event, includeBody bool) interactionData {
 		OutboundResourceSID: e.OutboundResourceSID,
 		OutboundResourceURL: e.OutboundResourceURL,
 		ErrorCode:           e.ErrorCode,
+		ErrorMessage:        e.ErrorMessage,
 	}
 	if includeBody {
 		d.Body = e.Body
@@ -188,6 +190,7 @@ func TestRenderMatchesReference(t *testing.T) {
 	nasty := examples()[2]
 	nasty.Body = "quote\" backslash\\ nl\n cr\r tab\t bs\b ff\f nul\x00 esc\x1b <b>&amp;</b> \u2028\u2029 é 🚀 bad\xff\xfe utf8"
 	nasty.Status = "<undelivered>"
+	nasty.ErrorMessage = "quote\" nl\n <&> \u2028 bad\xff"
 	cases["nasty"] = nasty
 	te := examples()[5]
 	te.Error = &TargetErrorInfo{Class: "other", Message: "bad \"gateway\"\n<html>", Since: exTime}
@@ -223,7 +226,7 @@ func FuzzRenderMatchesReference(f *testing.F) {
 		for _, e := range examples() {
 			e.Status, e.PrevStatus, e.Type, e.Body = status, typ, body, msg
 			e.OutboundResourceURL = body
-			e.ErrorCode = int(n1)
+			e.ErrorCode, e.ErrorMessage = int(n1), msg
 			e.DateUpdated = at
 			if e.Error != nil {
 				e.Error = &TargetErrorInfo{Class: typ, HTTPStatus: int(n1), Code: int(n2), Message: msg, Since: at, Failures: int(n2)}
