@@ -11,6 +11,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 
+	"github.com/monitord/monitord/internal/errcode"
 	"github.com/monitord/monitord/internal/event"
 )
 
@@ -36,6 +37,7 @@ type eventData struct {
 	PreviousStatus string `json:"previous_status"`
 	Status         string `json:"status"`
 	ErrorCode      int    `json:"error_code"`
+	ErrorMessage   string `json:"error_message"`
 
 	// target_error / target_recovered
 	Class      string `json:"class"`
@@ -89,7 +91,7 @@ func useColor(w io.Writer) bool {
 // formatEvent renders one monitord event, as received from NATS, as a single
 // readable line without a trailing newline:
 //
-//	14:03:07  failed            KS…c0ffee KC…a1b2c3 KP…d4e5f6  KI…0badf0 outbound  sending → undelivered  (error 30003)
+//	14:03:07  failed            KS…c0ffee KC…a1b2c3 KP…d4e5f6  KI…0badf0 outbound  sending → undelivered  30003 the destination handset is unreachable
 //
 // subject is the NATS subject, used for the kind when the payload does not
 // decode. tail and demo both print through it, so they look the same.
@@ -165,9 +167,21 @@ func describe(kind string, d eventData) string {
 		b.WriteString("  " + d.Status)
 	}
 	if d.ErrorCode != 0 {
-		fmt.Fprintf(&b, "  (error %d)", d.ErrorCode)
+		b.WriteString("  ")
+		b.WriteString(reasonText(d.ErrorCode, d.ErrorMessage))
 	}
 	return b.String()
+}
+
+// reasonText is a failure's code and what it means, "30007 message
+// filtered by the carrier": monitord's own line for a code it knows,
+// otherwise Twilio's error_message, otherwise just the code's name.
+func reasonText(code int, twilioMessage string) string {
+	meaning := errcode.Describe(code)
+	if _, known := errcode.Lookup(code); !known && twilioMessage != "" {
+		meaning = twilioMessage
+	}
+	return strconv.Itoa(code) + " " + meaning
 }
 
 func targetErrorText(kind string, d eventData) string {
