@@ -62,6 +62,21 @@ func (f *fixture) reasonSpecs() []TargetSpec {
 	return specs
 }
 
+// patientClient is a client of the simulator whose requests never time out
+// by themselves (an hour), so that only the poller's bound can end a wait.
+func (f *fixture) patientClient(t *testing.T, messagesInFlight int) *twilio.Client {
+	t.Helper()
+	cr := f.sim.Credentials()
+	c, err := twilio.New(twilio.Config{BaseURL: f.url, MessagesBaseURL: f.url, AccountSID: cr.AccountSID,
+		APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret, MaxAttempts: 1, RequestTimeout: time.Hour,
+		MessagesInFlight: messagesInFlight, MessagesPerSecond: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 func (r *recorder) reasonCount(result string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -138,6 +153,13 @@ func TestReasonArrivesInFailedEvent(t *testing.T) {
 // without a code, and when the API is back no reason update is invented.
 func TestReasonTimeoutSendsEventOnceWithoutCode(t *testing.T) {
 	f := baselined(t, func(c *Config) { c.ReasonTimeout = 200 * time.Millisecond })
+	specs := f.specs(nil)
+	for i := range specs {
+		specs[i].Messages = f.patientClient(t, 4)
+	}
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
 	f.sim.SetMessageFaults(proxysim.Faults{Latency: time.Hour})
 	ki := f.failOne(t)
 	if res := f.p.PollAll(context.Background()); res[ResultOK] != 2 {
@@ -208,13 +230,7 @@ func TestReasonWaitCancelledCommitsNothing(t *testing.T) {
 func TestReasonBaselineManyFailuresBounded(t *testing.T) {
 	f := newFixture(t, proxysim.Options{Seed: 6, Participants: 2, Interactions: 40, BacklogGap: 5 * time.Second,
 		FailureRate: 1, RateLimit: -1}, func(c *Config) { c.ReasonTimeout = 300 * time.Millisecond })
-	cr := f.sim.Credentials()
-	slow, err := twilio.New(twilio.Config{BaseURL: f.url, MessagesBaseURL: f.url, AccountSID: cr.AccountSID,
-		APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret, MaxAttempts: 1, MessagesInFlight: 2, MessagesPerSecond: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(slow.Close)
+	slow := f.patientClient(t, 2)
 	f.sim.SetMessageFaults(proxysim.Faults{Latency: time.Hour})
 	specs := f.specs(nil)
 	for i := range specs {
