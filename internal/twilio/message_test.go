@@ -230,3 +230,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestFetchMessageFollowsNoRedirect: the credentials go to
+// MessagesBaseURL's host only; a redirect elsewhere is an error, not a
+// second request.
+func TestFetchMessageFollowsNoRedirect(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	t.Cleanup(other.Close)
+	srv, n := messageServer(t, testCreds, func(w http.ResponseWriter, r *http.Request, _ int64) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	})
+	c := messageClient(t, srv, nil)
+	_, err := c.FetchMessage(context.Background(), testMessageSID)
+	var ae *twilio.APIError
+	if !errors.As(err, &ae) || ae.HTTPStatus != http.StatusFound || n.Load() != 1 || elsewhere.Load() != 0 {
+		t.Errorf("err %v, %d requests here and %d elsewhere; want the 302 as an error, one request, none elsewhere",
+			err, n.Load(), elsewhere.Load())
+	}
+}
