@@ -247,7 +247,7 @@ func TestReasonBaselineManyFailuresBounded(t *testing.T) {
 		t.Fatalf("%d failed events at baseline, want the recent failures", len(got))
 	}
 	if n := f.obs.reasonCount(ReasonTimeout); n != len(got) {
-		t.Errorf("%d timeouts for %d failed events", n, len(got))
+		t.Errorf("%d timeouts for %d failed events: %v", n, len(got), f.obs.reasons)
 	}
 	if st := f.sim.Stats(); st.Endpoints[proxysim.Key{Endpoint: proxysim.EndpointMessage}].Requests > 4 {
 		t.Errorf("%d message requests: two pollers × 2 in flight at most before the bound",

@@ -249,3 +249,22 @@ func TestFetchMessageFollowsNoRedirect(t *testing.T) {
 			err, n.Load(), elsewhere.Load())
 	}
 }
+
+// TestFetchMessageBudgetWaitPastDeadlineIsATimeout: when the next token
+// comes after the caller's deadline, the error says deadline, so that the
+// poller counts a timeout, not a failure.
+func TestFetchMessageBudgetWaitPastDeadlineIsATimeout(t *testing.T) {
+	srv, n := messageServer(t, testCreds, func(w http.ResponseWriter, r *http.Request, _ int64) {
+		writeMsg(w, 200, messageJSON("delivered", 0, ""))
+	})
+	c := messageClient(t, srv, func(c *twilio.Config) { c.MessagesPerSecond, c.MessagesInFlight = 0.001, 1 })
+	if _, err := c.FetchMessage(context.Background(), testMessageSID); err != nil {
+		t.Fatal(err) // spends the one token
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := c.FetchMessage(ctx, testMessageSID)
+	if !errors.Is(err, context.DeadlineExceeded) || n.Load() != 1 {
+		t.Errorf("err %v after %d requests, want a deadline error and no second request", err, n.Load())
+	}
+}

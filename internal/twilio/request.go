@@ -166,7 +166,11 @@ func (l *limits) acquire(ctx context.Context, serviceSID string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("rate limit: %w", err)
+		// Wait refuses up front a wait for a token that would outlast the
+		// deadline (n=1 never exceeds a burst of at least 1): the deadline
+		// is as good as reached, and callers must be able to tell a
+		// timeout (errors.Is DeadlineExceeded) from a failure.
+		return fmt.Errorf("rate limit: %v: %w", err, context.DeadlineExceeded)
 	}
 	return nil
 }
