@@ -65,6 +65,7 @@ type daemon struct {
 // from, so a reload rebuilds only the clients whose settings changed.
 type accountClient struct {
 	settings config.Twilio
+	reasons  config.Reasons // the FetchMessage budget is the client's too
 	client   *twilio.Client
 }
 
@@ -75,6 +76,7 @@ type accountClient struct {
 // error everything opened is closed again.
 func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts daemonOptions) (_ *daemon, err error) {
 	d := &daemon{opts: opts, log: log, cfg: cfg, metrics: admin.NewMetrics(), sd: newSystemd(opts.Systemd, log)}
+	d.metrics.SetErrorCodes(cfg.Reasons.MetricCodes)
 	defer func() {
 		if err != nil {
 			d.close()
@@ -367,6 +369,7 @@ func pollerConfig(cfg *config.Config, store poller.Store, log *zap.Logger) (poll
 		PollTimeout:      cfg.Poll.Timeout,
 		ShutdownGrace:    cfg.Poll.ShutdownTimeout / 2,
 		FailureThreshold: cfg.Rules.TargetErrorAfter,
+		ReasonTimeout:    cfg.Reasons.Timeout,
 		Rules:            diffRules(cfg),
 		PublishKinds:     cfg.Rules.PublishKinds,
 		Render:           renderFunc(cfg),
@@ -394,12 +397,15 @@ func notifyConfig(cfg *config.Config) notify.Config {
 	return c
 }
 
-// twilioConfig converts one account's twilio section.
-func twilioConfig(t config.Twilio, ob twilio.Observer) twilio.Config {
+// twilioConfig converts one account's twilio section and the reasons
+// budget every account gets.
+func twilioConfig(t config.Twilio, r config.Reasons, ob twilio.Observer) twilio.Config {
 	ver, _ := buildInfo()
 	l := t.Limits
 	return twilio.Config{
-		BaseURL: t.BaseURL, AccountSID: t.AccountSID, APIKeySID: t.APIKeySID,
+		BaseURL: t.BaseURL, MessagesBaseURL: t.MessagesBaseURL,
+		MessagesPerSecond: r.Rate, MessagesInFlight: r.Concurrency,
+		AccountSID: t.AccountSID, APIKeySID: t.APIKeySID,
 		APIKeySecret: t.APIKeySecret.Reveal(), AuthToken: t.AuthToken.Reveal(), Version: ver,
 		RequestsPerSecond: l.RequestsPerSecond, Burst: l.Burst, MaxInFlight: l.MaxInFlight,
 		PageSize: l.PageSize, MaxPages: l.MaxPages, MaxResponseBytes: l.MaxResponseBytes,
@@ -413,11 +419,12 @@ func twilioConfig(t config.Twilio, ob twilio.Observer) twilio.Config {
 func buildClients(cfg *config.Config, old map[string]*accountClient, ob twilio.Observer) (map[string]*accountClient, error) {
 	out := make(map[string]*accountClient)
 	for _, a := range cfg.EffectiveAccounts() {
-		if o, ok := old[a.Name]; ok && reflect.DeepEqual(o.settings, a.Twilio) {
+		if o, ok := old[a.Name]; ok && reflect.DeepEqual(o.settings, a.Twilio) &&
+			o.reasons.Rate == cfg.Reasons.Rate && o.reasons.Concurrency == cfg.Reasons.Concurrency {
 			out[a.Name] = o
 			continue
 		}
-		c, err := twilio.New(twilioConfig(a.Twilio, ob))
+		c, err := twilio.New(twilioConfig(a.Twilio, cfg.Reasons, ob))
 		if err != nil {
 			for name, ac := range out {
 				if old[name] != ac {
@@ -426,7 +433,7 @@ func buildClients(cfg *config.Config, old map[string]*accountClient, ob twilio.O
 			}
 			return nil, fmt.Errorf("account %s: twilio client: %w", a.Name, err)
 		}
-		out[a.Name] = &accountClient{settings: a.Twilio, client: c}
+		out[a.Name] = &accountClient{settings: a.Twilio, reasons: cfg.Reasons, client: c}
 	}
 	return out, nil
 }
@@ -443,11 +450,21 @@ func targetSpecs(cfg *config.Config, clients map[string]*accountClient) []poller
 			}
 			out = append(out, poller.TargetSpec{
 				Target: t.TwilioTarget(), Schedule: sched, Lister: clients[a.Name].client,
-				Account: a.Name, Origin: poller.OriginConfigured, Labels: t.Labels,
+				Messages: messageFetcher(cfg, clients[a.Name]),
+				Account:  a.Name, Origin: poller.OriginConfigured, Labels: t.Labels,
 			})
 		}
 	}
 	return out
+}
+
+// messageFetcher is what fetches the reasons of an account's failed
+// events: its client, or nil when reasons.enabled is off.
+func messageFetcher(cfg *config.Config, ac *accountClient) poller.MessageFetcher {
+	if !cfg.Reasons.Enabled {
+		return nil
+	}
+	return ac.client
 }
 
 // pruneState forgets, at start-up, the state of targets that are no longer

@@ -258,6 +258,7 @@ func demoConfig(o demoOptions, sim *proxysim.Sim, simURL, natsURL, dir string) *
 	cfg.Instance = "demo"
 	creds := sim.Credentials()
 	cfg.Twilio.BaseURL = simURL
+	cfg.Twilio.MessagesBaseURL = simURL // the simulator serves both APIs
 	cfg.Twilio.AccountSID = creds.AccountSID
 	cfg.Twilio.APIKeySID = creds.APIKeySID
 	cfg.Twilio.APIKeySecret = config.Secret(creds.APIKeySecret)

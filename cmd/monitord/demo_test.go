@@ -62,6 +62,12 @@ func TestDemo(t *testing.T) {
 			t.Errorf("failure %q printed twice, as status_changed and failed", m[2])
 		}
 	}
+	// The simulator serves the failed messages too: their code and its
+	// meaning show on the failed lines ("undelivered  30007 message
+	// filtered by the carrier").
+	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  failed  .*(failed|undelivered)  \d{5} [a-z]`).MatchString(got) {
+		t.Errorf("no failed event line with a code and its meaning:\n%s", got)
+	}
 	m := regexp.MustCompile(`summary: (\d+) polls \((\d+) complete\); (\d+) events received back from NATS \(.*failed (\d+).*\); the stream holds (\d+)`).FindStringSubmatch(got)
 	if m == nil {
 		t.Fatalf("summary line missing or malformed:\n%s", got)

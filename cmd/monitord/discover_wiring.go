@@ -142,7 +142,8 @@ func discoverTemplates(cfg *config.Config, clients map[string]*accountClient) ma
 				sched = cfg.Poll.Schedule
 			}
 			out[d.ServiceSID] = poller.TargetSpec{Schedule: sched, Lister: clients[a.Name].client,
-				Account: a.Name, Origin: poller.OriginDiscovered, Labels: d.Labels}
+				Messages: messageFetcher(cfg, clients[a.Name]),
+				Account:  a.Name, Origin: poller.OriginDiscovered, Labels: d.Labels}
 		}
 	}
 	return out

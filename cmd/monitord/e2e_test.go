@@ -90,8 +90,8 @@ func (c e2eConfig) write(t *testing.T, path string) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "instance: e2e\n")
-	fmt.Fprintf(&b, "twilio:\n  base_url: %s\n  account_sid: %s\n  api_key_sid: %s\n  api_key_secret: %s\n",
-		c.SimURL, c.Creds.AccountSID, c.Creds.APIKeySID, c.Creds.APIKeySecret)
+	fmt.Fprintf(&b, "twilio:\n  base_url: %s\n  messages_base_url: %s\n  account_sid: %s\n  api_key_sid: %s\n  api_key_secret: %s\n",
+		c.SimURL, c.SimURL, c.Creds.AccountSID, c.Creds.APIKeySID, c.Creds.APIKeySecret)
 	fmt.Fprintf(&b, "  limits: {max_attempts: 1, request_timeout: 5s}\n")
 	b.WriteString("targets:\n")
 	for _, tg := range c.Targets {

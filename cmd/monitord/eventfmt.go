@@ -11,6 +11,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 
+	"github.com/monitord/monitord/internal/errcode"
 	"github.com/monitord/monitord/internal/event"
 )
 
@@ -37,6 +38,7 @@ type eventData struct {
 	Status         string `json:"status"`
 	ErrorCode      int    `json:"error_code"`
 	Baseline       bool   `json:"baseline"`
+	ErrorMessage   string `json:"error_message"`
 
 	// target_error / target_recovered
 	Class      string `json:"class"`
@@ -90,7 +92,7 @@ func useColor(w io.Writer) bool {
 // formatEvent renders one monitord event, as received from NATS, as a single
 // readable line without a trailing newline:
 //
-//	14:03:07  failed            KS…c0ffee KC…a1b2c3 KP…d4e5f6  KI…0badf0 outbound  sending → undelivered  (error 30003)
+//	14:03:07  failed            KS…c0ffee KC…a1b2c3 KP…d4e5f6  KI…0badf0 outbound  sending → undelivered  30003 the destination handset is unreachable
 //
 // subject is the NATS subject, used for the kind when the payload does not
 // decode. tail and demo both print through it, so they look the same.
@@ -185,20 +187,18 @@ func describe(kind string, d eventData) string {
 		return b.String()
 	}
 	b.WriteString(interactionText(d))
-	if d.ErrorCode != 0 {
-		fmt.Fprintf(&b, "  (error %d)", d.ErrorCode)
-	}
 	return b.String()
 }
 
 // failedText is what follows the target on a failed line, the line on-call
-// reads: the interaction, leg and statuses, the error code when known, and
+// reads: the interaction, leg and statuses, the error code and its meaning
+// when known ("30007 message filtered by the carrier"), and
 // whether the failure predates monitord's first look at the target (the
 // baseline rule), which is why a fresh start shows failures at once.
 func failedText(d eventData) string {
 	s := interactionText(d)
 	if d.ErrorCode != 0 {
-		s += fmt.Sprintf("  (error %d)", d.ErrorCode)
+		s += "  " + reasonText(d.ErrorCode, d.ErrorMessage)
 	}
 	if d.Baseline {
 		s += "  (baseline: already failed at the first poll)"
@@ -222,6 +222,17 @@ func interactionText(d eventData) string {
 		b.WriteString("  " + d.Status)
 	}
 	return b.String()
+}
+
+// reasonText is a failure's code and what it means, "30007 message
+// filtered by the carrier": monitord's own line for a code it knows,
+// otherwise Twilio's error_message, otherwise just the code's name.
+func reasonText(code int, twilioMessage string) string {
+	meaning := errcode.Describe(code)
+	if _, known := errcode.Lookup(code); !known && twilioMessage != "" {
+		meaning = twilioMessage
+	}
+	return strconv.Itoa(code) + " " + meaning
 }
 
 func targetErrorText(kind string, d eventData) string {

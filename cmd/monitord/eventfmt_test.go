@@ -25,7 +25,7 @@ func TestFormatEvent(t *testing.T) {
 				"data":{"service_sid":"` + ks + `","session_sid":"` + kc + `","participant_sid":"` + kp + `",
 				"interaction_sid":"` + ki + `","leg":"outbound","previous_status":"sending","status":"undelivered"}}`,
 			want: []string{"failed ", "KS…000abc KC…000def KP…000123", "KI…000456 outbound", "sending → undelivered"},
-			not:  []string{"\x1b[", "(error", "baseline"},
+			not:  []string{"\x1b[", "(error", "baseline", "  300"},
 		},
 		{
 			name:    "failed at the baseline",
@@ -39,7 +39,21 @@ func TestFormatEvent(t *testing.T) {
 			subject: "monitord.failed.x",
 			payload: `{"type":"io.monitord.interaction.failed","data":{"status":"failed","error_code":30008}}`,
 			color:   true,
-			want:    []string{ansiBold + ansiRed + "failed", ansiReset, "(error 30008)"},
+			want:    []string{ansiBold + ansiRed + "failed", ansiReset, "failed  30008 the carrier reported an unknown error"},
+		},
+		{
+			name:    "failed with a reason",
+			subject: "monitord.failed.x",
+			payload: `{"type":"io.monitord.interaction.failed","data":{"previous_status":"sent","status":"undelivered",` +
+				`"error_code":30007,"error_message":"Carrier violation"}}`,
+			want: []string{"sent → undelivered  30007 message filtered by the carrier"},
+			not:  []string{"Carrier violation"},
+		},
+		{
+			name:    "failed with a code monitord cannot explain",
+			subject: "monitord.failed.x",
+			payload: `{"type":"io.monitord.interaction.failed","data":{"status":"failed","error_code":63016,"error_message":"Outside the allowed window"}}`,
+			want:    []string{"failed  63016 Outside the allowed window"},
 		},
 		{
 			name:    "created, colour leaves routine kinds plain",

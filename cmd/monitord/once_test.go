@@ -75,9 +75,17 @@ func TestOnceDryRunChangesNothing(t *testing.T) {
 			SpecVersion string `json:"specversion"`
 			Type        string `json:"type"`
 			Subject     string `json:"subject"`
+			Data        struct {
+				ErrorCode int `json:"error_code"`
+			} `json:"data"`
 		}
 		if err := json.Unmarshal([]byte(l), &ce); err != nil || ce.SpecVersion != "1.0" || !strings.HasSuffix(ce.Type, ".failed") {
 			t.Errorf("line %.120q: %+v %v (a first poll raises only recent failures)", l, ce, err)
+		}
+		// simulate's config points messages_base_url at it too: every
+		// failure's reason arrives.
+		if ce.Data.ErrorCode == 0 {
+			t.Errorf("failed event without error_code: %.300s", l)
 		}
 	}
 	if strings.Contains(stderr.String(), `"specversion"`) {

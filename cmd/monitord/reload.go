@@ -49,6 +49,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.poller.SetRules(diffRules(cfg), cfg.Rules.PublishKinds)
+	d.metrics.SetErrorCodes(cfg.Reasons.MetricCodes)
 	for name, c := range d.clients {
 		if clients[name] != c {
 			// No target uses it any more: SetTargets swapped the listers
@@ -88,6 +89,7 @@ func restartOnly(old, cur *config.Config) []string {
 	check("poll.heartbeat_interval", old.Poll.HeartbeatInterval, cur.Poll.HeartbeatInterval)
 	check("poll.shutdown_timeout", old.Poll.ShutdownTimeout, cur.Poll.ShutdownTimeout)
 	check("rules.target_error_after", old.Rules.TargetErrorAfter, cur.Rules.TargetErrorAfter)
+	check("reasons.timeout", old.Reasons.Timeout, cur.Reasons.Timeout)
 	if old.NATS.SubjectPrefix != cur.NATS.SubjectPrefix || old.Rules.IncludeBody != cur.Rules.IncludeBody {
 		out = append(out, "event rendering (nats.subject_prefix, rules.include_body)")
 	}

@@ -194,6 +194,7 @@ func writeSimulatorConfig(w io.Writer, baseURL string, c proxysim.Credentials, t
 	fmt.Fprintln(w, "# monitord config for the Twilio Proxy simulator (monitord simulate).")
 	fmt.Fprintln(w, "twilio:")
 	fmt.Fprintf(w, "  base_url: %s\n", q(baseURL))
+	fmt.Fprintf(w, "  messages_base_url: %s\n", q(baseURL)) // FetchMessage, for failure reasons
 	fmt.Fprintf(w, "  account_sid: %s\n", q(c.AccountSID))
 	fmt.Fprintf(w, "  auth_token: %s\n", q(c.AuthToken))
 	fmt.Fprintln(w, "targets:")

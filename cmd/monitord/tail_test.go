@@ -176,7 +176,7 @@ func TestTailJetStreamNewEvents(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("want 2 lines (new events only), got %d:\n%s", len(lines), got)
 	}
-	for _, want := range []string{"failed", "KS…000001 KC…000002 KP…000003", "KI…0000b2", "outbound", "sending → undelivered", "(error 30003)"} {
+	for _, want := range []string{"failed", "KS…000001 KC…000002 KP…000003", "KI…0000b2", "outbound", "sending → undelivered", "30003 the destination handset is unreachable"} {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("failed line %q lacks %q", lines[0], want)
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/monitord/monitord/internal/errcode"
 	"github.com/monitord/monitord/internal/event"
 )
 
@@ -29,11 +30,16 @@ type Metrics struct {
 	retries      *prometheus.CounterVec
 	pages        prometheus.Histogram
 	events       *prometheus.CounterVec
+	failed       *prometheus.CounterVec
+	reasons      *prometheus.CounterVec
 	published    prometheus.Counter
 	publishErrs  prometheus.Counter
 	natsUp       prometheus.Gauge
 
 	sources atomic.Pointer[Sources]
+	// codes are the error codes the failed-events metric keeps as their
+	// own label value; nil until SetErrorCodes: errcode's table.
+	codes atomic.Pointer[map[int]string]
 }
 
 // Sources are read when /metrics is scraped, for values that are cheaper
@@ -96,6 +102,14 @@ func NewMetrics() *Metrics {
 			Name: "monitord_events_total",
 			Help: "Events committed to the outbox, by kind.",
 		}, []string{"kind"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "monitord_failed_events_total",
+			Help: `Failed events committed to the outbox, by Proxy Service SID and error code ("unknown": none; "other": not in reasons.metric_codes).`,
+		}, []string{"service", "error_code"}),
+		reasons: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "monitord_reason_fetches_total",
+			Help: "Fetches of the Message behind a failed leg, by result (ok, no_code, not_found, error, timeout).",
+		}, []string{"result"}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "monitord_events_published_total",
 			Help: "Events acknowledged by NATS and removed from the outbox.",
@@ -110,7 +124,7 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	m.reg.MustRegister(m.polls, m.pollDuration, m.pollWait, m.skipped, m.requests, m.reqDuration,
-		m.rateLimited, m.retries, m.pages, m.events, m.published, m.publishErrs, m.natsUp,
+		m.rateLimited, m.retries, m.pages, m.events, m.failed, m.reasons, m.published, m.publishErrs, m.natsUp,
 		sourcesCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -120,7 +134,41 @@ func NewMetrics() *Metrics {
 	for _, r := range []string{"ok", "error", "outbox_full", "state_error", "cancelled", "panic"} {
 		m.polls.WithLabelValues(r)
 	}
+	for _, r := range []string{"ok", "no_code", "not_found", "error", "timeout"} {
+		m.reasons.WithLabelValues(r)
+	}
+	m.SetErrorCodes(nil)
 	return m
+}
+
+// SetErrorCodes sets the error codes monitord_failed_events_total keeps as
+// their own error_code label value; any other code counts as "other", so
+// however many codes Twilio invents the metric stays bounded (Services ×
+// (codes + 2) series). nil or empty means errcode.Codes(): the codes
+// monitord can explain.
+func (m *Metrics) SetErrorCodes(codes []int) {
+	if len(codes) == 0 {
+		codes = errcode.Codes()
+	}
+	labels := make(map[int]string, len(codes))
+	for _, c := range codes {
+		labels[c] = strconv.Itoa(c)
+	}
+	m.codes.Store(&labels)
+}
+
+// ErrorCodeLabel is the error_code label value of code: the code as
+// decimal text when it is one of the configured codes, "unknown" for 0 (no
+// code), "other" otherwise. The Alertmanager consumer labels alerts the
+// same way.
+func (m *Metrics) ErrorCodeLabel(code int) string {
+	if code == 0 {
+		return "unknown"
+	}
+	if l, ok := (*m.codes.Load())[code]; ok {
+		return l
+	}
+	return "other"
 }
 
 // Registry is the private registry /metrics serves.
@@ -164,6 +212,14 @@ func (m *Metrics) PollSkipped() { m.skipped.Inc() }
 func (m *Metrics) EventsQueued(kind event.Kind, n int) {
 	m.events.WithLabelValues(string(kind)).Add(float64(n))
 }
+
+// FailedQueued implements poller.Observer.
+func (m *Metrics) FailedQueued(serviceSID string, code int) {
+	m.failed.WithLabelValues(serviceSID, m.ErrorCodeLabel(code)).Inc()
+}
+
+// ReasonFetched implements poller.Observer.
+func (m *Metrics) ReasonFetched(result string) { m.reasons.WithLabelValues(result).Inc() }
 
 // Published implements notify.Observer.
 func (m *Metrics) Published(n int) { m.published.Add(float64(n)) }

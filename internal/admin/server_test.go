@@ -52,6 +52,21 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// TestErrorCodeLabelsBounded: only the configured codes are label values.
+func TestErrorCodeLabelsBounded(t *testing.T) {
+	m := NewMetrics()
+	m.SetErrorCodes([]int{30003})
+	for code, want := range map[int]string{30003: "30003", 30007: "other", 0: "unknown", -1: "other"} {
+		if got := m.ErrorCodeLabel(code); got != want {
+			t.Errorf("ErrorCodeLabel(%d) = %q, want %q", code, got, want)
+		}
+	}
+	m.SetErrorCodes(nil)
+	if got := m.ErrorCodeLabel(30007); got != "30007" {
+		t.Errorf("default set: ErrorCodeLabel(30007) = %q", got)
+	}
+}
+
 func TestMetricsExposition(t *testing.T) {
 	m := NewMetrics()
 	m.Request(200, 20*time.Millisecond)
@@ -63,6 +78,11 @@ func TestMetricsExposition(t *testing.T) {
 	m.PollDone("error", 0, time.Second)
 	m.PollSkipped()
 	m.EventsQueued(event.Failed, 2)
+	m.FailedQueued("KS1", 30007)
+	m.FailedQueued("KS1", 30007)
+	m.FailedQueued("KS1", 0)
+	m.FailedQueued("KS2", 39999) // not in errcode's table
+	m.ReasonFetched("ok")
 	m.Published(2)
 	m.Connected(true)
 	oldest := time.Now().Add(-time.Minute)
@@ -92,6 +112,11 @@ func TestMetricsExposition(t *testing.T) {
 		`monitord_poll_schedule_lag_seconds_count 2`,
 		`monitord_events_total{kind="failed"} 2`,
 		`monitord_events_total{kind="deleted"} 0`,
+		`monitord_failed_events_total{error_code="30007",service="KS1"} 2`,
+		`monitord_failed_events_total{error_code="unknown",service="KS1"} 1`,
+		`monitord_failed_events_total{error_code="other",service="KS2"} 1`,
+		`monitord_reason_fetches_total{result="ok"} 1`,
+		`monitord_reason_fetches_total{result="timeout"} 0`,
 		`monitord_events_published_total 2`,
 		`monitord_nats_connected 1`,
 		`monitord_outbox_events 4`,

@@ -61,6 +61,8 @@ type Config struct {
 	Admin Admin `koanf:"admin"`
 	// Log configures the zap logger.
 	Log Log `koanf:"log"`
+	// Reasons governs fetching why a failed message failed.
+	Reasons Reasons `koanf:"reasons"`
 
 	// warnings are what Validate found risky but allowed; fileWarnings
 	// what Load found reading secret files.
@@ -88,6 +90,10 @@ type Twilio struct {
 	// BaseURL is the Proxy API root; the client never follows a
 	// next_page_url to another scheme or host.
 	BaseURL string `koanf:"base_url"`
+	// MessagesBaseURL is the root of the 2010-04-01 API that serves the
+	// Message resources behind failed legs (reasons). The simulator
+	// serves both APIs on one address.
+	MessagesBaseURL string `koanf:"messages_base_url"`
 	// AccountSID is the account (or subaccount) SID, AC….
 	AccountSID string `koanf:"account_sid"`
 	// APIKeySID is the API key SID, SK… (recommended over the auth token).
@@ -327,6 +333,28 @@ type Admin struct {
 	Listen string `koanf:"listen"`
 }
 
+// Reasons governs fetching the Message resource of each failed leg for its
+// error_code and error_message. The fetches have their own budget per
+// account, apart from the Proxy limits, and never hold a poll longer than
+// Timeout.
+type Reasons struct {
+	// Enabled fetches reasons; off, failed events carry no error_code.
+	Enabled bool `koanf:"enabled"`
+	// Rate is FetchMessage requests per second per account.
+	Rate float64 `koanf:"rate"`
+	// Concurrency caps FetchMessage requests in flight per account, on top
+	// of twilio.limits.max_in_flight.
+	Concurrency int `koanf:"concurrency"`
+	// Timeout bounds the wait for the reasons of one poll; failed events
+	// whose reason has not arrived by then go out without one.
+	Timeout time.Duration `koanf:"timeout"`
+	// MetricCodes are the error codes monitord_failed_events_total keeps
+	// as their own label value; other codes count as "other", which bounds
+	// the metric's cardinality. Empty: the codes monitord knows a meaning
+	// of.
+	MetricCodes []int `koanf:"metric_codes"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -345,8 +373,9 @@ func Default() Config {
 	return Config{
 		Instance: defaultInstance(),
 		Twilio: Twilio{
-			BaseURL: "https://proxy.twilio.com",
-			Limits:  DefaultLimits(),
+			BaseURL:         "https://proxy.twilio.com",
+			MessagesBaseURL: "https://api.twilio.com",
+			Limits:          DefaultLimits(),
 		},
 		Poll: Poll{
 			Schedule:          "@every 1m",
@@ -383,8 +412,9 @@ func Default() Config {
 			MaxPending: 1024,
 			AckTimeout: 5 * time.Second,
 		},
-		Admin: Admin{Listen: "127.0.0.1:9464"},
-		Log:   Log{Level: "info", Format: "auto"},
+		Admin:   Admin{Listen: "127.0.0.1:9464"},
+		Log:     Log{Level: "info", Format: "auto"},
+		Reasons: Reasons{Enabled: true, Rate: 10, Concurrency: 4, Timeout: 5 * time.Second},
 	}
 }
 

@@ -141,7 +141,9 @@ func (d *decoder) decodeSlice(path string, in any, out reflect.Value) {
 			items = append(items, s)
 		}
 	case string:
-		if t.Elem().Kind() != reflect.String {
+		// Lists of strings or of integers (reasons.metric_codes) read
+		// "a,b" from the environment or a flag.
+		if k := t.Elem().Kind(); k != reflect.String && (k < reflect.Int || k > reflect.Int64) {
 			d.errorf(path, "expected a list, got %s", describe(in, false))
 			return
 		}

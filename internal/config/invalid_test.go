@@ -33,6 +33,14 @@ func TestInvalid(t *testing.T) {
 		"base-url-unparseable":   {`twilio.base_url: "https://[redacted]@[::1" is not an http or https URL`},
 		"both-auth":              {`twilio: both an API key (api_key_sid, api_key_secret) and auth_token are set; use one`},
 		"cron":                   {`poll.schedule: "every minute" is not a cron spec: expected 5 to 6 fields, found 2: [every minute]`},
+		"reasons": {
+			`twilio.messages_base_url: must not contain credentials`,
+			`reasons.rate: must be positive, got 0`,
+			`reasons.concurrency: must be at least 1, got 0`,
+			`reasons.timeout: must be positive, got 0s`,
+			`reasons.metric_codes[1]: 0 is not a Twilio error code`,
+			`reasons.metric_codes[2]: 30007 is listed twice`,
+		},
 		"discover": {
 			`discover[0].session_status[1]: "active" is not "open", "in-progress", "closed", "failed" or "unknown"`,
 			`discover[0].schedule: "@every" is not a cron spec: unrecognized descriptor: @every`,

@@ -181,7 +181,8 @@ func merge(sources []map[string]any, only Config, p *Problems) (Config, error) {
 }
 
 // decodeConfig decodes raw onto cfg. accounts is decoded last because its
-// items start from the top-level twilio base_url and limits, which must be
+// items start from the top-level twilio base_url, messages_base_url and
+// limits, which must be
 // final by then (keys are otherwise decoded in sorted order).
 func decodeConfig(cfg *Config, raw map[string]any, label func(string) string, p *Problems) {
 	d := &decoder{p: p, label: label, protos: map[reflect.Type]func() reflect.Value{
@@ -193,7 +194,8 @@ func decodeConfig(cfg *Config, raw map[string]any, label func(string) string, p 
 				Grace: DefaultDiscoverGrace, ParticipantRefreshEvery: DefaultParticipantRefreshEvery})
 		},
 		reflect.TypeFor[Account](): func() reflect.Value {
-			return reflect.ValueOf(Account{Twilio: Twilio{BaseURL: cfg.Twilio.BaseURL, Limits: cfg.Twilio.Limits}})
+			return reflect.ValueOf(Account{Twilio: Twilio{BaseURL: cfg.Twilio.BaseURL,
+				MessagesBaseURL: cfg.Twilio.MessagesBaseURL, Limits: cfg.Twilio.Limits}})
 		},
 	}}
 	rest := make(map[string]any, len(raw))

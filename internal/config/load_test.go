@@ -57,8 +57,12 @@ func TestLoadEnvironment(t *testing.T) {
 		"MONITORD_POLL__TIMEOUT=90s",
 		"MONITORD_RULES__ALERT_STATUSES=failed, undelivered ,canceled",
 		"MONITORD_NATS__SUBJECT_PREFIX=acme",
+		"MONITORD_REASONS__METRIC_CODES=30003, 30007",
 		"OTHER_VAR=ignored",
 	}, nil)
+	if got := cfg.Reasons.MetricCodes; len(got) != 2 || got[0] != 30003 || got[1] != 30007 {
+		t.Errorf("reasons.metric_codes = %v, want [30003 30007]", got)
+	}
 	if got := cfg.NATS.URLs; len(got) != 1 || got[0] != "nats://env:4222" {
 		t.Errorf("nats.urls = %q, want the environment's nats.url to replace the file's urls", got)
 	}

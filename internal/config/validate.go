@@ -64,6 +64,7 @@ func (c *Config) Validate() error {
 	c.State.validate(&p)
 	c.NATS.validate(&p)
 	c.NATS.checkAuthTransport(&p, c.warnf)
+	c.Reasons.validate(&p)
 	if c.Admin.Listen != "" {
 		checkHostPort(&p, "admin.listen", c.Admin.Listen)
 	}
@@ -73,6 +74,27 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return p
+}
+
+func (r *Reasons) validate(p *Problems) {
+	if !r.Enabled {
+		return // the other keys are not used
+	}
+	if r.Rate <= 0 {
+		p.addf("reasons.rate: must be positive, got %v", r.Rate)
+	}
+	atLeast(p, "reasons.concurrency", int64(r.Concurrency), 1)
+	positive(p, "reasons.timeout", r.Timeout)
+	seen := map[int]bool{}
+	for i, c := range r.MetricCodes {
+		switch {
+		case c < 1:
+			p.addf("reasons.metric_codes[%d]: %d is not a Twilio error code", i, c)
+		case seen[c]:
+			p.addf("reasons.metric_codes[%d]: %d is listed twice", i, c)
+		}
+		seen[c] = true
+	}
 }
 
 func (pl *Poll) validate(p *Problems) {

@@ -23,7 +23,7 @@ type seen struct {
 
 // validateAccounts checks the single-account form or the accounts list, and
 // that the two are not mixed: with accounts, the top level may only hold the
-// shared twilio.base_url and twilio.limits.
+// shared twilio.base_url, twilio.messages_base_url and twilio.limits.
 func (c *Config) validateAccounts(p *Problems) {
 	s := seen{targets: map[string]string{}, services: map[string]string{}}
 	if len(c.Accounts) == 0 {
@@ -56,6 +56,7 @@ func (c *Config) validateAccounts(p *Problems) {
 		}
 	}
 	checkBaseURL(p, "twilio.base_url", t.BaseURL)
+	checkBaseURL(p, "twilio.messages_base_url", t.MessagesBaseURL)
 	validateLimits(p, "twilio.limits", t.Limits)
 
 	names := map[string]int{}
@@ -84,6 +85,7 @@ func (c *Config) validateAccounts(p *Problems) {
 // key (SK… and its secret, recommended) or the account's auth token.
 func validateTwilio(p *Problems, key, credPrefix string, t *Twilio) {
 	checkBaseURL(p, key+".base_url", t.BaseURL)
+	checkBaseURL(p, key+".messages_base_url", t.MessagesBaseURL)
 	checkSID(p, key+".account_sid", "AC", t.AccountSID)
 	hasKey := t.APIKeySID != "" || t.APIKeySecret != ""
 	hasToken := t.AuthToken != ""

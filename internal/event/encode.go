@@ -77,6 +77,7 @@ func appendInteraction(b []byte, e *Event, includeBody bool) []byte {
 	b = appendOptString(b, "outbound_resource_sid", e.OutboundResourceSID)
 	b = appendOptString(b, "outbound_resource_url", e.OutboundResourceURL)
 	b = appendOptInt(b, "error_code", int64(e.ErrorCode))
+	b = appendOptString(b, "error_message", e.ErrorMessage)
 	if e.Baseline {
 		b = append(b, `,"baseline":true`...)
 	}

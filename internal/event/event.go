@@ -72,10 +72,12 @@ type Event struct {
 	OutboundResourceSID string
 	OutboundResourceURL string
 	Body                string // message body (API "data"); set only when the config opts in
-	// ErrorCode is the Twilio error code of the failed message, 0 when
-	// unknown. The Proxy listings carry none; it is for a future lookup of
-	// the Message resource, and rendered only when set.
-	ErrorCode int
+	// ErrorCode and ErrorMessage say why the leg's message failed, from
+	// its Message resource (the Proxy listings carry neither): 0 and ""
+	// when unknown, and then not rendered. Twilio meant them for people;
+	// neither the id nor which events fire ever depends on them.
+	ErrorCode    int
+	ErrorMessage string
 	// Baseline marks a failed event raised by the target's first complete
 	// listing (the baseline rule, rules.baseline.alert_recent): the failure
 	// happened before monitord first looked, not between two polls. Readers

@@ -53,7 +53,7 @@ func Render(e Event, o RenderOptions) (Message, error) {
 			return Message{}, fmt.Errorf("render event %s: %s without interaction sid", e.ID, e.Kind)
 		}
 		subject = Subject(prefix, e.Kind, e.Target)
-		data = appendInteraction(make([]byte, 0, 1536+len(e.Body)), &e, o.IncludeBody)
+		data = appendInteraction(make([]byte, 0, 1536+len(e.Body)+len(e.ErrorMessage)), &e, o.IncludeBody)
 	case TargetError, TargetRecovered:
 		if err := e.Target.Validate(); err != nil {
 			return Message{}, fmt.Errorf("render event %s: target: %w", e.ID, err)

@@ -45,6 +45,7 @@ type interactionData struct {
 	OutboundResourceSID string `json:"outbound_resource_sid,omitempty"`
 	OutboundResourceURL string `json:"outbound_resource_url,omitempty"`
 	ErrorCode           int    `json:"error_code,omitempty"`
+	ErrorMessage        string `json:"error_message,omitempty"`
 	Baseline            bool   `json:"baseline,omitempty"`
 	Body                string `json:"body,omitempty"`
 }
@@ -91,6 +92,7 @@ func newInteractionData(e Event, includeBody bool) interactionData {
 		OutboundResourceSID: e.OutboundResourceSID,
 		OutboundResourceURL: e.OutboundResourceURL,
 		ErrorCode:           e.ErrorCode,
+		ErrorMessage:        e.ErrorMessage,
 		Baseline:            e.Baseline,
 	}
 	if includeBody {
@@ -190,6 +192,7 @@ func TestRenderMatchesReference(t *testing.T) {
 	nasty := examples()[2]
 	nasty.Body = "quote\" backslash\\ nl\n cr\r tab\t bs\b ff\f nul\x00 esc\x1b <b>&amp;</b> \u2028\u2029 é 🚀 bad\xff\xfe utf8"
 	nasty.Status = "<undelivered>"
+	nasty.ErrorMessage = "quote\" nl\n <&> \u2028 bad\xff"
 	cases["nasty"] = nasty
 	te := examples()[5]
 	te.Error = &TargetErrorInfo{Class: "other", Message: "bad \"gateway\"\n<html>", Since: exTime}
@@ -225,7 +228,7 @@ func FuzzRenderMatchesReference(f *testing.F) {
 		for _, e := range examples() {
 			e.Status, e.PrevStatus, e.Type, e.Body = status, typ, body, msg
 			e.OutboundResourceURL = body
-			e.ErrorCode = int(n1)
+			e.ErrorCode, e.ErrorMessage = int(n1), msg
 			e.Baseline = n2%2 == 0
 			e.DateUpdated = at
 			if e.Error != nil {

@@ -61,6 +61,7 @@ func examples() []Event {
 	}
 	created := interaction(Created, NoLeg, "", "queued")
 	failed := interaction(Failed, Outbound, "sent", "undelivered")
+	failed.ErrorCode, failed.ErrorMessage = 30007, "Carrier violation"
 	stuck := interaction(Stuck, Outbound, "", "queued")
 	stuck.DateUpdated = exCreated
 	deleted := interaction(Deleted, NoLeg, "delivered", "")
@@ -201,6 +202,7 @@ func variants() map[string]Event {
 		sparse := e
 		sparse.PrevStatus, sparse.Type, sparse.DateCreated, sparse.DateUpdated = "", "", time.Time{}, time.Time{}
 		sparse.InboundResourceSID, sparse.OutboundResourceSID, sparse.OutboundResourceURL = "", "", ""
+		sparse.ErrorCode, sparse.ErrorMessage = 0, ""
 		if e.Error != nil {
 			sparse.Error = &TargetErrorInfo{Class: "unavailable", Failures: 1, Outage: 1, Since: exTime}
 		}
@@ -212,7 +214,7 @@ func variants() map[string]Event {
 		session.Target = twilio.Target{Source: twilio.SourceSession, ServiceSID: exTarget.ServiceSID, SessionSID: exTarget.SessionSID}
 		cases[string(e.Kind)+"/session"] = session
 		full := e
-		full.Body, full.ErrorCode = `{"body": "hello"}`, 30007
+		full.Body, full.ErrorCode, full.ErrorMessage = `{"body": "hello"}`, 30003, "Unreachable destination handset"
 		cases[string(e.Kind)+"/body"] = full
 		if e.Kind == Failed {
 			// Raised by a target's first listing: nothing seen before it.
@@ -238,6 +240,8 @@ func TestSchemaRejects(t *testing.T) {
 		"unknown field":  func(v map[string]any) { v["data"].(map[string]any)["surprise"] = 1 },
 		"bad time":       func(v map[string]any) { v["time"] = "yesterday" },
 		"no participant": func(v map[string]any) { delete(v["data"].(map[string]any), "participant_sid") },
+		"code as text":   func(v map[string]any) { v["data"].(map[string]any)["error_code"] = "30007" },
+		"empty message":  func(v map[string]any) { v["data"].(map[string]any)["error_message"] = "" },
 	} {
 		var v map[string]any
 		if err := json.Unmarshal(m.Data, &v); err != nil {

@@ -41,6 +41,11 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 	}
 
 	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.rules.Load().diff)
+	// Before rendering: the reason is part of the committed event, so a
+	// replay after a crash, or another instance's copy, is the same event.
+	if !p.addReasons(ctx, log, spec.Messages, events) {
+		return ResultCancelled // nothing committed: derived again next time
+	}
 	h, rec := succeeded(t, ts.Health, now)
 	if rec != nil {
 		// The target was reachable before any change seen in this listing.
@@ -55,6 +60,13 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		return p.commitFailed(log, err)
 	}
 	p.committed(e, h, "", kinds, len(msgs), now)
+	if kinds[event.Failed] > 0 {
+		for i := range events {
+			if events[i].Kind == event.Failed {
+				p.cfg.Observer.FailedQueued(t.ServiceSID, events[i].ErrorCode)
+			}
+		}
+	}
 	if rec != nil {
 		log.Info("target recovered", zap.Int("failures", ts.Health.ConsecutiveFailures),
 			zap.Time("since", ts.Health.FailingSince))

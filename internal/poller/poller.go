@@ -25,6 +25,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
@@ -66,6 +67,12 @@ type Observer interface {
 	PollSkipped()
 	// EventsQueued reports n events of kind committed to the outbox.
 	EventsQueued(kind event.Kind, n int)
+	// FailedQueued reports one failed event of a Service committed to the
+	// outbox, with its error code (0 when unknown).
+	FailedQueued(serviceSID string, code int)
+	// ReasonFetched reports one reason fetch by its result (see the
+	// Reason constants).
+	ReasonFetched(result string)
 }
 
 // Poll results, as reported to the Observer.
@@ -89,6 +96,9 @@ type TargetSpec struct {
 	Target   twilio.Target
 	Schedule string // cron spec; "" means Config.DefaultSchedule
 	Lister   Lister // the client of the target's account
+	// Messages fetches the reasons of failed events (the account's
+	// client); nil: failed events go out without error_code.
+	Messages MessageFetcher
 	Account  string // the account's name, for status and logs
 	Origin   string // OriginConfigured or OriginDiscovered
 	Labels   map[string]string
@@ -108,6 +118,9 @@ type Config struct {
 	FailureThreshold int           // failed polls before 5xx/timeouts make target_error; default 3
 	NotFoundEvery    int           // a target gone 404 is polled every Nth activation; default 10
 	LogEvery         int           // a failing target logs every Nth failure; default 10
+	// ReasonTimeout bounds the wait of one poll for the reasons of its
+	// failed events (TargetSpec.Messages), after the listing; default 5s.
+	ReasonTimeout time.Duration
 
 	Rules        diff.Rules
 	PublishKinds []event.Kind // kinds that reach the outbox; empty: all
@@ -157,6 +170,9 @@ func (c *Config) setDefaults() {
 	if c.LogEvery <= 0 {
 		c.LogEvery = 10
 	}
+	if c.ReasonTimeout <= 0 {
+		c.ReasonTimeout = 5 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
 	}
@@ -173,6 +189,8 @@ type nopObserver struct{}
 func (nopObserver) PollDone(string, time.Duration, time.Duration) {}
 func (nopObserver) PollSkipped()                                  {}
 func (nopObserver) EventsQueued(event.Kind, int)                  {}
+func (nopObserver) FailedQueued(string, int)                      {}
+func (nopObserver) ReasonFetched(string)                          {}
 
 // Poller schedules and performs polls. Create it with New, give it targets
 // with SetTargets (before or during Run), and run it with Run.
@@ -192,6 +210,10 @@ type Poller struct {
 
 	lastTick  atomic.Int64 // unix nanos
 	lastCycle atomic.Int64 // unix nanos of the last complete cycle
+
+	// reasonLog rate-limits the log line about failed events sent
+	// without their reason.
+	reasonLog rate.Sometimes
 
 	// stateErr is the last state error (read, render or write) when no
 	// commit has succeeded since; nil otherwise. /readyz reports it: a full
@@ -221,6 +243,7 @@ func New(cfg Config) (*Poller, error) {
 		entries:    make(map[string]*entry),
 		perService: make(map[string]chan struct{}),
 		cycle:      cycle{pending: make(map[string]struct{})},
+		reasonLog:  rate.Sometimes{Interval: time.Minute},
 	}
 	p.SetRules(cfg.Rules, cfg.PublishKinds)
 	return p, nil

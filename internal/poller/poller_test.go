@@ -48,7 +48,7 @@ func newFixture(t *testing.T, so proxysim.Options, mod func(*Config)) *fixture {
 	cr := f.sim.Credentials()
 	c, err := twilio.New(twilio.Config{
 		BaseURL: srv.URL, AccountSID: cr.AccountSID, APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret,
-		MaxAttempts: 1, RequestTimeout: 5 * time.Second,
+		MaxAttempts: 1, RequestTimeout: 5 * time.Second, MessagesBaseURL: srv.URL, MessagesPerSecond: 1000,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,12 +124,15 @@ type recorder struct {
 	results map[string]int
 	skipped int
 	events  map[event.Kind]int
+	failed  map[int]int // FailedQueued by code
+	reasons map[string]int
 	wakes   int
 	done    chan string // every PollDone result, if anyone listens
 }
 
 func newRecorder() *recorder {
-	return &recorder{results: map[string]int{}, events: map[event.Kind]int{}, done: make(chan string, 1000)}
+	return &recorder{results: map[string]int{}, events: map[event.Kind]int{}, failed: map[int]int{},
+		reasons: map[string]int{}, done: make(chan string, 1000)}
 }
 
 func (r *recorder) PollDone(result string, _, _ time.Duration) {
@@ -145,6 +148,10 @@ func (r *recorder) PollDone(result string, _, _ time.Duration) {
 func (r *recorder) PollSkipped() { r.mu.Lock(); r.skipped++; r.mu.Unlock() }
 
 func (r *recorder) EventsQueued(k event.Kind, n int) { r.mu.Lock(); r.events[k] += n; r.mu.Unlock() }
+
+func (r *recorder) FailedQueued(_ string, code int) { r.mu.Lock(); r.failed[code]++; r.mu.Unlock() }
+
+func (r *recorder) ReasonFetched(result string) { r.mu.Lock(); r.reasons[result]++; r.mu.Unlock() }
 
 func (r *recorder) Wake() { r.mu.Lock(); r.wakes++; r.mu.Unlock() }
 

@@ -38,7 +38,8 @@ type edits struct {
 	nextInteraction uint32
 	deleted         map[ixKey]int64
 	overrides       map[ixKey]*override
-	targetFaults    map[string]int // path prefix → HTTP status
+	targetFaults    map[string]int          // path prefix → HTTP status
+	messageErrors   map[string]messageError // by Message SID
 }
 
 func (e *edits) init() {
@@ -50,6 +51,7 @@ func (e *edits) init() {
 	e.deleted = map[ixKey]int64{}
 	e.overrides = map[ixKey]*override{}
 	e.targetFaults = map[string]int{}
+	e.messageErrors = map[string]messageError{}
 }
 
 type openedSession struct {

@@ -135,6 +135,10 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, http.StatusUnauthorized, codeAuth, "Authenticate", 0)
 		return
 	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, messagesPrefix); ok {
+		s.serveMessage(w, r, rest, f)
+		return
+	}
 	rt := s.parseRoute(r.URL.Path)
 	if rt.ep == "" {
 		s.notFound(w, r)

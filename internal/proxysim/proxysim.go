@@ -2,7 +2,10 @@
 // and benchmarks: the list and fetch endpoints monitord reads, with Twilio's
 // envelopes, paging, errors, authentication and rate limits, over a
 // deterministic world of services, sessions, participants and interactions
-// whose message statuses move with time.
+// whose message statuses move with time. It also serves FetchMessage of the
+// 2010-04-01 API for the Message SIDs the interactions' legs carry, with
+// the legs' statuses and realistic error codes (message.go), so one address
+// stands in for both proxy.twilio.com and api.twilio.com.
 //
 // The world is a pure function of the seed and the clock: nothing is stored
 // per interaction unless a test edits it, so a world of millions of
@@ -114,9 +117,10 @@ type Sim struct {
 	inflight atomic.Int64
 	stats    statsCounters
 
-	faultMu sync.Mutex
-	faults  Faults
-	faultRG rng
+	faultMu   sync.Mutex
+	faults    Faults
+	msgFaults Faults // FetchMessage only, on top of faults
+	faultRG   rng
 }
 
 // New returns a simulator for o.

@@ -164,9 +164,16 @@ var bodies = [...]string{
 
 // appendData appends the data field's value: a JSON string holding JSON.
 func appendData(dst []byte, body uint32) []byte {
+	dst = append(dst, `"{\"body\":\"`...)
+	dst = appendBodyText(dst, body)
+	return append(dst, `\"}"`...)
+}
+
+// appendBodyText appends the message text itself, which needs no escaping
+// (the templates hold no quote, backslash or control character).
+func appendBodyText(dst []byte, body uint32) []byte {
 	t := bodies[body%uint32(len(bodies))]
 	n := int64(body>>8)%9 + 1
-	dst = append(dst, `"{\"body\":\"`...)
 	for i := 0; i < len(t); i++ {
 		if t[i] == '%' && i+1 < len(t) && t[i+1] == 'd' {
 			dst = strconv.AppendInt(dst, n, 10)
@@ -175,7 +182,7 @@ func appendData(dst []byte, body uint32) []byte {
 		}
 		dst = append(dst, t[i])
 	}
-	return append(dst, `\"}"`...)
+	return dst
 }
 
 // appendInteraction renders one interaction; sessionLevel selects the
@@ -334,7 +341,7 @@ var friendlyNames = [...]string{"driver", "rider"}
 func (rd *renderer) appendParticipant(dst []byte, ses session, p uint8) []byte {
 	k := ses.key
 	k.part = p
-	h := hashKey(rd.s.o.Seed, k, 0x9b07e)
+	h := phoneHash(rd.s.o.Seed, k)
 	dst = append(dst, '{')
 	dst = appendField(dst, "account_sid")
 	dst = appendJSONString(dst, rd.s.creds.AccountSID)
@@ -349,13 +356,12 @@ func (rd *renderer) appendParticipant(dst []byte, ses session, p uint8) []byte {
 		dst = append(dst, "participant "...)
 		dst = strconv.AppendInt(dst, int64(p)+1, 10)
 	}
-	// 555-01xx numbers are reserved for fiction.
-	dst = append(dst, `","identifier":"+141555501`...)
-	dst = append(dst, byte('0'+h%100/10), byte('0'+h%10))
+	dst = append(dst, `","identifier":"`...)
+	dst = appendIdentifier(dst, h)
 	dst = append(dst, `","links":{"message_interactions":"`...)
 	dst = rd.participantPath(dst, k)
-	dst = append(dst, `/MessageInteractions"},"proxy_identifier":"+162855501`...)
-	dst = append(dst, byte('0'+(h>>16)%100/10), byte('0'+(h>>16)%10))
+	dst = append(dst, `/MessageInteractions"},"proxy_identifier":"`...)
+	dst = appendProxyIdentifier(dst, h)
 	dst = append(dst, `",`...)
 	dst = rd.sidField(dst, "proxy_identifier_sid", "PN", kindPhoneNumber, ixKey{svc: k.svc, idx: uint32(h>>32) % 64})
 	rd.session(k)
@@ -365,6 +371,22 @@ func (rd *renderer) appendParticipant(dst []byte, ses session, p uint8) []byte {
 	dst = append(dst, `"url":"`...)
 	dst = rd.participantPath(dst, k)
 	return append(dst, '"', '}')
+}
+
+// phoneHash seeds a participant's phone numbers (k names the participant).
+func phoneHash(seed uint64, k ixKey) uint64 { return hashKey(seed, k.participant(), 0x9b07e) }
+
+// appendIdentifier appends a participant's own number. 555-01xx numbers are
+// reserved for fiction.
+func appendIdentifier(dst []byte, h uint64) []byte {
+	dst = append(dst, "+141555501"...)
+	return append(dst, byte('0'+h%100/10), byte('0'+h%10))
+}
+
+// appendProxyIdentifier appends the Proxy number a participant talks through.
+func appendProxyIdentifier(dst []byte, h uint64) []byte {
+	dst = append(dst, "+162855501"...)
+	return append(dst, byte('0'+(h>>16)%100/10), byte('0'+(h>>16)%10))
 }
 
 // appendError renders Twilio's error body.

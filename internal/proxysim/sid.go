@@ -26,6 +26,7 @@ const (
 	kindAPISecret
 	kindPhoneNumber
 	kindPageToken
+	kindMessagingService
 )
 
 // addedFlag marks indexes created through the Go API (OpenSession,

@@ -31,12 +31,14 @@ type Client struct {
 	own       *http.Transport // nil if the caller gave the HTTP client
 	obs       Observer
 	limits    *limits
+	msgLimits *limits // FetchMessage's own budget
+	msgPath   string  // FetchMessage URL up to the Message SID
 }
 
 // New checks cfg, fills in defaults and returns a Client.
 func New(cfg Config) (*Client, error) {
 	cfg.setDefaults()
-	base, err := cfg.validate()
+	base, messages, err := cfg.validate()
 	if err != nil {
 		return nil, fmt.Errorf("twilio config: %w", err)
 	}
@@ -51,6 +53,10 @@ func New(cfg Config) (*Client, error) {
 		authz:    "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)),
 		obs:      cfg.Observer,
 		limits:   newLimits(cfg.RequestsPerSecond, cfg.Burst, cfg.MaxInFlight),
+		// One bucket (key "") for the account's FetchMessage calls, with
+		// a burst of one in-flight's worth.
+		msgLimits: newLimits(cfg.MessagesPerSecond, cfg.MessagesInFlight, cfg.MessagesInFlight),
+		msgPath:   messages.String() + "/2010-04-01/Accounts/" + cfg.AccountSID + "/Messages/",
 	}
 	c.userAgent = cfg.UserAgent
 	if c.userAgent == "" {

@@ -45,6 +45,18 @@ type Config struct {
 	// for Twilio's account-wide concurrency limit.
 	MaxInFlight int
 
+	// MessagesBaseURL is the root of the 2010-04-01 API that serves
+	// FetchMessage (default https://api.twilio.com). It is fetched with the
+	// same credentials, so it gets the same checks as BaseURL.
+	MessagesBaseURL string
+	// MessagesPerSecond (default 10) and MessagesInFlight (default 4) are
+	// FetchMessage's own budget, apart from the Proxy Services' buckets and
+	// MaxInFlight: a burst of failures spends it and never delays a poll,
+	// and a busy poll cycle never starves the reasons. The account's
+	// concurrency limit sees MaxInFlight + MessagesInFlight at most.
+	MessagesPerSecond float64
+	MessagesInFlight  int
+
 	// PageSize is asked of every list (1..1000, default 1000).
 	PageSize int
 	// MaxPages caps the pages of one listing (default 100).
@@ -100,6 +112,7 @@ func (c Config) GoString() string { return c.String() }
 // Defaults.
 const (
 	DefaultBaseURL          = "https://proxy.twilio.com"
+	DefaultMessagesBaseURL  = "https://api.twilio.com"
 	DefaultPageSize         = 1000
 	DefaultMaxPages         = 100
 	DefaultMaxResponseBytes = 16 << 20
@@ -108,6 +121,15 @@ const (
 func (c *Config) setDefaults() {
 	if c.BaseURL == "" {
 		c.BaseURL = DefaultBaseURL
+	}
+	if c.MessagesBaseURL == "" {
+		c.MessagesBaseURL = DefaultMessagesBaseURL
+	}
+	if c.MessagesPerSecond == 0 {
+		c.MessagesPerSecond = 10
+	}
+	if c.MessagesInFlight == 0 {
+		c.MessagesInFlight = 4
 	}
 	if c.RequestsPerSecond == 0 {
 		c.RequestsPerSecond = 27
@@ -141,22 +163,43 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// validate reports every problem at once, each naming its field.
-func (c *Config) validate() (*url.URL, error) {
-	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	base, err := url.Parse(c.BaseURL)
+// checkBase parses a base URL; field names it in the error.
+func checkBase(field, raw string) (*url.URL, error) {
+	base, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		bad("BaseURL: %v", err)
+		return nil, fmt.Errorf("%s: %v", field, err)
 	case base.Scheme != "https" && base.Scheme != "http":
-		bad("BaseURL: scheme must be https or http")
+		return nil, fmt.Errorf("%s: scheme must be https or http", field)
 	case base.Host == "":
-		bad("BaseURL: no host")
+		return nil, fmt.Errorf("%s: no host", field)
 	case base.User != nil:
-		bad("BaseURL: must not hold credentials")
+		return nil, fmt.Errorf("%s: must not hold credentials", field)
 	case base.RawQuery != "" || base.Fragment != "":
-		bad("BaseURL: must not have a query or fragment")
+		return nil, fmt.Errorf("%s: must not have a query or fragment", field)
+	}
+	base.Path = strings.TrimRight(base.Path, "/")
+	base.RawPath = ""
+	return base, nil
+}
+
+// validate reports every problem at once, each naming its field.
+func (c *Config) validate() (base, messages *url.URL, _ error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	base, err := checkBase("BaseURL", c.BaseURL)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	messages, err = checkBase("MessagesBaseURL", c.MessagesBaseURL)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.MessagesPerSecond < 0 {
+		bad("MessagesPerSecond: must be positive")
+	}
+	if c.MessagesInFlight < 0 {
+		bad("MessagesInFlight: must be positive")
 	}
 	if err := CheckSID("AccountSID", "AC", c.AccountSID); err != nil {
 		errs = append(errs, err)
@@ -204,11 +247,9 @@ func (c *Config) validate() (*url.URL, error) {
 		bad("RequestTimeout: must be positive")
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
-	base.Path = strings.TrimRight(base.Path, "/")
-	base.RawPath = ""
-	return base, nil
+	return base, messages, nil
 }
 
 type nopObserver struct{}

@@ -22,8 +22,14 @@ import (
 // the context's deadline is not started: the last error is returned
 // instead, which says more than "deadline exceeded".
 func (c *Client) get(ctx context.Context, serviceSID, u string) (string, error) {
+	return c.getWithin(ctx, budget{c.limits, serviceSID}, u)
+}
+
+// getWithin is get within the budget b: a Proxy Service's bucket, or the
+// Messages API's own.
+func (c *Client) getWithin(ctx context.Context, b budget, u string) (string, error) {
 	for attempt := 1; ; attempt++ {
-		r, err := c.attempt(ctx, serviceSID, u)
+		r, err := c.attempt(ctx, b, u)
 		if err == nil {
 			return r.body, nil
 		}
@@ -55,12 +61,18 @@ func (c *Client) get(ctx context.Context, serviceSID, u string) (string, error) 
 	}
 }
 
-// attempt makes one request within the limits.
-func (c *Client) attempt(ctx context.Context, serviceSID, u string) (response, error) {
-	if err := c.limits.acquire(ctx, serviceSID); err != nil {
+// budget is one set of limits and the bucket key within it.
+type budget struct {
+	l   *limits
+	key string
+}
+
+// attempt makes one request within the budget.
+func (c *Client) attempt(ctx context.Context, b budget, u string) (response, error) {
+	if err := b.l.acquire(ctx, b.key); err != nil {
 		return response{}, err
 	}
-	defer c.limits.release()
+	defer b.l.release()
 	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
@@ -154,7 +166,11 @@ func (l *limits) acquire(ctx context.Context, serviceSID string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("rate limit: %w", err)
+		// Wait refuses up front a wait for a token that would outlast the
+		// deadline (n=1 never exceeds a burst of at least 1): the deadline
+		// is as good as reached, and callers must be able to tell a
+		// timeout (errors.Is DeadlineExceeded) from a failure.
+		return fmt.Errorf("rate limit: %v: %w", err, context.DeadlineExceeded)
 	}
 	return nil
 }

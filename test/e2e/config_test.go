@@ -59,6 +59,7 @@ func writeConfig(t testing.TB, dir string, c daemonConfig) string {
 	p("instance: e2e")
 	p("twilio:")
 	p("  base_url: %s", c.SimURL)
+	p("  messages_base_url: %s", c.SimURL)
 	p("  account_sid: %s", c.Creds.AccountSID)
 	p("  api_key_sid: %s", c.Creds.APIKeySID)
 	p("  api_key_secret: %s", c.Creds.APIKeySecret)
