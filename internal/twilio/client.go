@@ -229,9 +229,15 @@ func (c *Client) nextPage(current, next string) (string, error) {
 			Reason: "not a URL"}
 	}
 	n := cur.ResolveReference(ref)
-	if !strings.EqualFold(n.Scheme, c.base.Scheme) || !strings.EqualFold(n.Host, c.base.Host) || n.User != nil {
-		return "", fmt.Errorf("%w: %s://%s is not %s://%s", ErrForeignHost,
+	if !strings.EqualFold(n.Scheme, c.base.Scheme) || !strings.EqualFold(n.Host, c.base.Host) {
+		return "", fmt.Errorf("%w: %s://%s is not the base url's %s://%s", ErrForeignHost,
 			n.Scheme, n.Host, c.base.Scheme, c.base.Host)
+	}
+	if n.User != nil {
+		// Same host, but credentials of its own: the URL is not Twilio's
+		// own writing. Say so, and never echo the user info itself.
+		return "", fmt.Errorf("%w: %s://%s carries user info (credentials in the url are not allowed)",
+			ErrForeignHost, n.Scheme, n.Host)
 	}
 	n.Fragment = ""
 	return n.String(), nil

@@ -17,7 +17,7 @@ var (
 	// than the configured base URL, or carries userinfo. The client refuses
 	// to send credentials there. (Redirects are never followed at all: a
 	// 3xx is an *APIError.)
-	ErrForeignHost = errors.New("next page url leaves the base url's scheme and host")
+	ErrForeignHost = errors.New("next page url refused")
 	// ErrPageLoop: a listing was sent to a page URL it had already fetched.
 	ErrPageLoop = errors.New("page loop: next page url was already fetched")
 	// ErrTooManyPages: a listing needed more than Config.MaxPages pages.
