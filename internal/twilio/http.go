@@ -89,23 +89,17 @@ func unwrapURLError(err error) error {
 // apiError builds the typed error of a non-2xx response from Twilio's
 // {code, message, more_info, status} body when there is one.
 func (c *Client) apiError(resp *http.Response, u string) error {
-	e := &APIError{HTTPStatus: resp.StatusCode, URL: redactURL(u)}
-	if !isJSON(resp.Header.Get("Content-Type")) {
-		return e
-	}
-	body, err := readBody(resp, maxErrorBody)
-	if err != nil {
-		return e
-	}
 	var tb struct {
 		Code     int    `json:"code"`
 		Message  string `json:"message"`
 		MoreInfo string `json:"more_info"`
 	}
-	if json.Unmarshal([]byte(body), &tb) == nil {
-		e.Code, e.Message, e.MoreInfo = tb.Code, tb.Message, tb.MoreInfo
+	if isJSON(resp.Header.Get("Content-Type")) {
+		if body, err := readBody(resp, maxErrorBody); err == nil && json.Unmarshal([]byte(body), &tb) != nil {
+			tb.Code, tb.Message, tb.MoreInfo = 0, "", ""
+		}
 	}
-	return e
+	return newAPIError(resp.StatusCode, redactURL(u), tb.Code, tb.Message, tb.MoreInfo)
 }
 
 // isJSON accepts application/json and any +json type, with parameters.
