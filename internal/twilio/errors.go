@@ -27,6 +27,9 @@ var (
 	// ErrBodyTooLarge: a response body (after decompression) exceeded
 	// Config.MaxResponseBytes.
 	ErrBodyTooLarge = errors.New("response body too large")
+	// ErrListingTooLarge: the items of a listing would keep more than
+	// Config.MaxListingBytes of text in memory.
+	ErrListingTooLarge = errors.New("listing too large")
 	// ErrContentType: a 2xx response that is not JSON (an HTML page from a
 	// proxy, a captive portal, a misconfigured base URL).
 	ErrContentType = errors.New("response is not JSON")
@@ -217,7 +220,7 @@ func inField(err error, name string) error {
 	var de *DecodeError
 	if errors.As(err, &de) {
 		if de.Path == "" {
-			de.Path = name
+			de.Path = strings.Clone(name) // a key may point into the body's buffer
 		} else if strings.HasPrefix(de.Path, "[") {
 			de.Path = name + de.Path
 		} else {

@@ -9,8 +9,8 @@ import (
 
 // scanner is a small validating JSON reader over one response body held as
 // a string. It is the hot path of every poll: values are returned as
-// substrings of the body (no copy, no allocation) unless a string holds
-// escapes, and everything it skips is still checked, so it accepts exactly
+// substrings of the body (no copy, no allocation; the keeper copies what an
+// item keeps) unless a string holds escapes, and everything it skips is still checked, so it accepts exactly
 // the documents encoding/json accepts (the fuzz test holds it to that).
 //
 // The body must be valid UTF-8 (decodePage checks it once up front), which
@@ -18,6 +18,7 @@ import (
 type scanner struct {
 	s string
 	i int
+	k *keeper // copies what items keep out of s
 }
 
 // maxDepth bounds nesting in skipped values, as encoding/json does, so a
