@@ -172,15 +172,16 @@ func decodeOne[T any](body string, v *T, item func(*scanner, *T) error) error {
 // sid reads a SID field (string or null) and checks its pattern; prefix ""
 // accepts any two letters.
 func (d *scanner) sid(dst *string, prefix string) error {
-	return d.sidKeep(dst, prefix, d.k.keep)
+	return d.sidKeep(dst, prefix, -1)
 }
 
 // sidCommon is sid for a SID that repeats in every item of a listing.
-func (d *scanner) sidCommon(dst *string, prefix string) error {
-	return d.sidKeep(dst, prefix, d.k.intern)
+func (d *scanner) sidCommon(dst *string, prefix string, slot int) error {
+	return d.sidKeep(dst, prefix, slot)
 }
 
-func (d *scanner) sidKeep(dst *string, prefix string, keep func(body, v string) (string, error)) error {
+// sidKeep reads a SID and keeps it, interned in slot unless that is -1.
+func (d *scanner) sidKeep(dst *string, prefix string, slot int) error {
 	start := d.i
 	v, err := d.strOrNull()
 	if err != nil {
@@ -193,24 +194,32 @@ func (d *scanner) sidKeep(dst *string, prefix string, keep func(body, v string) 
 		}
 		return &DecodeError{Offset: start, Reason: quoteShort(v) + " does not match ^" + p + "[0-9a-fA-F]{32}$"}
 	}
-	*dst, err = keep(d.s, v)
+	if slot < 0 {
+		*dst, err = d.k.keep(d.s, v)
+	} else {
+		*dst, err = d.k.intern(d.s, v, slot)
+	}
 	return err
 }
 
 // text reads a plain string field (string or null).
 func (d *scanner) text(dst *string) error {
-	v, err := d.strOrNull()
-	if err == nil {
-		*dst, err = d.k.keep(d.s, v)
+	raw, escaped, err := d.strOrNullRaw()
+	switch {
+	case err != nil:
+	case escaped: // data, mostly: unescaped straight into kept memory
+		*dst, err = d.k.keepEscaped(raw)
+	default:
+		*dst, err = d.k.keep(d.s, raw)
 	}
 	return err
 }
 
 // textCommon is text for a value from a small set (type, a status).
-func (d *scanner) textCommon(dst *string) error {
+func (d *scanner) textCommon(dst *string, slot int) error {
 	v, err := d.strOrNull()
 	if err == nil {
-		*dst, err = d.k.intern(d.s, v)
+		*dst, err = d.k.intern(d.s, v, slot)
 	}
 	return err
 }

@@ -24,8 +24,9 @@ type keeper struct {
 	limit    int64 // the budget at the start, for the error
 	maxItems int   // items per page, 0 for no cap
 	common   map[string]string
-	chunk    []byte // free tail of the current chunk
-	chunkLen int    // size of the next chunk
+	last     [numSlots]string // the last value interned per field: usually the next one
+	chunk    []byte           // free tail of the current chunk
+	chunkLen int              // size of the next chunk
 }
 
 const (
@@ -74,12 +75,33 @@ func (k *keeper) keep(body, v string) (string, error) {
 	return k.copy(v), nil
 }
 
+// Slots of the fields whose values repeat: each remembers its last value,
+// which a comparison finds cheaper than a map lookup.
+const (
+	slotAccount = iota
+	slotService
+	slotSession
+	slotParticipant
+	slotInParticipant
+	slotOutParticipant
+	slotType
+	slotInStatus
+	slotInType
+	slotOutStatus
+	slotOutType
+	numSlots
+)
+
 // intern is keep for values that repeat across the items of a listing.
-func (k *keeper) intern(body, v string) (string, error) {
+func (k *keeper) intern(body, v string, slot int) (string, error) {
 	if v == "" {
 		return "", nil
 	}
+	if v == k.last[slot] {
+		return k.last[slot], nil
+	}
 	if s, ok := k.common[v]; ok {
+		k.last[slot] = s
 		return s, nil
 	}
 	s, err := k.keep(body, v)
@@ -92,6 +114,7 @@ func (k *keeper) intern(body, v string) (string, error) {
 		}
 		k.common[s] = s
 	}
+	k.last[slot] = s
 	return s, nil
 }
 
@@ -113,6 +136,33 @@ func (k *keeper) copy(v string) string {
 	// The chunk's head is now owned by s and never written again.
 	k.chunk = k.chunk[len(v):]
 	return s
+}
+
+// keepEscaped unescapes raw (checked by the scanner) into kept memory.
+func (k *keeper) keepEscaped(raw string) (string, error) {
+	// Charged before the copy, at most len(raw); the rest is refunded.
+	if err := k.spend(len(raw)); err != nil {
+		return "", err
+	}
+	if k.chunkLen == 0 {
+		k.chunkLen = minChunk
+	}
+	var b []byte
+	if len(raw) > k.chunkLen/4 {
+		b = appendUnescaped(make([]byte, 0, len(raw)), raw)
+	} else {
+		if len(raw) > cap(k.chunk) {
+			k.chunk = make([]byte, 0, k.chunkLen)
+		}
+		// Appends no more than len(raw) bytes: it stays within the chunk.
+		b = appendUnescaped(k.chunk[:0], raw)
+		k.chunk = k.chunk[len(b):len(b)]
+	}
+	k.budget += int64(len(raw) - len(b))
+	if len(b) == 0 {
+		return "", nil
+	}
+	return unsafe.String(&b[0], len(b)), nil
 }
 
 // within reports whether v's bytes lie inside s.

@@ -3,6 +3,7 @@ package twilio
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"runtime"
@@ -48,6 +49,14 @@ func TestListingDoesNotRetainPageBodies(t *testing.T) {
 		t.Fatalf("%d items, %v; want %d", len(items), err, pages)
 	}
 	after := heap()
+	// Each page was read into the buffer of the one before: a string
+	// left pointing into it would now hold a later page's bytes.
+	for i, it := range items {
+		if want := fmt.Sprintf("KI%032x", i); it.SID != want || it.Data != fmt.Sprintf(`{"body":"message number %d"}`, i) ||
+			it.AccountSID != testAccount || it.OutboundResourceStatus != "delivered" {
+			t.Fatalf("item %d: %+v", i, it)
+		}
+	}
 	runtime.KeepAlive(items)
 	// The bodies total 48 MiB; the items need a few KB. Two bodies of
 	// slack cover the test server's own buffers.
