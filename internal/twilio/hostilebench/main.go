@@ -5,8 +5,8 @@
 // a config for them, runs the given monitord binary once per page count and
 // prints the child's peak RSS (getrusage's ru_maxrss).
 //
-//	go build -o /tmp/monitord ./cmd/monitord
-//	go run ./internal/twilio/hostilebench -monitord /tmp/monitord -pages 40,150 -page-mib 15
+//	go build -o monitord ./cmd/monitord
+//	go run ./internal/twilio/hostilebench -monitord ./monitord -pages 40,150 -page-mib 15
 //
 // The figures are in docs/reliability.md, "Hostile API". It is a harness,
 // not a test: RSS depends on the machine and is only compared side by side.
@@ -52,6 +52,12 @@ func run(args []string) error {
 	if *bin == "" {
 		return errors.New("-monitord: required")
 	}
+	// The child runs in a temp directory: a relative path must not move.
+	abs, err := filepath.Abs(*bin)
+	if err != nil {
+		return fmt.Errorf("-monitord: %w", err)
+	}
+	*bin = abs
 	var counts []int
 	for _, s := range strings.Split(*pagesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
