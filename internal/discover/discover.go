@@ -45,6 +45,9 @@ const (
 
 // Lister is what discovery needs of the API: *twilio.Client satisfies it.
 // Both calls must return a complete listing (every page) or an error.
+//
+// Errors are expected to name their listing ("list sessions: …"), as the
+// twilio client's do: discovery adds only the Service and session.
 type Lister interface {
 	ListSessions(ctx context.Context, serviceSID string) ([]twilio.Session, error)
 	ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]twilio.Participant, error)

@@ -103,7 +103,7 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 	e := st.entry
 	sessions, err := d.cfg.Lister.ListSessions(ctx, e.ServiceSID)
 	if err != nil {
-		return fmt.Errorf("list sessions: %w", err)
+		return err // the lister says "list sessions" already
 	}
 	trackedSessions := map[string]bool{}
 	for t := range st.targets {
@@ -276,7 +276,8 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 		// Prefer the error that caused the cancellation over the
 		// cancellations it caused.
 		if firstErr == nil || errors.Is(firstErr, context.Canceled) && !errors.Is(r.err, context.Canceled) {
-			firstErr = fmt.Errorf("list participants of %s: %w", s.SID, r.err)
+			// The lister says "list participants"; the session is what is new.
+			firstErr = fmt.Errorf("session %s: %w", s.SID, r.err)
 		}
 	}
 	if firstErr != nil {

@@ -90,6 +90,12 @@ func TestListRefusesForeignNextPageURL(t *testing.T) {
 			if n := other.requests.Load(); n != 0 {
 				t.Fatalf("the foreign host got %d requests", n)
 			}
+			// The message says why, and never the user info itself.
+			want := map[string]string{"other host": "is not the base url's", "other scheme": "is not the base url's",
+				"userinfo": "carries user info (credentials in the url are not allowed)"}[name]
+			if msg := err.Error(); !strings.Contains(msg, want) || strings.Contains(msg, "evil") || strings.Contains(msg, ":pw") {
+				t.Errorf("error %q: want the reason %q and no user info", msg, want)
+			}
 		})
 	}
 }

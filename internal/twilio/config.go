@@ -64,6 +64,12 @@ type Config struct {
 	// MaxResponseBytes caps one response body after decompression
 	// (default 16 MiB).
 	MaxResponseBytes int64
+	// MaxListingBytes caps the text (SIDs, URLs, statuses, data) the items
+	// of one listing keep in memory (default 4 × MaxResponseBytes). Page
+	// bodies are not kept, so with at most PageSize items per page this
+	// bounds a listing's memory whatever the server sends; a real listing
+	// keeps under 500 bytes of text per interaction.
+	MaxListingBytes int64
 
 	// MaxAttempts bounds the attempts per request, first included
 	// (default 4). MinBackoff and MaxBackoff bound the jittered exponential
@@ -148,6 +154,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxResponseBytes == 0 {
 		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.MaxListingBytes == 0 {
+		c.MaxListingBytes = 4 * c.MaxResponseBytes
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 4
@@ -236,6 +245,9 @@ func (c *Config) validate() (base, messages *url.URL, _ error) {
 	}
 	if c.MaxResponseBytes < 0 {
 		bad("MaxResponseBytes: must be positive")
+	}
+	if c.MaxListingBytes < 0 {
+		bad("MaxListingBytes: must be positive")
 	}
 	if c.MaxAttempts < 0 {
 		bad("MaxAttempts: must be positive")

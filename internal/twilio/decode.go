@@ -1,6 +1,9 @@
 package twilio
 
 import (
+	"math"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -27,21 +30,27 @@ import (
 
 // decodePage decodes one list page, appending the items under key to out.
 // next is meta.next_page_url ("" when null: the last page). On error out is
-// returned at its original length.
+// returned at its original length. Nothing returned refers to body's memory.
 func decodePage[T any](body, key string, out []T, item func(*scanner, *T) error) (next string, _ []T, err error) {
+	return decodePageKeep(body, key, out, newKeeper(math.MaxInt64, 0), item)
+}
+
+// decodePageKeep is decodePage with the listing's keeper.
+func decodePageKeep[T any](body, key string, out []T, k *keeper, item func(*scanner, *T) error) (next string, _ []T, err error) {
 	base := len(out)
-	next, out, err = decodePageInto(body, key, out, item)
+	k.page(len(body))
+	next, out, err = decodePageInto(body, key, out, k, item)
 	if err != nil {
 		return "", out[:base], err
 	}
 	return next, out, nil
 }
 
-func decodePageInto[T any](body, key string, out []T, item func(*scanner, *T) error) (string, []T, error) {
+func decodePageInto[T any](body, key string, out []T, k *keeper, item func(*scanner, *T) error) (string, []T, error) {
 	if !utf8.ValidString(body) {
 		return "", out, &DecodeError{Offset: -1, Reason: "body is not valid UTF-8"}
 	}
-	d := scanner{s: body}
+	d := scanner{s: body, k: k}
 	if err := d.openObject(); err != nil {
 		return "", out, err
 	}
@@ -104,6 +113,12 @@ func decodeItems[T any](d *scanner, out []T, item func(*scanner, *T) error) ([]T
 		if err != nil || !ok {
 			return out, err
 		}
+		if d.k.maxItems > 0 && i == d.k.maxItems {
+			// Twilio never sends more than the PageSize asked for; a page
+			// of millions of tiny items would otherwise cost memory
+			// unrelated to its size.
+			return out, d.fail("more than " + strconv.Itoa(d.k.maxItems) + " items, the page size asked for")
+		}
 		out = append(out, zero)
 		if err := item(d, &out[len(out)-1]); err != nil {
 			return out, inItem(err, i)
@@ -135,15 +150,19 @@ func (d *scanner) meta() (next string, found bool, err error) {
 		if next, err = d.strOrNull(); err != nil {
 			return "", false, inField(err, key)
 		}
+		next = strings.Clone(next) // outlives the body's buffer
 	}
 }
 
-// decodeOne decodes a single resource (a fetch), the whole body.
+// decodeOne decodes a single resource (a fetch), the whole body. Nothing
+// decoded refers to body's memory.
 func decodeOne[T any](body string, v *T, item func(*scanner, *T) error) error {
 	if !utf8.ValidString(body) {
 		return &DecodeError{Offset: -1, Reason: "body is not valid UTF-8"}
 	}
-	d := scanner{s: body}
+	k := newKeeper(math.MaxInt64, 0)
+	k.page(len(body))
+	d := scanner{s: body, k: k}
 	if err := item(&d, v); err != nil {
 		return err
 	}
@@ -153,6 +172,16 @@ func decodeOne[T any](body string, v *T, item func(*scanner, *T) error) error {
 // sid reads a SID field (string or null), checks its pattern and stores it
 // in canonical form (CanonicalSID); prefix "" accepts any two letters.
 func (d *scanner) sid(dst *string, prefix string) error {
+	return d.sidKeep(dst, prefix, -1)
+}
+
+// sidCommon is sid for a SID that repeats in every item of a listing.
+func (d *scanner) sidCommon(dst *string, prefix string, slot int) error {
+	return d.sidKeep(dst, prefix, slot)
+}
+
+// sidKeep reads a SID and keeps it, interned in slot unless that is -1.
+func (d *scanner) sidKeep(dst *string, prefix string, slot int) error {
 	start := d.i
 	v, err := d.strOrNull()
 	if err != nil {
@@ -165,14 +194,34 @@ func (d *scanner) sid(dst *string, prefix string) error {
 		}
 		return &DecodeError{Offset: start, Reason: quoteShort(v) + " does not match ^" + p + "[0-9a-fA-F]{32}$"}
 	}
-	*dst = CanonicalSID(v)
-	return nil
+	v = CanonicalSID(v)
+	if slot < 0 {
+		*dst, err = d.k.keep(d.s, v)
+	} else {
+		*dst, err = d.k.intern(d.s, v, slot)
+	}
+	return err
 }
 
 // text reads a plain string field (string or null).
 func (d *scanner) text(dst *string) error {
+	raw, escaped, err := d.strOrNullRaw()
+	switch {
+	case err != nil:
+	case escaped: // data, mostly: unescaped straight into kept memory
+		*dst, err = d.k.keepEscaped(raw)
+	default:
+		*dst, err = d.k.keep(d.s, raw)
+	}
+	return err
+}
+
+// textCommon is text for a value from a small set (type, a status).
+func (d *scanner) textCommon(dst *string, slot int) error {
 	v, err := d.strOrNull()
-	*dst = v
+	if err == nil {
+		*dst, err = d.k.intern(d.s, v, slot)
+	}
 	return err
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/monitord/monitord/internal/redact"
 )
@@ -18,7 +20,7 @@ var (
 	// than the configured base URL, or carries userinfo. The client refuses
 	// to send credentials there. (Redirects are never followed at all: a
 	// 3xx is an *APIError.)
-	ErrForeignHost = errors.New("next page url leaves the base url's scheme and host")
+	ErrForeignHost = errors.New("next page url refused")
 	// ErrPageLoop: a listing was sent to a page URL it had already fetched.
 	ErrPageLoop = errors.New("page loop: next page url was already fetched")
 	// ErrTooManyPages: a listing needed more than Config.MaxPages pages.
@@ -26,6 +28,9 @@ var (
 	// ErrBodyTooLarge: a response body (after decompression) exceeded
 	// Config.MaxResponseBytes.
 	ErrBodyTooLarge = errors.New("response body too large")
+	// ErrListingTooLarge: the items of a listing would keep more than
+	// Config.MaxListingBytes of text in memory.
+	ErrListingTooLarge = errors.New("listing too large")
 	// ErrContentType: a 2xx response that is not JSON (an HTML page from a
 	// proxy, a captive portal, a misconfigured base URL).
 	ErrContentType = errors.New("response is not JSON")
@@ -34,7 +39,8 @@ var (
 // APIError is a non-2xx response from the API. Code, Message and MoreInfo
 // come from Twilio's error body ({code, message, more_info, status}) and are
 // zero when the body was not such JSON (an HTML 502 page from a load
-// balancer, say).
+// balancer, say). Message and MoreInfo are bounded to MaxAPIMessage bytes
+// of printable text: they travel into logs, /status and target_error events.
 type APIError struct {
 	HTTPStatus int
 	Code       int
@@ -65,6 +71,56 @@ func (e *APIError) Error() string {
 		b.WriteString(" (" + e.MoreInfo + ")")
 	}
 	return b.String()
+}
+
+// MaxAPIMessage bounds APIError.Message and MoreInfo, in bytes. Twilio's
+// messages are a sentence; a longer one is some proxy's page or a hostile
+// server's, and would otherwise be copied into every log line, /status and
+// event that reports the error.
+const MaxAPIMessage = 300
+
+// newAPIError builds the typed error of a non-2xx response, bounding what
+// the server wrote so that every consumer gets the bounded text.
+func newAPIError(status int, u string, code int, message, moreInfo string) *APIError {
+	return &APIError{HTTPStatus: status, URL: u, Code: code,
+		Message: boundText(message, MaxAPIMessage), MoreInfo: boundText(moreInfo, MaxAPIMessage)}
+}
+
+// boundText returns s with control characters (C0, DEL, C1, and the line
+// and paragraph separators) replaced by a space, runs of spaces folded,
+// invalid UTF-8 dropped, and the result cut on a rune boundary to at most
+// max bytes, "…" included.
+func boundText(s string, max int) string {
+	const ellipsis = "…"
+	var b strings.Builder
+	b.Grow(min(len(s), max+utf8.UTFMax))
+	space := true // no leading space
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			continue // invalid UTF-8 (or U+FFFD itself): says nothing
+		case unicode.IsControl(r) || unicode.IsSpace(r):
+			if space {
+				continue
+			}
+			r, space = ' ', true
+		default:
+			space = false
+		}
+		b.WriteRune(r)
+		if b.Len() > max {
+			break // enough to know it must be cut
+		}
+	}
+	t := strings.TrimRight(b.String(), " ")
+	if len(t) <= max {
+		return t
+	}
+	cut := max - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(t[cut]) {
+		cut--
+	}
+	return strings.TrimRight(t[:cut], " ") + ellipsis
 }
 
 // TwilioCodeTooManyRequests is Twilio's error code for the account-wide
@@ -165,7 +221,7 @@ func inField(err error, name string) error {
 	var de *DecodeError
 	if errors.As(err, &de) {
 		if de.Path == "" {
-			de.Path = name
+			de.Path = strings.Clone(name) // a key may point into the body's buffer
 		} else if strings.HasPrefix(de.Path, "[") {
 			de.Path = name + de.Path
 		} else {

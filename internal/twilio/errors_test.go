@@ -3,6 +3,7 @@ package twilio
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestListRetriesRateLimited(t *testing.T) {
@@ -292,5 +295,50 @@ func TestRetryWithinListingRetriesThatPageOnly(t *testing.T) {
 	}
 	if fmt.Sprint(rec.retries) != "[server_error transport]" || fmt.Sprint(rec.statuses) != "[200 503 0 200]" {
 		t.Errorf("observed retries %v, statuses %v", rec.retries, rec.statuses)
+	}
+}
+
+// An error body's message reaches logs, /status and target_error events, so
+// the APIError the client builds holds a bounded, printable version of it.
+func TestAPIErrorMessageIsBounded(t *testing.T) {
+	huge := "ANSI \x1b[31mred\x1b[0m\r\nforged: level=info\t" + strings.Repeat("€", 60<<10/3)
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request, page int) {
+		body, _ := json.Marshal(map[string]any{"code": 20404, "message": huge, "more_info": strings.Repeat("x\n", 1000), "status": 404})
+		writeJSON(w, 404, string(body))
+	})
+	_, err := newClient(t, testConfig(a)).ListInteractions(context.Background(), testTarget)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != 20404 {
+		t.Fatalf("err %v, want the 404 APIError", err)
+	}
+	for name, v := range map[string]string{"Message": ae.Message, "MoreInfo": ae.MoreInfo} {
+		if len(v) > MaxAPIMessage || !utf8.ValidString(v) || !strings.HasSuffix(v, "…") {
+			t.Errorf("%s: %d bytes, valid UTF-8 %v, want at most %d ending in …", name, len(v), utf8.ValidString(v), MaxAPIMessage)
+		}
+		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+			t.Errorf("%s: control character %q at %d", name, v[i], i)
+		}
+	}
+	if want := "ANSI [31mred [0m forged: level=info €€"; !strings.HasPrefix(ae.Message, want) {
+		t.Errorf("Message %q, want it to start %q", ae.Message[:60], want)
+	}
+	if n := len(err.Error()); n > 1000 {
+		t.Errorf("error text is %d bytes", n)
+	}
+}
+
+func TestBoundText(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"Not found", "Not found"},
+		{"  a\n\n\tb \x00c\u2028d\x7f ", "a b c d"},
+		{"bad \xff utf-8", "bad utf-8"},
+		{strings.Repeat("a", 10), strings.Repeat("a", 10)},      // exactly max: kept whole
+		{strings.Repeat("a", 11), strings.Repeat("a", 7) + "…"}, // cut, … counted
+		{"aaaaaa€€", "aaaaaa…"},                                 // never inside a rune
+	} {
+		if got := boundText(tc.in, 10); got != tc.want {
+			t.Errorf("boundText(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

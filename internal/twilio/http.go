@@ -2,7 +2,6 @@ package twilio
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,11 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	// klauspost's gzip reader, a drop-in for compress/gzip's, gunzips the
+	// API's pages with 1.4-1.6x less CPU (BenchmarkGunzip,
+	// docs/performance.md); the module is already in the build for NATS.
+	"github.com/klauspost/compress/gzip"
 )
 
 // maxErrorBody caps what is read of a non-2xx body: Twilio's error JSON is
@@ -23,7 +27,7 @@ const maxErrorBody = 64 << 10
 
 // response is the outcome of one attempt.
 type response struct {
-	body       string
+	body       *bytes.Buffer // pooled: releaseBody when decoded
 	status     int           // 0 when no response arrived
 	retryAfter time.Duration // from Retry-After, if hasRetry
 	hasRetry   bool
@@ -89,23 +93,20 @@ func unwrapURLError(err error) error {
 // apiError builds the typed error of a non-2xx response from Twilio's
 // {code, message, more_info, status} body when there is one.
 func (c *Client) apiError(resp *http.Response, u string) error {
-	e := &APIError{HTTPStatus: resp.StatusCode, URL: redactURL(u)}
-	if !isJSON(resp.Header.Get("Content-Type")) {
-		return e
-	}
-	body, err := readBody(resp, maxErrorBody)
-	if err != nil {
-		return e
-	}
 	var tb struct {
 		Code     int    `json:"code"`
 		Message  string `json:"message"`
 		MoreInfo string `json:"more_info"`
 	}
-	if json.Unmarshal([]byte(body), &tb) == nil {
-		e.Code, e.Message, e.MoreInfo = tb.Code, tb.Message, tb.MoreInfo
+	if isJSON(resp.Header.Get("Content-Type")) {
+		if body, err := readBody(resp, maxErrorBody); err == nil {
+			if json.Unmarshal(body.Bytes(), &tb) != nil { // copies what it keeps
+				tb.Code, tb.Message, tb.MoreInfo = 0, "", ""
+			}
+			releaseBody(body)
+		}
 	}
-	return e
+	return newAPIError(resp.StatusCode, redactURL(u), tb.Code, tb.Message, tb.MoreInfo)
 }
 
 // isJSON accepts application/json and any +json type, with parameters.
@@ -116,20 +117,20 @@ func isJSON(ct string) bool {
 
 var (
 	gzipReaders sync.Pool // *gzip.Reader
-	bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	bodyBuffers sync.Pool // *bytes.Buffer
 )
 
-// maxPooledBuffer keeps an unusually large body's buffer out of the pool.
+// maxPooledBuffer keeps an unusually large body's buffer out of the pool:
+// the garbage collector returns it instead of the pool holding on to it.
 const maxPooledBuffer = 8 << 20
 
-// readBody reads the whole body, gunzipping it if needed, into one string,
-// failing with ErrBodyTooLarge past max decompressed bytes.
-//
-// With a Content-Length the body is read straight into a buffer of that
-// size which then becomes the string without a copy. Otherwise (chunked,
-// gzip) it goes through a pooled buffer and is copied once, so no growth
-// garbage is left per response.
-func readBody(resp *http.Response, max int64) (string, error) {
+// readBody reads the whole body, gunzipping it if needed, into a pooled
+// buffer, failing with ErrBodyTooLarge past max decompressed bytes. The
+// caller decodes it in place and gives it back with releaseBody: decoding
+// copies what it keeps (see keeper), so a page's memory is reused by the
+// next page rather than held by its items. Bodies are the largest
+// allocation of a poll, so reuse is most of what a poll does not allocate.
+func readBody(resp *http.Response, max int64) (*bytes.Buffer, error) {
 	var r io.Reader = resp.Body
 	n := resp.ContentLength
 	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
@@ -144,47 +145,61 @@ func readBody(resp *http.Response, max int64) (string, error) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return "", err // cut short in transit
+				return nil, err // cut short in transit
 			}
-			return "", &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
+			return nil, &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
 		}
 		defer gzipReaders.Put(zr)
 		r, n = zr, -1
 	default:
-		return "", &DecodeError{Offset: -1, Reason: "unsupported content encoding " + quoteShort(enc)}
+		return nil, &DecodeError{Offset: -1, Reason: "unsupported content encoding " + quoteShort(enc)}
 	}
 	if n > max {
-		return "", ErrBodyTooLarge
+		return nil, ErrBodyTooLarge
 	}
-	if n >= 0 {
-		b := make([]byte, n)
-		if _, err := io.ReadFull(r, b); err != nil {
-			return "", err
-		}
-		if n == 0 {
-			return "", nil
-		}
-		// b is never written again and nothing else refers to it: the
-		// string may own its memory (what strings.Builder does too).
-		return unsafe.String(&b[0], len(b)), nil
+	buf, _ := bodyBuffers.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
 	}
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledBuffer {
-			bodyBuffers.Put(buf)
-		}
-	}()
 	buf.Reset()
+	if n >= 0 {
+		// ReadFrom grows the buffer unless MinRead bytes are free at the end.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
 	if _, err := buf.ReadFrom(io.LimitReader(r, max+1)); err != nil {
+		releaseBody(buf)
 		if errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) {
-			return "", &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
+			return nil, &DecodeError{Offset: -1, Reason: "bad gzip stream: " + err.Error()}
 		}
-		return "", err
+		return nil, err
 	}
 	if int64(buf.Len()) > max {
-		return "", ErrBodyTooLarge
+		releaseBody(buf)
+		return nil, ErrBodyTooLarge
 	}
-	return buf.String(), nil
+	if n >= 0 && int64(buf.Len()) != n {
+		releaseBody(buf)
+		return nil, io.ErrUnexpectedEOF
+	}
+	return buf, nil
+}
+
+// releaseBody returns a body's buffer to the pool. No string may refer to
+// its bytes any more.
+func releaseBody(buf *bytes.Buffer) {
+	if buf != nil && buf.Cap() <= maxPooledBuffer {
+		bodyBuffers.Put(buf)
+	}
+}
+
+// bodyString views a body's bytes as a string, without a copy, for the
+// decoder; it is valid until releaseBody.
+func bodyString(buf *bytes.Buffer) string {
+	b := buf.Bytes()
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // parseRetryAfter reads Retry-After as delay-seconds or an HTTP-date.

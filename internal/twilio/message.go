@@ -47,11 +47,15 @@ func (c *Client) FetchMessage(ctx context.Context, sid string) (Message, error) 
 		ErrorCode    *int    `json:"error_code"`
 		ErrorMessage *string `json:"error_message"`
 	}
-	if err := json.Unmarshal([]byte(body), &m); err != nil {
+	err = json.Unmarshal(body.Bytes(), &m) // copies what it keeps
+	releaseBody(body)
+	if err != nil {
 		// The json error quotes no value, only a type or an offset.
 		return Message{}, fmt.Errorf("fetch message: %w", &DecodeError{URL: redactURL(u), Offset: -1, Reason: err.Error()})
 	}
-	out := Message{SID: deref(m.SID), Status: deref(m.Status), ErrorMessage: deref(m.ErrorMessage)}
+	// error_message is shown to people and put in events: bounded like an
+	// API error's message.
+	out := Message{SID: deref(m.SID), Status: deref(m.Status), ErrorMessage: boundText(deref(m.ErrorMessage), MaxAPIMessage)}
 	if m.ErrorCode != nil {
 		out.ErrorCode = *m.ErrorCode
 	}

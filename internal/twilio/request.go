@@ -1,6 +1,7 @@
 package twilio
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,34 +22,37 @@ import (
 // refusals, a done context. A wait that would outlast Config.MaxBackoff or
 // the context's deadline is not started: the last error is returned
 // instead, which says more than "deadline exceeded".
-func (c *Client) get(ctx context.Context, serviceSID, u string) (string, error) {
+//
+// The body is a pooled buffer: the caller decodes it and releases it with
+// releaseBody.
+func (c *Client) get(ctx context.Context, serviceSID, u string) (*bytes.Buffer, error) {
 	return c.getWithin(ctx, budget{c.limits, serviceSID}, u)
 }
 
 // getWithin is get within the budget b: a Proxy Service's bucket, or the
 // Messages API's own.
-func (c *Client) getWithin(ctx context.Context, b budget, u string) (string, error) {
+func (c *Client) getWithin(ctx context.Context, b budget, u string) (*bytes.Buffer, error) {
 	for attempt := 1; ; attempt++ {
 		r, err := c.attempt(ctx, b, u)
 		if err == nil {
 			return r.body, nil
 		}
 		if ctx.Err() != nil {
-			return "", ctx.Err()
+			return nil, ctx.Err()
 		}
 		reason := retryReason(err)
 		if reason == "" || attempt >= c.cfg.MaxAttempts {
-			return "", err
+			return nil, err
 		}
 		wait := c.backoff(attempt)
 		if r.hasRetry {
 			if r.retryAfter > c.cfg.MaxBackoff {
-				return "", err
+				return nil, err
 			}
 			wait = r.retryAfter
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return "", err
+			return nil, err
 		}
 		c.obs.Retry(reason)
 		t := time.NewTimer(wait)
@@ -56,7 +60,7 @@ func (c *Client) getWithin(ctx context.Context, b budget, u string) (string, err
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return "", ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -21,35 +21,35 @@ func decodeInteraction(d *scanner, it *Interaction) error {
 		case "sid":
 			bit, err = 1<<0, d.sid(&it.SID, "KI")
 		case "account_sid":
-			bit, err = 1<<1, d.sid(&it.AccountSID, "AC")
+			bit, err = 1<<1, d.sidCommon(&it.AccountSID, "AC", slotAccount)
 		case "service_sid":
-			bit, err = 1<<2, d.sid(&it.ServiceSID, "KS")
+			bit, err = 1<<2, d.sidCommon(&it.ServiceSID, "KS", slotService)
 		case "session_sid":
-			bit, err = 1<<3, d.sid(&it.SessionSID, "KC")
+			bit, err = 1<<3, d.sidCommon(&it.SessionSID, "KC", slotSession)
 		case "participant_sid":
-			bit, err = 1<<4, d.sid(&it.ParticipantSID, "KP")
+			bit, err = 1<<4, d.sidCommon(&it.ParticipantSID, "KP", slotParticipant)
 		case "data":
 			bit, err = 1<<5, d.text(&it.Data)
 		case "type":
-			bit, err = 1<<6, d.text(&it.Type)
+			bit, err = 1<<6, d.textCommon(&it.Type, slotType)
 		case "inbound_participant_sid":
-			bit, err = 1<<7, d.sid(&it.InboundParticipantSID, "KP")
+			bit, err = 1<<7, d.sidCommon(&it.InboundParticipantSID, "KP", slotInParticipant)
 		case "inbound_resource_sid":
 			bit, err = 1<<8, d.sid(&it.InboundResourceSID, "")
 		case "inbound_resource_status":
-			bit, err = 1<<9, d.text(&it.InboundResourceStatus)
+			bit, err = 1<<9, d.textCommon(&it.InboundResourceStatus, slotInStatus)
 		case "inbound_resource_type":
-			bit, err = 1<<10, d.text(&it.InboundResourceType)
+			bit, err = 1<<10, d.textCommon(&it.InboundResourceType, slotInType)
 		case "inbound_resource_url":
 			bit, err = 1<<11, d.text(&it.InboundResourceURL)
 		case "outbound_participant_sid":
-			bit, err = 1<<12, d.sid(&it.OutboundParticipantSID, "KP")
+			bit, err = 1<<12, d.sidCommon(&it.OutboundParticipantSID, "KP", slotOutParticipant)
 		case "outbound_resource_sid":
 			bit, err = 1<<13, d.sid(&it.OutboundResourceSID, "")
 		case "outbound_resource_status":
-			bit, err = 1<<14, d.text(&it.OutboundResourceStatus)
+			bit, err = 1<<14, d.textCommon(&it.OutboundResourceStatus, slotOutStatus)
 		case "outbound_resource_type":
-			bit, err = 1<<15, d.text(&it.OutboundResourceType)
+			bit, err = 1<<15, d.textCommon(&it.OutboundResourceType, slotOutType)
 		case "outbound_resource_url":
 			bit, err = 1<<16, d.text(&it.OutboundResourceURL)
 		case "date_created":
@@ -83,17 +83,17 @@ func decodeSession(d *scanner, s *Session) error {
 		case "sid":
 			bit, err = 1<<0, d.sid(&s.SID, "KC")
 		case "service_sid":
-			bit, err = 1<<1, d.sid(&s.ServiceSID, "KS")
+			bit, err = 1<<1, d.sidCommon(&s.ServiceSID, "KS", slotService)
 		case "account_sid":
-			bit, err = 1<<2, d.sid(&s.AccountSID, "AC")
+			bit, err = 1<<2, d.sidCommon(&s.AccountSID, "AC", slotAccount)
 		case "unique_name":
 			bit, err = 1<<3, d.text(&s.UniqueName)
 		case "status":
-			bit, err = 1<<4, d.text(&s.Status)
+			bit, err = 1<<4, d.textCommon(&s.Status, slotInStatus)
 		case "closed_reason":
-			bit, err = 1<<5, d.text(&s.ClosedReason)
+			bit, err = 1<<5, d.textCommon(&s.ClosedReason, slotInType)
 		case "mode":
-			bit, err = 1<<6, d.text(&s.Mode)
+			bit, err = 1<<6, d.textCommon(&s.Mode, slotType)
 		case "date_started":
 			bit, err = 1<<7, d.date(&s.DateStarted)
 		case "date_ended":
@@ -133,11 +133,11 @@ func decodeParticipant(d *scanner, p *Participant) error {
 		case "sid":
 			bit, err = 1<<0, d.sid(&p.SID, "KP")
 		case "session_sid":
-			bit, err = 1<<1, d.sid(&p.SessionSID, "KC")
+			bit, err = 1<<1, d.sidCommon(&p.SessionSID, "KC", slotSession)
 		case "service_sid":
-			bit, err = 1<<2, d.sid(&p.ServiceSID, "KS")
+			bit, err = 1<<2, d.sidCommon(&p.ServiceSID, "KS", slotService)
 		case "account_sid":
-			bit, err = 1<<3, d.sid(&p.AccountSID, "AC")
+			bit, err = 1<<3, d.sidCommon(&p.AccountSID, "AC", slotAccount)
 		case "friendly_name":
 			bit, err = 1<<4, d.text(&p.FriendlyName)
 		case "identifier":

@@ -5,12 +5,13 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // scanner is a small validating JSON reader over one response body held as
 // a string. It is the hot path of every poll: values are returned as
-// substrings of the body (no copy, no allocation) unless a string holds
-// escapes, and everything it skips is still checked, so it accepts exactly
+// substrings of the body (no copy, no allocation; the keeper copies what an
+// item keeps) unless a string holds escapes, and everything it skips is still checked, so it accepts exactly
 // the documents encoding/json accepts (the fuzz test holds it to that).
 //
 // The body must be valid UTF-8 (decodePage checks it once up front), which
@@ -18,6 +19,7 @@ import (
 type scanner struct {
 	s string
 	i int
+	k *keeper // copies what items keep out of s
 }
 
 // maxDepth bounds nesting in skipped values, as encoding/json does, so a
@@ -225,44 +227,56 @@ func (d *scanner) strEnd() (end int, escaped bool, err error) {
 // str reads a string value at d.i. Without escapes it is a substring of the
 // body; with escapes it costs exactly one allocation.
 func (d *scanner) str() (string, error) {
-	end, escaped, err := d.strEnd()
-	if err != nil {
-		return "", err
-	}
-	raw := d.s[d.i+1 : end]
-	d.i = end + 1
-	if !escaped {
-		return raw, nil
+	raw, escaped, err := d.strRaw()
+	if err != nil || !escaped {
+		return raw, err
 	}
 	return unescape(raw), nil
 }
 
-// unescape decodes the escapes of a string already checked by strEnd, with
-// encoding/json's rules: a \u surrogate pair becomes one rune, and a lone
-// or broken surrogate becomes U+FFFD. The result is never longer than raw.
+// strRaw reads a string value at d.i and returns it as written, between
+// its quotes, and whether it holds escapes, for a caller that unescapes it
+// into memory of its own (see keeper.keepEscaped).
+func (d *scanner) strRaw() (raw string, escaped bool, err error) {
+	end, escaped, err := d.strEnd()
+	if err != nil {
+		return "", false, err
+	}
+	raw = d.s[d.i+1 : end]
+	d.i = end + 1
+	return raw, escaped, nil
+}
+
+// unescape decodes the escapes of a string already checked by strEnd.
 func unescape(raw string) string {
-	var b strings.Builder
-	b.Grow(len(raw))
+	b := appendUnescaped(make([]byte, 0, len(raw)), raw)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// appendUnescaped appends raw, a string already checked by strEnd, with its
+// escapes decoded by encoding/json's rules: a \u surrogate pair becomes one
+// rune, and a lone or broken surrogate becomes U+FFFD. It appends never
+// more than len(raw) bytes.
+func appendUnescaped(b []byte, raw string) []byte {
 	for {
 		k := strings.IndexByte(raw, '\\')
 		if k < 0 {
-			b.WriteString(raw)
-			return b.String()
+			return append(b, raw...)
 		}
-		b.WriteString(raw[:k])
+		b = append(b, raw[:k]...)
 		c := raw[k+1]
 		raw = raw[k+2:]
 		switch c {
 		case 'b':
-			b.WriteByte('\b')
+			b = append(b, '\b')
 		case 'f':
-			b.WriteByte('\f')
+			b = append(b, '\f')
 		case 'n':
-			b.WriteByte('\n')
+			b = append(b, '\n')
 		case 'r':
-			b.WriteByte('\r')
+			b = append(b, '\r')
 		case 't':
-			b.WriteByte('\t')
+			b = append(b, '\t')
 		case 'u':
 			r := rune(hex4(raw[:4]))
 			raw = raw[4:]
@@ -278,9 +292,9 @@ func unescape(raw string) string {
 					r = utf8.RuneError
 				}
 			}
-			b.WriteRune(r)
+			b = utf8.AppendRune(b, r)
 		default: // '"', '\\', '/'
-			b.WriteByte(c)
+			b = append(b, c)
 		}
 	}
 }
@@ -306,6 +320,20 @@ func hex4(s string) int {
 		v = v<<4 | int(c)
 	}
 	return v
+}
+
+// strOrNullRaw is strRaw for a string or null (as "").
+func (d *scanner) strOrNullRaw() (raw string, escaped bool, err error) {
+	switch d.peek() {
+	case '"':
+		return d.strRaw()
+	case 'n':
+		if strings.HasPrefix(d.s[d.i:], "null") {
+			d.i += 4
+			return "", false, nil
+		}
+	}
+	return "", false, d.failAt("expected a string or null")
 }
 
 // strOrNull reads a string or null (as "").
