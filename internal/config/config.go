@@ -59,6 +59,8 @@ type Config struct {
 	Admin Admin `koanf:"admin"`
 	// Log configures the zap logger.
 	Log Log `koanf:"log"`
+	// Alertmanager configures `monitord alertmanager` (alertmanager.go).
+	Alertmanager Alertmanager `koanf:"alertmanager"`
 }
 
 // Twilio holds one account's API access: where, who, and how fast.
@@ -354,8 +356,9 @@ func Default() Config {
 			MaxPending: 1024,
 			AckTimeout: 5 * time.Second,
 		},
-		Admin: Admin{Listen: "127.0.0.1:9464"},
-		Log:   Log{Level: "info", Format: "auto"},
+		Admin:        Admin{Listen: "127.0.0.1:9464"},
+		Log:          Log{Level: "info", Format: "auto"},
+		Alertmanager: DefaultAlertmanager(),
 	}
 }
 

@@ -71,13 +71,20 @@ const (
 	CredNATSToken          = "nats_token"
 	CredNATSNKeySeed       = "nats_nkey_seed"
 	CredNATSCreds          = "nats_creds"
+
+	CredAlertmanagerPassword    = "alertmanager_password"
+	CredAlertmanagerBearerToken = "alertmanager_bearer_token"
 )
 
 // resolveSecrets fills every secret from its *_file or, failing that, from
 // the credentials directory. Problems are appended to p; the *_file path and
 // the credential name may appear in errors, the secret never does.
-func (c *Config) resolveSecrets(credDir string, p *Problems) {
-	if len(c.Accounts) == 0 {
+func (c *Config) resolveSecrets(credDir string, part Part, p *Problems) {
+	if part == PartAlertmanager {
+		a := &c.Alertmanager
+		resolveSecret(&a.Password, a.PasswordFile, "alertmanager.password", credDir, CredAlertmanagerPassword, a.User != "", p)
+		resolveSecret(&a.BearerToken, a.BearerTokenFile, "alertmanager.bearer_token", credDir, CredAlertmanagerBearerToken, a.User == "", p)
+	} else if len(c.Accounts) == 0 {
 		resolveTwilio(&c.Twilio, "twilio", "", credDir, p)
 	} else {
 		// Top-level credentials are rejected by Validate when accounts

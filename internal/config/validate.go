@@ -50,23 +50,31 @@ var (
 // wrong, or nil. It never includes a secret's value. It expects secrets
 // already read (Load does); it reads nothing but stats the NATS key and
 // certificate files so that `monitord check` catches a missing one.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(PartDaemon) }
+
+// validate checks the sections part uses.
+func (c *Config) validate(part Part) error {
 	var p Problems
 	if c.Instance == "" {
 		p.addf("instance: required")
 	} else if !tokenRE.MatchString(c.Instance) {
 		p.addf("instance: %q must be letters, digits, \"_\" or \"-\" (it is a NATS subject token)", c.Instance)
 	}
-	c.validateAccounts(&p)
-	c.Poll.validate(&p)
-	c.Rules.validate(&p)
-	c.State.validate(&p)
+	if part == PartDaemon {
+		c.validateAccounts(&p)
+		c.Poll.validate(&p)
+		c.Rules.validate(&p)
+		c.State.validate(&p)
+	}
 	c.NATS.validate(&p)
 	if c.Admin.Listen != "" {
 		checkHostPort(&p, "admin.listen", c.Admin.Listen)
 	}
 	oneOf(&p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(&p, "log.format", c.Log.Format, "auto", "json", "console")
+	if part == PartAlertmanager {
+		c.Alertmanager.validate(&p)
+	}
 	if len(p) == 0 {
 		return nil
 	}
