@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,22 +112,61 @@ type amProcess struct {
 }
 
 // amConfig groups as docs/alerts/alertmanager.yml does, with short waits,
-// and notifies nobody: the test reads the API.
+// and notifies a webhook of the test (%s): the pages on-call would get.
 const amConfig = `route:
-  receiver: blackhole
+  receiver: hook
   group_by: [alertname, service, error_code]
   group_wait: 1s
   group_interval: 1s
 receivers:
-  - name: blackhole
+  - name: hook
+    webhook_configs:
+      - url: %s
+        send_resolved: false
 `
 
-func startAlertmanagerProcess(t *testing.T, addr string) *amProcess {
+// pages records the notifications Alertmanager sends to the webhook.
+type pages struct {
+	mu    sync.Mutex
+	byKey map[string]int // group key → alerts in its latest notification
+}
+
+func newPages(t *testing.T) (*pages, string) {
+	p := &pages{byKey: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msg struct {
+			GroupKey string `json:"groupKey"`
+			Alerts   []any  `json:"alerts"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		p.mu.Lock()
+		p.byKey[msg.GroupKey] = len(msg.Alerts)
+		p.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	return p, srv.URL + "/hook"
+}
+
+// latest returns, per notified group, the alerts of its latest page.
+func (p *pages) latest() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range p.byKey {
+		out[k] = v
+	}
+	return out
+}
+
+func startAlertmanagerProcess(t *testing.T, addr, hookURL string) *amProcess {
 	t.Helper()
 	dir := t.TempDir()
 	a := &amProcess{t: t, bin: alertmanagerBinary(t), addr: addr, cfg: filepath.Join(dir, "am.yml"),
 		store: filepath.Join(dir, "data"), logs: &syncBuffer{}}
-	if err := os.WriteFile(a.cfg, []byte(amConfig), 0o600); err != nil {
+	if err := os.WriteFile(a.cfg, []byte(fmt.Sprintf(amConfig, hookURL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a.start()
@@ -220,7 +260,8 @@ func interactions(gs []amGroup) []string {
 func TestAlertmanagerPipeline(t *testing.T) {
 	noLeaks(t)
 	amAddr := freePort(t)
-	am := startAlertmanagerProcess(t, amAddr)
+	hook, hookURL := newPages(t)
+	am := startAlertmanagerProcess(t, amAddr, hookURL)
 	ns := testNATS(t)
 	sim, simURL := frozenSim(t, proxysim.Options{Seed: 7, Sessions: 1, Participants: 1, Interactions: 2})
 	tg := sim.Targets()[0]
@@ -296,6 +337,17 @@ func TestAlertmanagerPipeline(t *testing.T) {
 		t.Errorf("%d groups for %d codes", len(gs), len(codes))
 	}
 	t.Logf("burst: %d alerts in %d group(s) %v", len(want), len(gs), codes)
+	// What on-call gets: one notification group per code, whose latest
+	// page lists every alert of the burst (a poll cycle may split the
+	// burst over two notifications of the same group, never two groups).
+	waitFor(t, "the burst paged as one group per code", 30*time.Second, func() bool {
+		l := hook.latest()
+		total := 0
+		for _, n := range l {
+			total += n
+		}
+		return len(l) == len(codes) && total == len(want)
+	})
 
 	// Alertmanager goes down; 15 more messages fail meanwhile, and the
 	// bridge retries.
