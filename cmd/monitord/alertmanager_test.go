@@ -66,7 +66,8 @@ func findOrBuildAlertmanager() (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(work)
-	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	// CGO off: a static binary that needs no C compiler on the machine.
+	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "CGO_ENABLED=0")
 	dl := exec.Command("go", "mod", "download", "-json", alertmanagerModule)
 	dl.Dir, dl.Env = work, env
 	out, err := dl.Output()
