@@ -1,7 +1,9 @@
 package alertmgr
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/monitord/monitord/internal/event"
@@ -166,12 +170,26 @@ func TestBridgeAcksOnlyAccepted(t *testing.T) {
 		}
 	}()
 
-	publishFailed(t, js, 0, 25)
+	publishFailed(t, js, 0, 10) // one batch
 	// 15 failed attempts at >= 25ms..200ms each outlast the 1s ack wait.
 	waitFor(t, "failed posts", 20*time.Second, func() bool { return value(cfg.Metrics.postErrors) >= 15 })
 	cons, err := js.Consumer(ctx, "MONITORD", "am")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A second bridge on the same consumer (or this one's next fetch)
+	// must not be handed the batch being retried.
+	other, err := cons.Fetch(10, jetstream.FetchMaxWait(1500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range other.Messages() {
+		n++
+		_ = m.Nak()
+	}
+	if n != 0 {
+		t.Errorf("%d events of the batch being retried were redelivered to another puller", n)
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
@@ -184,6 +202,7 @@ func TestBridgeAcksOnlyAccepted(t *testing.T) {
 	if n := am.count(); n != 0 {
 		t.Fatalf("%d alerts accepted while down", n)
 	}
+	publishFailed(t, js, 10, 15) // events keep coming while Alertmanager is down
 
 	am.status.Store(200)
 	waitFor(t, "25 alerts", 20*time.Second, func() bool { return am.count() == 25 })
@@ -227,4 +246,43 @@ func TestBridgeResends(t *testing.T) {
 	am.alerts = map[string]Alert{} // the restart
 	am.mu.Unlock()
 	waitFor(t, "the 3 alerts again", 10*time.Second, func() bool { return am.count() == 3 })
+}
+
+// TestBridgeNeverLogsSecrets: Alertmanager refusing the credentials is
+// logged with its answer and the URL, never with the password or the
+// Authorization header.
+func TestBridgeNeverLogsSecrets(t *testing.T) {
+	js, _ := runNATS(t)
+	am, url := newFakeAM(t)
+	am.status.Store(401)
+	cfg := testConfig(url)
+	cfg.BearerToken, cfg.User, cfg.Password = "", "pager", "pw-s3cret"
+	var buf bytes.Buffer
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.DebugLevel))
+	b, err := New(cfg, js, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	publishFailed(t, js, 0, 1)
+	waitFor(t, "refused posts", 10*time.Second, func() bool { return value(cfg.Metrics.postErrors) >= 3 })
+	cancel()
+	<-done
+	out := buf.String()
+	if !strings.Contains(out, "401 Unauthorized: down for the test") || !strings.Contains(out, url) {
+		t.Errorf("the log does not say what Alertmanager answered:\n%s", out)
+	}
+	basic := base64.StdEncoding.EncodeToString([]byte("pager:pw-s3cret"))
+	for _, secret := range []string{"pw-s3cret", basic} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log holds a secret:\n%s", out)
+		}
+	}
+	am.mu.Lock()
+	if am.auth != "Basic "+basic {
+		t.Errorf("Authorization %q, want basic auth", am.auth)
+	}
+	am.mu.Unlock()
 }
