@@ -48,6 +48,7 @@ func commands() []command {
 		{"simulate", "serve the simulated Twilio Proxy API", cmdSimulate},
 		{"demo", "simulator + embedded NATS + daemon in one process", cmdDemo},
 		{"tail", "subscribe to monitord events and print them", cmdTail},
+		{"alertmanager", "post failed events to Prometheus Alertmanager", cmdAlertmanager},
 		{"version", "print version, commit and Go version", cmdVersion},
 	}
 }
@@ -81,7 +82,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: monitord <command> [flags]")
 	fmt.Fprintln(w)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'monitord <command> -h' for a command's flags.")

@@ -14,13 +14,14 @@ import (
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/monitord/monitord/internal/alertmgr"
 	"github.com/monitord/monitord/internal/proxysim"
 )
 
 // exportedMetrics returns every metric name the daemon registers, with its
 // label names: built by startDaemon exactly as `run` builds it, discovery
 // included, and read through Describe so that vectors no poll has touched
-// yet are listed too.
+// yet are listed too. Those of `monitord alertmanager` are added.
 func exportedMetrics(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	sim := proxysim.New(proxysim.Options{Seed: 1, Services: 2})
@@ -35,6 +36,7 @@ func exportedMetrics(t *testing.T) map[string]map[string]bool {
 	ch := make(chan *prometheus.Desc, 64)
 	go func() {
 		d.metrics.Registry().Describe(ch)
+		alertmgr.NewMetrics().Registry().Describe(ch)
 		close(ch)
 	}()
 	nameRE := regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -191,7 +193,7 @@ func TestAlertRules(t *testing.T) {
 func TestDocsMetricNames(t *testing.T) {
 	metrics := exportedMetrics(t)
 	for _, path := range []string{"../../README.md", "../../docs/operations.md", "../../docs/daemon.md",
-		"../../docs/events.md", "../../docs/performance.md", "../../docs/reliability.md", "../../systemd/README.md"} {
+		"../../docs/events.md", "../../docs/alerts.md", "../../docs/performance.md", "../../docs/reliability.md", "../../systemd/README.md"} {
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

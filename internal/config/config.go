@@ -63,6 +63,8 @@ type Config struct {
 	Log Log `koanf:"log"`
 	// Reasons governs fetching why a failed message failed.
 	Reasons Reasons `koanf:"reasons"`
+	// Alertmanager configures `monitord alertmanager` (alertmanager.go).
+	Alertmanager Alertmanager `koanf:"alertmanager"`
 
 	// warnings are what Validate found risky but allowed; fileWarnings
 	// what Load found reading secret files.
@@ -412,9 +414,10 @@ func Default() Config {
 			MaxPending: 1024,
 			AckTimeout: 5 * time.Second,
 		},
-		Admin:   Admin{Listen: "127.0.0.1:9464"},
-		Log:     Log{Level: "info", Format: "auto"},
-		Reasons: Reasons{Enabled: true, Rate: 10, Concurrency: 4, Timeout: 5 * time.Second},
+		Admin:        Admin{Listen: "127.0.0.1:9464"},
+		Log:          Log{Level: "info", Format: "auto"},
+		Alertmanager: DefaultAlertmanager(),
+		Reasons:      Reasons{Enabled: true, Rate: 10, Concurrency: 4, Timeout: 5 * time.Second},
 	}
 }
 

@@ -36,6 +36,25 @@ const EnvPrefix = "MONITORD_"
 // defaults filled in, and is validated: the error, a Problems, lists every
 // unknown key, wrong type, unreadable secret and invalid value at once.
 func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
+	return LoadPart(path, env, flags, PartDaemon)
+}
+
+// Part names the process a config is loaded for: each reads and validates
+// only the secrets and sections it uses, so that the Alertmanager bridge
+// needs no Twilio credential and the daemon no Alertmanager one.
+type Part int
+
+const (
+	// PartDaemon is `monitord run`, `check`, `once`: every section but
+	// alertmanager.
+	PartDaemon Part = iota
+	// PartAlertmanager is `monitord alertmanager`: instance, nats, log and
+	// alertmanager (whose urls become required).
+	PartAlertmanager
+)
+
+// LoadPart is Load for the given part.
+func LoadPart(path string, env []string, flags *pflag.FlagSet, part Part) (*Config, error) {
 	var (
 		p       Problems
 		sources []map[string]any
@@ -114,7 +133,7 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 	if path != "" {
 		cfg.resolvePaths(filepath.Dir(path))
 	}
-	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), &p)
+	cfg.resolveSecrets(lookupEnv(env, "CREDENTIALS_DIRECTORY"), part, &p)
 	// Validate sees the merged value only: its problems name the variable
 	// or flag the value came from, as the decode errors above do. Flags win.
 	if len(vars)+len(flagNames) > 0 {
@@ -126,7 +145,7 @@ func Load(path string, env []string, flags *pflag.FlagSet) (*Config, error) {
 			cfg.setBy[k] = "flag " + v
 		}
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(part); err != nil {
 		for _, e := range err.(Problems) {
 			p = append(p, cfg.labelProblem(e))
 		}

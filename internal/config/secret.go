@@ -72,6 +72,9 @@ const (
 	CredNATSToken          = "nats_token"
 	CredNATSNKeySeed       = "nats_nkey_seed"
 	CredNATSCreds          = "nats_creds"
+
+	CredAlertmanagerPassword    = "alertmanager_password"
+	CredAlertmanagerBearerToken = "alertmanager_bearer_token"
 )
 
 // maxSecretBytes bounds a secret file: keys, tokens and .creds files are a
@@ -96,7 +99,9 @@ func (c *Config) resolvePaths(dir string) {
 		twilio(&c.Accounts[i].Twilio)
 	}
 	n := &c.NATS
-	for _, p := range []*string{&n.PasswordFile, &n.TokenFile, &n.NKeySeedFile, &n.CredsFile, &n.TLS.CAFile, &n.TLS.CertFile, &n.TLS.KeyFile} {
+	a := &c.Alertmanager
+	for _, p := range []*string{&n.PasswordFile, &n.TokenFile, &n.NKeySeedFile, &n.CredsFile, &n.TLS.CAFile, &n.TLS.CertFile, &n.TLS.KeyFile,
+		&a.PasswordFile, &a.BearerTokenFile, &a.TLS.CAFile, &a.TLS.CertFile, &a.TLS.KeyFile} {
 		abs(p)
 	}
 }
@@ -106,9 +111,13 @@ func (c *Config) resolvePaths(dir string) {
 // the credential name may appear in errors, the secret never does. A secret
 // file others can read is a warning (c.fileWarnings): it works, but
 // another user or service of the host could take the credential.
-func (c *Config) resolveSecrets(credDir string, p *Problems) {
+func (c *Config) resolveSecrets(credDir string, part Part, p *Problems) {
 	c.fileWarnings = nil
-	if len(c.Accounts) == 0 {
+	if part == PartAlertmanager {
+		a := &c.Alertmanager
+		c.resolveSecret(&a.Password, a.PasswordFile, "alertmanager.password", credDir, CredAlertmanagerPassword, a.User != "", p)
+		c.resolveSecret(&a.BearerToken, a.BearerTokenFile, "alertmanager.bearer_token", credDir, CredAlertmanagerBearerToken, a.User == "", p)
+	} else if len(c.Accounts) == 0 {
 		c.resolveTwilio(&c.Twilio, "twilio", "", credDir, p)
 	} else {
 		// Top-level credentials are rejected by Validate when accounts

@@ -50,7 +50,10 @@ var (
 // wrong, or nil. It never includes a secret's value. It expects secrets
 // already read (Load does); it reads nothing but stats the NATS key and
 // certificate files so that `monitord check` catches a missing one.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(PartDaemon) }
+
+// validate checks the sections part uses.
+func (c *Config) validate(part Part) error {
 	var p Problems
 	c.warnings = nil
 	if c.Instance == "" {
@@ -58,10 +61,12 @@ func (c *Config) Validate() error {
 	} else if !tokenRE.MatchString(c.Instance) {
 		p.addf("instance: %q must be letters, digits, \"_\" or \"-\" (it is a NATS subject token)", c.Instance)
 	}
-	c.validateAccounts(&p)
-	c.Poll.validate(&p)
-	c.Rules.validate(&p)
-	c.State.validate(&p)
+	if part == PartDaemon {
+		c.validateAccounts(&p)
+		c.Poll.validate(&p)
+		c.Rules.validate(&p)
+		c.State.validate(&p)
+	}
 	c.NATS.validate(&p)
 	c.NATS.checkAuthTransport(&p, c.warnf)
 	c.Reasons.validate(&p)
@@ -70,6 +75,9 @@ func (c *Config) Validate() error {
 	}
 	oneOf(&p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(&p, "log.format", c.Log.Format, "auto", "json", "console")
+	if part == PartAlertmanager {
+		c.Alertmanager.validate(&p)
+	}
 	if len(p) == 0 {
 		return nil
 	}

@@ -38,6 +38,19 @@ func (p *Publisher) natsOptions() ([]nats.Option, error) {
 		nats.ErrorHandler(p.onAsyncError),
 		nats.ReconnectErrHandler(p.onReconnectError),
 	}
+	auth, err := AuthOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, auth...), nil
+}
+
+// AuthOptions returns the nats.go options for c's authentication and TLS,
+// for any client of the same server (the Publisher, monitord alertmanager's
+// consumer), so that both read the same config the same way. They hold
+// secrets (values, or file paths read at connect time): never log them.
+func AuthOptions(c Config) ([]nats.Option, error) {
+	var opts []nats.Option
 	switch {
 	case c.User != "":
 		opts = append(opts, nats.UserInfo(c.User, c.Password))

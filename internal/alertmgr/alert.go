@@ -1,0 +1,189 @@
+package alertmgr
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/monitord/monitord/internal/errcode"
+	"github.com/monitord/monitord/internal/event"
+)
+
+// Alert is one alert of Alertmanager's v2 API (postableAlert).
+type Alert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// Alert names, one per kind.
+const (
+	AlertFailed      = "MonitordMessageFailed"
+	AlertStuck       = "MonitordMessageStuck"
+	AlertTargetError = "MonitordTargetError"
+)
+
+// UnknownCode is the error_code label of an event that carries no code:
+// Proxy listings have none, and the Message fetch may fail or be late.
+const UnknownCode = "unknown"
+
+// cloudEvent is the part of a CloudEvents message the bridge reads. Every
+// field of data is optional: error_code and error_message are new, and an
+// older monitord never sends them.
+type cloudEvent struct {
+	ID      string    `json:"id"`
+	Type    string    `json:"type"`
+	Subject string    `json:"subject"`
+	Time    time.Time `json:"time"`
+	Data    struct {
+		ServiceSID          string `json:"service_sid"`
+		SessionSID          string `json:"session_sid"`
+		ParticipantSID      string `json:"participant_sid"`
+		InteractionSID      string `json:"interaction_sid"`
+		Leg                 string `json:"leg"`
+		PreviousStatus      string `json:"previous_status"`
+		Status              string `json:"status"`
+		InboundResourceSID  string `json:"inbound_resource_sid"`
+		OutboundResourceSID string `json:"outbound_resource_sid"`
+		ErrorCode           int    `json:"error_code"`
+		ErrorMessage        string `json:"error_message"`
+		// target_error
+		Class      string `json:"class"`
+		HTTPStatus int    `json:"http_status"`
+		Code       int    `json:"code"`
+		Message    string `json:"message"`
+	} `json:"data"`
+}
+
+// FromEvent turns one CloudEvents message of monitord into an alert that
+// is firing from the event's time until now+resolveAfter. The labels are
+// what Alertmanager groups and deduplicates on: alertname, service,
+// error_code, kind, severity, plus what tells one message's alert from
+// another's (interaction, or target for target_error), so that a burst of
+// 500 failures is one group of 500 alerts rather than one alert. A
+// redelivered event gives the same labels: Alertmanager merges it, no
+// second page.
+func FromEvent(data []byte, now time.Time, resolveAfter time.Duration) (Alert, error) {
+	var ce cloudEvent
+	if err := json.Unmarshal(data, &ce); err != nil {
+		return Alert{}, fmt.Errorf("decode event: %w", err)
+	}
+	kind, ok := kindOf(ce.Type)
+	if !ok {
+		return Alert{}, fmt.Errorf("event %s: type %q is not a failed, stuck or target_error event", ce.ID, ce.Type)
+	}
+	d := ce.Data
+	if d.ServiceSID == "" {
+		return Alert{}, fmt.Errorf("event %s: no data.service_sid", ce.ID)
+	}
+	start := ce.Time
+	if start.IsZero() || start.After(now) {
+		start = now
+	}
+	a := Alert{
+		Labels: map[string]string{
+			"service": d.ServiceSID,
+			"kind":    string(kind),
+		},
+		Annotations: map[string]string{
+			"event_id":    ce.ID,
+			"service_sid": d.ServiceSID,
+			"session_sid": d.SessionSID,
+		},
+		StartsAt: start.UTC(),
+		EndsAt:   now.Add(resolveAfter).UTC(),
+	}
+	setOpt(a.Annotations, "participant_sid", d.ParticipantSID)
+	code := d.ErrorCode
+	switch kind {
+	case event.Failed, event.Stuck:
+		if d.InteractionSID == "" {
+			return Alert{}, fmt.Errorf("event %s: no data.interaction_sid", ce.ID)
+		}
+		a.Labels["interaction"] = d.InteractionSID
+		a.Annotations["interaction_sid"] = d.InteractionSID
+		setOpt(a.Annotations, "status", d.Status)
+		setOpt(a.Annotations, "previous_status", d.PreviousStatus)
+		setOpt(a.Annotations, "leg", d.Leg)
+		setOpt(a.Annotations, "inbound_resource_sid", d.InboundResourceSID)
+		setOpt(a.Annotations, "outbound_resource_sid", d.OutboundResourceSID)
+		msg := d.OutboundResourceSID
+		if d.Leg == string(event.Inbound) {
+			msg = d.InboundResourceSID
+		}
+		setOpt(a.Annotations, "message_sid", msg)
+		if kind == event.Failed {
+			a.Labels["alertname"] = AlertFailed
+			a.Labels["severity"] = "page"
+			a.Annotations["summary"] = fmt.Sprintf("message %s of interaction %s %s on Service %s%s",
+				orDash(msg), d.InteractionSID, orDash(d.Status), d.ServiceSID, codeSuffix(code))
+		} else {
+			a.Labels["alertname"] = AlertStuck
+			a.Labels["severity"] = "warning"
+			a.Annotations["summary"] = fmt.Sprintf("message %s of interaction %s stuck in %s on Service %s",
+				orDash(msg), d.InteractionSID, orDash(d.Status), d.ServiceSID)
+		}
+	case event.TargetError:
+		code = d.Code
+		a.Labels["alertname"] = AlertTargetError
+		a.Labels["severity"] = "warning"
+		a.Labels["target"] = ce.Subject
+		setOpt(a.Annotations, "class", d.Class)
+		if d.HTTPStatus != 0 {
+			a.Annotations["http_status"] = strconv.Itoa(d.HTTPStatus)
+		}
+		setOpt(a.Annotations, "message", d.Message)
+		a.Annotations["summary"] = fmt.Sprintf("monitord cannot poll %s (%s)", ce.Subject, orDash(d.Class))
+	}
+	if a.Labels["target"] == "" && kind == event.TargetError {
+		return Alert{}, fmt.Errorf("event %s: no subject (target)", ce.ID)
+	}
+	a.Labels["error_code"] = UnknownCode
+	if code != 0 {
+		a.Labels["error_code"] = strconv.Itoa(code)
+		a.Annotations["error_meaning"] = errcode.Describe(code)
+		a.Annotations["error_url"] = errcode.URL(code)
+		if kind != event.TargetError {
+			a.Annotations["description"] = fmt.Sprintf("Twilio error %d: %s. %s", code, errcode.Describe(code), errcode.URL(code))
+		}
+	}
+	setOpt(a.Annotations, "error_message", d.ErrorMessage)
+	return a, nil
+}
+
+// kindOf reads the kind from a CloudEvents type io.monitord.<group>.<kind>.
+func kindOf(typ string) (event.Kind, bool) {
+	i := strings.LastIndexByte(typ, '.')
+	if !strings.HasPrefix(typ, event.TypePrefix) || i < 0 {
+		return "", false
+	}
+	switch k := event.Kind(typ[i+1:]); k {
+	case event.Failed, event.Stuck, event.TargetError:
+		return k, true
+	}
+	return "", false
+}
+
+func setOpt(m map[string]string, k, v string) {
+	if v != "" {
+		m[k] = v
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func codeSuffix(code int) string {
+	if code == 0 {
+		return ""
+	}
+	return fmt.Sprintf(": %d %s", code, errcode.Describe(code))
+}
