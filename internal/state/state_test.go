@@ -181,7 +181,7 @@ func TestPollTimesSurviveClose(t *testing.T) {
 	}
 }
 
-func TestCommitHealthLeavesSnapshot(t *testing.T) {
+func TestHealthOnlyCommitLeavesSnapshot(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
 	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
@@ -193,7 +193,7 @@ func TestCommitHealthLeavesSnapshot(t *testing.T) {
 	}
 	after, _, _ := db.Load(tg.Key())
 	if !after.Snapshot.Equal(before.Snapshot) || after.Health != h {
-		t.Fatalf("after CommitHealth: %+v", after)
+		t.Fatalf("after a health-only commit: %+v", after)
 	}
 	recs, err := db.Peek(event.Position{}, 0)
 	if err != nil || len(recs) != 1 || recs[0].ID != msg.ID {
@@ -467,5 +467,44 @@ func TestDamagedValueNamesTarget(t *testing.T) {
 	_, _, err = db.Load(tg.Key())
 	if err == nil || !strings.Contains(err.Error(), tg.Key()) || !errors.Is(err, diff.ErrEncoding) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// SnapshotIfChanged is what lets an unchanged poll skip encoding: nil
+// exactly when the diff's next snapshot holds what the loaded one held.
+func TestSnapshotIfChanged(t *testing.T) {
+	tg := target(1)
+	rules := diff.DefaultRules()
+	listing := []twilio.Interaction{ix(1, "sent", t0), ix(2, "delivered", t0)}
+	_, base := diff.Diff(tg, diff.Snapshot{}, listing, t0, rules)
+	enc, _ := base.MarshalBinary()
+	var loaded diff.Snapshot
+	if err := loaded.UnmarshalBinary(enc); err != nil {
+		t.Fatal(err)
+	}
+	_, same := diff.Diff(tg, loaded, listing, t0.Add(time.Minute), rules)
+	_, moved := diff.Diff(tg, loaded, []twilio.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(time.Minute), rules)
+	_, grown := diff.Diff(tg, loaded, append(listing, ix(3, "sent", t0)), t0.Add(time.Minute), rules)
+	_, firstEmpty := diff.Diff(tg, diff.Snapshot{}, nil, t0, rules)
+	copied := diff.Snapshot{Baselined: true, Entries: slices.Clone(loaded.Entries)}
+	for _, c := range []struct {
+		name       string
+		prev, next diff.Snapshot
+		changed    bool
+	}{
+		{"unchanged listing", loaded, same, false},
+		{"equal entries in another array", loaded, copied, false},
+		{"a status moved", loaded, moved, true},
+		{"an interaction more", loaded, grown, true},
+		{"first listing, empty: baselined now", diff.Snapshot{}, firstEmpty, true},
+		{"never baselined, nothing listed", diff.Snapshot{}, diff.Snapshot{}, false},
+	} {
+		got := SnapshotIfChanged(c.prev, c.next)
+		if (got != nil) != c.changed {
+			t.Errorf("%s: changed = %v, want %v", c.name, got != nil, c.changed)
+		}
+		if got != nil && !got.Equal(c.next) {
+			t.Errorf("%s: returned another snapshot", c.name)
+		}
 	}
 }
