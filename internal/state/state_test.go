@@ -508,3 +508,53 @@ func TestSnapshotIfChanged(t *testing.T) {
 		}
 	}
 }
+
+// Concurrent commits of one target from the same revision, sharing bbolt
+// batches: exactly one wins, the others fail with ErrConflict and leave
+// no event behind (Batch re-runs a failed call alone, and it fails alone).
+func TestConcurrentCommitsOneWins(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	key := target(1).Key()
+	rev, err := db.Commit(key, 0, Next{Health: Health{LastSuccess: t0}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 16
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			snap := diff.Snapshot{Baselined: true, Entries: []diff.Entry{{SID: fmt.Sprintf("KI%032x", w)}}}
+			_, err := db.Commit(key, rev, Next{Snapshot: &snap}, []event.Message{{ID: fmt.Sprintf("w%d", w), Subject: "s"}})
+			errs <- err
+		}()
+	}
+	wins := 0
+	for range writers {
+		switch err := <-errs; {
+		case err == nil:
+			wins++
+		case !errors.Is(err, ErrConflict):
+			t.Fatalf("err = %v, want ErrConflict", err)
+		}
+	}
+	recs, _ := db.Peek(event.Position{}, 0)
+	ts, got, _ := db.Load(key)
+	if wins != 1 || got != rev+1 || len(recs) != 1 {
+		t.Fatalf("%d commits won, revision %d, pending %v", wins, got, ids(recs))
+	}
+	if want := "KI" + fmt.Sprintf("%032x", mustAtoi(t, recs[0].ID[1:])); ts.Snapshot.Entries[0].SID != want {
+		t.Fatalf("stored snapshot %s is not the winner's (%s)", ts.Snapshot.Entries[0].SID, want)
+	}
+	if n, _, _, _ := db.OutboxStats(); n != 1 {
+		t.Fatalf("counter %d", n)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
