@@ -558,3 +558,17 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// bbolt's unchanged commit writes nothing, so it keeps the revision (the
+// contract allows a store to write the times instead).
+func TestUnchangedCommitKeepsRevision(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	tg := target(1)
+	listing := []twilio.Interaction{ix(1, "delivered", t0)}
+	poll(t, db, tg, listing, t0)
+	_, rev, _ := db.Load(tg.Key())
+	poll(t, db, tg, listing, t0.Add(time.Minute))
+	if _, again, _ := db.Load(tg.Key()); again != rev {
+		t.Fatalf("revision %d → %d after an unchanged poll", rev, again)
+	}
+}
