@@ -58,7 +58,9 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		db    *state.DB
 	)
 	if *dry {
-		store = newMemStore(out)
+		if store, err = newMemStore(out); err != nil {
+			return err
+		}
 	} else {
 		if db, err = state.Open(cfg.State.Path, stateOptions(cfg)); err != nil {
 			return err
@@ -194,64 +196,50 @@ type printingStore struct {
 	out *jsonLines
 }
 
-func (s printingStore) Commit(key string, ts state.TargetState, msgs []event.Message) error {
-	if err := s.DB.Commit(key, ts, msgs); err != nil {
-		return err
+func (s printingStore) Commit(key string, rev state.Revision, next state.Next, msgs []event.Message) (state.Revision, error) {
+	nrev, err := s.DB.Commit(key, rev, next, msgs)
+	if err != nil {
+		return 0, err
 	}
 	s.out.print(msgs)
-	return nil
+	return nrev, nil
 }
 
-func (s printingStore) CommitHealth(key string, h state.Health, msgs []event.Message) error {
-	if err := s.DB.CommitHealth(key, h, msgs); err != nil {
-		return err
-	}
-	s.out.print(msgs)
-	return nil
-}
-
-// memStore is once --dry-run's store: it starts empty, keeps commits in
-// memory for the process's life, and prints them.
+// memStore is once --dry-run's store: state.Memory, which starts empty and
+// keeps commits for the process's life, printing what is committed.
+// Printing is the delivery: the events are removed once printed, as the
+// publisher removes them after their PubAck, so they never fill its
+// bounds.
 type memStore struct {
-	mu  sync.Mutex
-	m   map[string]state.TargetState
+	*state.Memory
 	out *jsonLines
 }
 
-func newMemStore(out *jsonLines) *memStore {
-	return &memStore{m: make(map[string]state.TargetState), out: out}
-}
-
-func (s *memStore) Load(key string) (state.TargetState, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ts, ok := s.m[key]
-	return ts, ok, nil
-}
-
-func (s *memStore) Commit(key string, ts state.TargetState, msgs []event.Message) error {
-	s.mu.Lock()
-	s.m[key] = ts
-	s.mu.Unlock()
-	s.out.print(msgs)
-	return nil
-}
-
-func (s *memStore) CommitHealth(key string, h state.Health, msgs []event.Message) error {
-	s.mu.Lock()
-	ts := s.m[key]
-	ts.Health = h
-	s.m[key] = ts
-	s.mu.Unlock()
-	s.out.print(msgs)
-	return nil
-}
-
-func (s *memStore) Forget(keys ...string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, k := range keys {
-		delete(s.m, k)
+func newMemStore(out *jsonLines) (memStore, error) {
+	m, err := state.NewMemory(state.Options{})
+	if err != nil {
+		return memStore{}, err
 	}
-	return nil
+	return memStore{m, out}, nil
+}
+
+func (s memStore) Commit(key string, rev state.Revision, next state.Next, msgs []event.Message) (state.Revision, error) {
+	nrev, err := s.Memory.Commit(key, rev, next, msgs)
+	if err != nil {
+		return 0, err
+	}
+	s.out.print(msgs)
+	for {
+		recs, err := s.Peek(event.Position{}, 0)
+		if err != nil || len(recs) == 0 {
+			return nrev, err
+		}
+		ps := make([]event.Position, len(recs))
+		for i, r := range recs {
+			ps[i] = r.Position
+		}
+		if err := s.Delete(ps); err != nil {
+			return nrev, err
+		}
+	}
 }

@@ -176,9 +176,17 @@ type Message struct {
 	Data    []byte // CloudEvents 1.0 structured JSON
 }
 
+// Position is where a pending event sits in the outbox: the key of the
+// target it belongs to, and its sequence number among that target's
+// events. A target's events are published in Seq order; order across
+// targets is not promised.
+type Position struct {
+	Target string
+	Seq    uint64
+}
+
 // Record is an outbox entry: a Message and its position in the outbox.
-// Records are published in Seq order.
 type Record struct {
-	Seq uint64
+	Position
 	Message
 }

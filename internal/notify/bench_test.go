@@ -63,7 +63,11 @@ type dbBench struct{ *state.DB }
 func (d dbBench) add(b *testing.B, msgs []event.Message) {
 	for i := 0; i < len(msgs); i += 200 {
 		key := fmt.Sprintf("participant/bench-%d", i/200%50)
-		if err := d.Commit(key, state.TargetState{}, msgs[i:min(i+200, len(msgs))]); err != nil {
+		_, rev, err := d.Load(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := d.Commit(key, rev, state.Next{}, msgs[i:min(i+200, len(msgs))]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/monitord/monitord/internal/event"
 )
 
 // noRetry turns off the client's own re-publish on "no responders": it
@@ -14,7 +16,7 @@ import (
 var noRetry = []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
 
 type inflight struct {
-	seq uint64
+	pos event.Position
 	id  string
 	paf jetstream.PubAckFuture
 }
@@ -25,15 +27,18 @@ type inflight struct {
 // end. On the first failed or timed-out publish it stops;
 // nothing unacknowledged was deleted, so the next drain starts again at the
 // first unacknowledged event, and the Nats-Msg-Id makes JetStream drop any
-// copy it already stored.
+// copy it already stored. A drain reads the outbox once through, from the
+// start: an event committed meanwhile behind the read position (a target
+// earlier in the outbox's order) waits for the next drain, which its
+// commit's Wake starts, so a target's events still leave in order.
 func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) (err error) {
 	limit := p.cfg.MaxPending
 	deleteBatch := max(limit/2, 1)
 	var (
 		base      = make([]inflight, limit)
 		window    = base[:0]
-		acked     = make([]uint64, 0, limit)
-		after     uint64
+		acked     = make([]event.Position, 0, limit)
+		after     event.Position
 		exhausted bool
 	)
 	flush := func() error {
@@ -74,8 +79,8 @@ func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) 
 				if err != nil {
 					return fmt.Errorf("publish event %s: %w", r.ID, err)
 				}
-				window = append(window, inflight{seq: r.Seq, id: r.ID, paf: paf})
-				after = r.Seq
+				window = append(window, inflight{pos: r.Position, id: r.ID, paf: paf})
+				after = r.Position
 			}
 		}
 		if len(window) == 0 {
@@ -89,7 +94,7 @@ func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) 
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		acked = append(acked, head.seq)
+		acked = append(acked, head.pos)
 		window = window[1:]
 		// Delete in batches of half a window: a delete is a write
 		// transaction with an fsync, and the other half keeps the server
@@ -106,9 +111,9 @@ func (p *Publisher) drainJetStream(ctx context.Context, js jetstream.JetStream) 
 // flushed (the server has read it), then deleted. Nothing confirms a
 // subscriber got it, hence at-most-once.
 func (p *Publisher) drainCore(ctx context.Context, nc *nats.Conn) error {
-	seqs := make([]uint64, 0, p.cfg.MaxPending)
+	seqs := make([]event.Position, 0, p.cfg.MaxPending)
 	for {
-		recs, err := p.ob.Peek(0, p.cfg.MaxPending)
+		recs, err := p.ob.Peek(event.Position{}, p.cfg.MaxPending)
 		if err != nil {
 			return err
 		}
@@ -120,7 +125,7 @@ func (p *Publisher) drainCore(ctx context.Context, nc *nats.Conn) error {
 			if err := nc.PublishMsg(natsMsg(r.Message)); err != nil {
 				return fmt.Errorf("publish event %s: %w", r.ID, err)
 			}
-			seqs = append(seqs, r.Seq)
+			seqs = append(seqs, r.Position)
 		}
 		fctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 		err = nc.FlushWithContext(fctx)

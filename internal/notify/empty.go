@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/monitord/monitord/internal/event"
 )
 
 // news tells WaitEmpty that something it waits on may have changed: a
@@ -61,7 +63,7 @@ func (p *Publisher) WaitEmptyConnected(ctx context.Context) error {
 func (p *Publisher) waitEmpty(ctx context.Context, connected bool) error {
 	for {
 		changed := p.news.wait()
-		recs, err := p.ob.Peek(0, 1)
+		recs, err := p.ob.Peek(event.Position{}, 1)
 		if err != nil {
 			return err
 		}

@@ -25,7 +25,7 @@ type lateCommitOutbox struct {
 	late []event.Message
 }
 
-func (o *lateCommitOutbox) Peek(after uint64, max int) ([]event.Record, error) {
+func (o *lateCommitOutbox) Peek(after event.Position, max int) ([]event.Record, error) {
 	recs, err := o.memOutbox.Peek(after, max)
 	if max > 1 && len(recs) < max {
 		o.once.Do(func() { o.Add(o.late...) })
@@ -78,9 +78,10 @@ func TestWaitEmptyStateDB(t *testing.T) {
 	}
 	stop := runPublisher(t, p)
 	var want []string
+	var rev state.Revision
 	for i := range 3 {
 		msgs := makeMsgs(t, i*100, 100)
-		if err := db.Commit("participant/target", state.TargetState{}, msgs); err != nil {
+		if rev, err = db.Commit("participant/target", rev, state.Next{}, msgs); err != nil {
 			t.Fatalf("commit: %v", err)
 		}
 		want = append(want, ids(msgs)...)

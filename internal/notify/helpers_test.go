@@ -26,11 +26,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// memOutbox is an in-memory Outbox: the same contract as state.DB without
-// the disk, for tests and the publish-path benchmark.
+// memOutbox is an in-memory Outbox of one target: the contract of
+// state.DB without the disk, for tests that need to reach into it (lost
+// deletes, late commits) and the publish-path benchmark. Tests of several
+// targets use state.Memory or state.DB.
 type memOutbox struct {
 	mu   sync.Mutex
-	recs []event.Record // ascending Seq
+	recs []event.Record // ascending Seq, Target ""
 	next uint64
 	// loseDeletes makes Delete succeed without removing anything: the
 	// effect of a crash after the PubAcks, before the delete committed.
@@ -42,19 +44,19 @@ func (o *memOutbox) Add(msgs ...event.Message) {
 	defer o.mu.Unlock()
 	for _, m := range msgs {
 		o.next++
-		o.recs = append(o.recs, event.Record{Seq: o.next, Message: m})
+		o.recs = append(o.recs, event.Record{Position: event.Position{Seq: o.next}, Message: m})
 	}
 }
 
-func (o *memOutbox) Peek(after uint64, max int) ([]event.Record, error) {
+func (o *memOutbox) Peek(after event.Position, max int) ([]event.Record, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	i := sort.Search(len(o.recs), func(i int) bool { return o.recs[i].Seq > after })
+	i := sort.Search(len(o.recs), func(i int) bool { return o.recs[i].Seq > after.Seq })
 	j := min(i+max, len(o.recs))
 	return slices.Clone(o.recs[i:j]), nil
 }
 
-func (o *memOutbox) Delete(seqs []uint64) error {
+func (o *memOutbox) Delete(seqs []event.Position) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.loseDeletes {
@@ -62,18 +64,18 @@ func (o *memOutbox) Delete(seqs []uint64) error {
 	}
 	// The drain deletes from the front in order; take the fast path then.
 	n := 0
-	for n < len(seqs) && n < len(o.recs) && o.recs[n].Seq == seqs[n] {
+	for n < len(seqs) && n < len(o.recs) && o.recs[n].Position == seqs[n] {
 		n++
 	}
 	if n == len(seqs) {
 		o.recs = o.recs[n:]
 		return nil
 	}
-	drop := make(map[uint64]bool, len(seqs))
+	drop := make(map[event.Position]bool, len(seqs))
 	for _, s := range seqs {
 		drop[s] = true
 	}
-	o.recs = slices.DeleteFunc(o.recs, func(r event.Record) bool { return drop[r.Seq] })
+	o.recs = slices.DeleteFunc(o.recs, func(r event.Record) bool { return drop[r.Position] })
 	return nil
 }
 

@@ -4,7 +4,8 @@
 // after its PubAck, so a crash or an outage replays events and JetStream's
 // duplicate window drops the copies. Publishes are asynchronous with a
 // bounded window of acks in flight, so a burst drains fast, and they leave
-// in outbox (commit) order on one connection, which keeps per-target order.
+// in outbox order on one connection, which keeps each target's events in
+// the order they were committed (order across targets is not promised).
 package notify
 
 import (
@@ -23,13 +24,16 @@ import (
 	"github.com/monitord/monitord/internal/event"
 )
 
-// Outbox is the durable queue of rendered events the Publisher drains
-// (state.DB implements it).
+// Outbox holds the rendered events the Publisher drains: each target's
+// pending events, in the order they were committed (state.DB and
+// state.Memory implement it).
 type Outbox interface {
-	// Peek returns up to max records with Seq > afterSeq, in Seq order.
-	Peek(afterSeq uint64, max int) ([]event.Record, error)
+	// Peek returns up to max records after position after (the zero
+	// Position: from the first), each target's in order; order across
+	// targets is not promised.
+	Peek(after event.Position, max int) ([]event.Record, error)
 	// Delete removes delivered records.
-	Delete(seqs []uint64) error
+	Delete(ps []event.Position) error
 }
 
 // ErrNotConnected is returned by PublishNow while NATS is unreachable.

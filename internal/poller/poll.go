@@ -23,7 +23,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 	t := spec.Target
 	log := p.cfg.Log.With(zap.String("target", e.key))
 
-	ts, _, err := p.cfg.Store.Load(e.key)
+	ts, rev, err := p.cfg.Store.Load(e.key)
 	if err != nil {
 		p.stateFailed(log, "load state", err)
 		return ResultStateError
@@ -37,7 +37,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		return ResultCancelled
 	}
 	if err != nil {
-		return p.pollFailed(log, e, ts.Health, err, now)
+		return p.pollFailed(log, e, rev, ts.Health, err, now)
 	}
 
 	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.rules.Load().diff)
@@ -56,7 +56,9 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		log.Error("render events", zap.Error(err))
 		return ResultStateError
 	}
-	if err := p.cfg.Store.Commit(e.key, state.TargetState{Snapshot: next, Health: h}, msgs); err != nil {
+	// An unchanged listing passes no snapshot: the store then has nothing
+	// to write, and nothing is encoded to find that out.
+	if _, err := p.cfg.Store.Commit(e.key, rev, state.Next{Snapshot: state.SnapshotIfChanged(ts.Snapshot, next), Health: h}, msgs); err != nil {
 		return p.commitFailed(log, err)
 	}
 	p.committed(e, h, "", kinds, len(msgs), now)
@@ -77,7 +79,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 
 // pollFailed commits the health of a failed poll. Logging is rate-limited:
 // the first failure, the transition to failing, then every LogEvery-th.
-func (p *Poller) pollFailed(log *zap.Logger, e *entry, prev state.Health, lerr error, now time.Time) string {
+func (p *Poller) pollFailed(log *zap.Logger, e *entry, rev state.Revision, prev state.Health, lerr error, now time.Time) string {
 	t := e.spec.Load().Target
 	h, ev := failed(t, prev, lerr, now, p.cfg.FailureThreshold)
 	f, _ := classify(lerr)
@@ -90,7 +92,7 @@ func (p *Poller) pollFailed(log *zap.Logger, e *entry, prev state.Health, lerr e
 		log.Error("render events", zap.Error(err))
 		return ResultStateError
 	}
-	if err := p.cfg.Store.CommitHealth(e.key, h, msgs); err != nil {
+	if _, err := p.cfg.Store.Commit(e.key, rev, state.Next{Health: h}, msgs); err != nil {
 		return p.commitFailed(log, err)
 	}
 	p.committed(e, h, f.class, kinds, len(msgs), now)
@@ -110,7 +112,10 @@ func (p *Poller) pollFailed(log *zap.Logger, e *entry, prev state.Health, lerr e
 
 // commitFailed handles a commit that committed nothing. A full outbox is
 // back-pressure, not loss: the snapshot did not move, so the next poll
-// derives the same events again once the publisher has drained.
+// derives the same events again once the publisher has drained. A
+// conflict (another writer committed the target since this poll loaded
+// it) is a state error: with one writer per state file it cannot happen,
+// and the next poll starts from what the other wrote.
 func (p *Poller) commitFailed(log *zap.Logger, err error) string {
 	if errors.Is(err, state.ErrOutboxFull) {
 		log.Warn("outbox full: poll not committed, retried next time", zap.Error(err))

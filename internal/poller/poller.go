@@ -41,12 +41,13 @@ type Lister interface {
 }
 
 // Store is the per-target state the poller reads and commits, keyed by
-// twilio.Target.Key. *state.DB implements it; nothing here assumes one
-// process owns every key.
+// twilio.Target.Key. *state.DB and *state.Memory implement it; nothing
+// here assumes one process owns every key: a commit names the revision it
+// was computed from, and fails with state.ErrConflict when another writer
+// got there first.
 type Store interface {
-	Load(key string) (state.TargetState, bool, error)
-	Commit(key string, ts state.TargetState, msgs []event.Message) error
-	CommitHealth(key string, h state.Health, msgs []event.Message) error
+	Load(key string) (state.TargetState, state.Revision, error)
+	Commit(key string, rev state.Revision, next state.Next, msgs []event.Message) (state.Revision, error)
 	Forget(keys ...string) error
 }
 

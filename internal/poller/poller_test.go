@@ -95,12 +95,12 @@ func (f *fixture) specs(l Lister) []TargetSpec {
 // outbox drains and returns the kinds of the events in the outbox.
 func (f *fixture) outbox(t *testing.T) []event.Kind {
 	t.Helper()
-	recs, err := f.db.Peek(0, 10000)
+	recs, err := f.db.Peek(event.Position{}, 10000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var kinds []event.Kind
-	var seqs []uint64
+	var seqs []event.Position
 	for _, r := range recs {
 		var ce struct {
 			Subject string `json:"subject"`
@@ -110,7 +110,7 @@ func (f *fixture) outbox(t *testing.T) []event.Kind {
 		}
 		// <prefix>.<kind>.<service>.<session>.<participant>
 		kinds = append(kinds, event.Kind(strings.Split(r.Subject, ".")[1]))
-		seqs = append(seqs, r.Seq)
+		seqs = append(seqs, r.Position)
 	}
 	if err := f.db.Delete(seqs); err != nil {
 		t.Fatal(err)

@@ -27,12 +27,12 @@ type outEvent struct {
 // drain removes and returns the outbox's events.
 func (f *fixture) drain(t *testing.T) []outEvent {
 	t.Helper()
-	recs, err := f.db.Peek(0, 10000)
+	recs, err := f.db.Peek(event.Position{}, 10000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []outEvent
-	var seqs []uint64
+	var seqs []event.Position
 	for _, r := range recs {
 		var ce struct {
 			Data json.RawMessage `json:"data"`
@@ -45,7 +45,7 @@ func (f *fixture) drain(t *testing.T) []outEvent {
 			t.Fatal(err)
 		}
 		out = append(out, e)
-		seqs = append(seqs, r.Seq)
+		seqs = append(seqs, r.Position)
 	}
 	if err := f.db.Delete(seqs); err != nil {
 		t.Fatal(err)

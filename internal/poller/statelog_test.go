@@ -20,12 +20,11 @@ type splitStore struct {
 	write *state.DB
 }
 
-func (s splitStore) Load(key string) (state.TargetState, bool, error) { return s.read.Load(key) }
-func (s splitStore) Commit(key string, ts state.TargetState, msgs []event.Message) error {
-	return s.write.Commit(key, ts, msgs)
+func (s splitStore) Load(key string) (state.TargetState, state.Revision, error) {
+	return s.read.Load(key)
 }
-func (s splitStore) CommitHealth(key string, h state.Health, msgs []event.Message) error {
-	return s.write.CommitHealth(key, h, msgs)
+func (s splitStore) Commit(key string, rev state.Revision, next state.Next, msgs []event.Message) (state.Revision, error) {
+	return s.write.Commit(key, rev, next, msgs)
 }
 func (s splitStore) Forget(keys ...string) error { return s.write.Forget(keys...) }
 

@@ -67,7 +67,7 @@ func seed(b *testing.B, db *DB, n, per int) {
 				if err := tx.Bucket(bucketSnapshots).Put(k, enc); err != nil {
 					return err
 				}
-				if err := tx.Bucket(bucketHealth).Put(k, appendHealth(nil, Health{LastSuccess: t0})); err != nil {
+				if err := tx.Bucket(bucketTargets).Put(k, appendTargetRecord(nil, targetRecord{rev: 1, nextSeq: 1, health: Health{LastSuccess: t0}})); err != nil {
 					return err
 				}
 			}
@@ -92,14 +92,13 @@ func benchDB(b *testing.B) *DB {
 // pollOnce is the poller's path for one target: load, diff, render, commit.
 func pollOnce(b *testing.B, db *DB, tn int, listing []twilio.Interaction, now time.Time) int {
 	tg := target(tn)
-	ts, _, err := db.Load(tg.Key())
+	ts, rev, err := db.Load(tg.Key())
 	if err != nil {
 		b.Fatal(err)
 	}
 	evs, next := diff.Diff(tg, ts.Snapshot, listing, now, diff.DefaultRules())
-	ts.Snapshot = next
 	ts.Health.LastAttempt, ts.Health.LastSuccess = now, now
-	if err := db.Commit(tg.Key(), ts, render(evs)); err != nil {
+	if _, err := db.Commit(tg.Key(), rev, Next{Snapshot: SnapshotIfChanged(ts.Snapshot, next), Health: ts.Health}, render(evs)); err != nil {
 		b.Fatal(err)
 	}
 	return len(evs)

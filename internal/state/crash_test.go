@@ -43,13 +43,13 @@ func TestCrashBetweenSaveAndPublishRepublishesSameIDs(t *testing.T) {
 		t.Fatal("no events to publish")
 	}
 	// The publisher read the outbox, maybe even sent some, then the process died before Delete.
-	if _, err := db.Peek(0, 0); err != nil {
+	if _, err := db.Peek(event.Position{}, 0); err != nil {
 		t.Fatal(err)
 	}
 	crash(t, db)
 
 	db = open(t, path, Options{})
-	recs, err := db.Peek(0, 0)
+	recs, err := db.Peek(event.Position{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestCrashBeforeSaveRederivesSameEvents(t *testing.T) {
 	if d := cmp.Diff(ids(render(lost)), ids(got)); d != "" {
 		t.Fatalf("re-derived (-lost +got):\n%s", d)
 	}
-	recs, _ := db.Peek(0, 0)
+	recs, _ := db.Peek(event.Position{}, 0)
 	if d := cmp.Diff(ids(got), ids(recs)); d != "" {
 		t.Fatalf("outbox (-want +got):\n%s", d)
 	}
@@ -91,12 +91,12 @@ func TestFailedPollChangesNothing(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
 	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
-	before, _, _ := db.Load(tg.Key())
+	before, rev, _ := db.Load(tg.Key())
 	// A failed poll has no listing: the poller records only health.
 	h := before.Health
 	h.LastAttempt = t0.Add(time.Minute)
 	h.ConsecutiveFailures = 1
-	if err := db.CommitHealth(tg.Key(), h, nil); err != nil {
+	if _, err := db.Commit(tg.Key(), rev, Next{Health: h}, nil); err != nil {
 		t.Fatal(err)
 	}
 	after, _, _ := db.Load(tg.Key())
@@ -148,7 +148,7 @@ func crashChild() int {
 	rules := diff.Rules{AlertStatuses: []string{"failed"}}
 	deadline := time.Now().Add(30 * time.Second) // never outlive a dead parent for long
 	for time.Now().Before(deadline) {
-		ts, _, err := db.Load(crashTarget.Key())
+		ts, rev, err := db.Load(crashTarget.Key())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -163,18 +163,18 @@ func crashChild() int {
 		for _, e := range evs {
 			msgs = append(msgs, event.Message{ID: e.ID, Subject: "crash", Data: []byte(strconv.Itoa(n + 1))})
 		}
-		if err := db.Commit(crashTarget.Key(), TargetState{Snapshot: next, Health: Health{Outage: uint64(n + 1)}}, msgs); err != nil {
+		if _, err := db.Commit(crashTarget.Key(), rev, Next{Snapshot: SnapshotIfChanged(ts.Snapshot, next), Health: Health{Outage: uint64(n + 1)}}, msgs); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		if n%7 == 0 { // publish: delete all but the newest few
-			recs, err := db.Peek(0, 0)
+			recs, err := db.Peek(event.Position{}, 0)
 			if err == nil && len(recs) > 5 {
-				var seqs []uint64
+				var ps []event.Position
 				for _, r := range recs[:len(recs)-5] {
-					seqs = append(seqs, r.Seq)
+					ps = append(ps, r.Position)
 				}
-				err = db.Delete(seqs)
+				err = db.Delete(ps)
 			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
@@ -272,12 +272,12 @@ func checkCrashFile(t *testing.T, path string) int {
 	if ts.Health.Outage != uint64(n) {
 		t.Fatalf("health says commit %d, snapshot %d", ts.Health.Outage, n)
 	}
-	recs, err := db.Peek(0, 0)
+	recs, err := db.Peek(event.Position{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for len(recs) > 0 { // Peek pages by 1000
-		more, _ := db.Peek(recs[len(recs)-1].Seq, 0)
+		more, _ := db.Peek(recs[len(recs)-1].Position, 0)
 		if len(more) == 0 {
 			break
 		}
@@ -300,7 +300,7 @@ func checkCrashFile(t *testing.T, path string) int {
 	}
 	var size int64
 	_ = db.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOutbox).ForEach(func(_, v []byte) error { size += int64(len(v)); return nil })
+		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error { size += int64(len(v)); return nil })
 	})
 	if cnt, bytes, _, _ := db.OutboxStats(); cnt != len(recs) || bytes != size {
 		t.Fatalf("outbox counters %d events %d bytes, actual %d events %d bytes", cnt, bytes, len(recs), size)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/monitord/monitord/internal/event"
 )
 
 func TestOpenCreatesPrivateFileAndDir(t *testing.T) {
@@ -65,7 +67,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	before, _ := os.ReadFile(path)
 	_, err = Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "schema version 2") || !strings.Contains(err.Error(), path) {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d", SchemaVersion+1)) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("err = %v", err)
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
@@ -197,7 +199,7 @@ func readAll(db *DB) error {
 			return err
 		}
 	}
-	_, err = db.Peek(0, 1<<20)
+	_, err = db.Peek(event.Position{}, 1<<20)
 	return err
 }
 

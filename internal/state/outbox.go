@@ -12,31 +12,71 @@ import (
 	"github.com/monitord/monitord/internal/event"
 )
 
-// Outbox records, version 1: version byte | 8-byte big-endian Unix
-// nanoseconds when appended | uvarint length + ID | uvarint length +
-// Subject | Data (the rest). The key is the record's Seq, big-endian, so
-// bbolt's key order is publishing order.
+// Pending events are stored in one bucket, keyed by the target's key, a
+// 0x00 byte and the event's 8-byte big-endian sequence number within the
+// target: bbolt's key order is then each target's own order, and a
+// target's events sit together. Target keys hold no control character
+// (checkKey), so one target's keys never interleave with another's.
+// Events carried over from a version 1 file have the empty target key: one
+// queue in their old order, drained first (migrate).
+//
+// Records, version 1: version byte | 8-byte big-endian Unix nanoseconds
+// when appended | uvarint length + ID | uvarint length + Subject | Data
+// (the rest).
 const recordVersion = 1
 
-// Peek returns up to max outbox records with Seq > afterSeq, in Seq order
-// (max <= 0 means 1000). The publisher passes the last Seq it sent to read
-// on while earlier ones await their acknowledgement.
-func (db *DB) Peek(afterSeq uint64, max int) ([]event.Record, error) {
+func pendingKey(target string, seq uint64) []byte {
+	k := make([]byte, 0, len(target)+9)
+	k = append(k, target...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// splitPendingKey is pendingKey's inverse.
+func splitPendingKey(k []byte) (event.Position, bool) {
+	if len(k) < 9 || k[len(k)-9] != 0 {
+		return event.Position{}, false
+	}
+	return event.Position{Target: string(k[:len(k)-9]), Seq: binary.BigEndian.Uint64(k[len(k)-8:])}, true
+}
+
+// pastTarget is the smallest key after every pending key of target.
+func pastTarget(target string) []byte {
+	return append([]byte(target), 1)
+}
+
+// Peek returns up to max pending events after position after (the zero
+// Position: from the first), in store order: each target's events in the
+// order they were committed, targets one after another in key order (max
+// <= 0 means 1000). Order across targets is not promised. The publisher
+// passes the position of the last event it sent to read on while earlier
+// ones await their acknowledgement.
+func (db *DB) Peek(after event.Position, max int) ([]event.Record, error) {
 	if max <= 0 {
 		max = 1000
 	}
-	if afterSeq == math.MaxUint64 {
-		return nil, nil
-	}
 	var recs []event.Record
 	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, afterSeq+1)); k != nil && len(recs) < max; k, v = c.Next() {
+		c := tx.Bucket(bucketPending).Cursor()
+		var k, v []byte
+		switch {
+		case after == event.Position{}:
+			k, v = c.First()
+		case after.Seq == math.MaxUint64:
+			k, v = c.Seek(pastTarget(after.Target))
+		default:
+			k, v = c.Seek(pendingKey(after.Target, after.Seq+1))
+		}
+		for ; k != nil && len(recs) < max; k, v = c.Next() {
+			pos, ok := splitPendingKey(k)
+			if !ok {
+				return fmt.Errorf("pending key %q: %w", k, errBadRecord)
+			}
 			m, _, err := decodeRecord(v)
 			if err != nil {
-				return fmt.Errorf("record %d: %w", binary.BigEndian.Uint64(k), err)
+				return fmt.Errorf("pending event %d of %q: %w", pos.Seq, pos.Target, err)
 			}
-			recs = append(recs, event.Record{Seq: binary.BigEndian.Uint64(k), Message: m})
+			recs = append(recs, event.Record{Position: pos, Message: m})
 		}
 		return nil
 	})
@@ -46,26 +86,25 @@ func (db *DB) Peek(afterSeq uint64, max int) ([]event.Record, error) {
 	return recs, nil
 }
 
-// Delete removes published records (after their PubAck). Seqs no longer
-// in the outbox are ignored, so a repeated Delete is harmless.
-func (db *DB) Delete(seqs []uint64) error {
-	if len(seqs) == 0 {
+// Delete removes published events (after their PubAck). Positions no
+// longer pending are ignored, so a repeated Delete is harmless.
+func (db *DB) Delete(ps []event.Position) error {
+	if len(ps) == 0 {
 		return nil
 	}
 	err := db.update(func(tx *bolt.Tx) error {
-		ob := tx.Bucket(bucketOutbox)
+		pb := tx.Bucket(bucketPending)
 		meta := tx.Bucket(bucketMeta)
 		n, size := counters(meta)
-		var k [8]byte
-		for _, seq := range seqs {
-			binary.BigEndian.PutUint64(k[:], seq)
-			v := ob.Get(k[:])
+		for _, p := range ps {
+			k := pendingKey(p.Target, p.Seq)
+			v := pb.Get(k)
 			if v == nil {
 				continue
 			}
 			n--
 			size -= int64(len(v))
-			if err := ob.Delete(k[:]); err != nil {
+			if err := pb.Delete(k); err != nil {
 				return err
 			}
 		}
@@ -77,19 +116,30 @@ func (db *DB) Delete(seqs []uint64) error {
 	return nil
 }
 
-// OutboxStats returns the number of waiting events, their stored size, and
-// when the oldest was appended (zero when empty), in O(1): the counters are
-// kept in the same transactions that change the outbox.
+// OutboxStats returns the number of pending events of all targets, their
+// stored size, and when the oldest was appended (zero when empty). The
+// counters are kept in the same transactions that change the events, so
+// they cost O(1); the oldest is the oldest of each target's first event,
+// which costs one seek per target with events pending (none in the common
+// case, an empty outbox).
 func (db *DB) OutboxStats() (events int, size int64, oldest time.Time, err error) {
 	err = db.view(func(tx *bolt.Tx) error {
 		n, s := counters(tx.Bucket(bucketMeta))
 		events, size = int(n), s
-		if _, v := tx.Bucket(bucketOutbox).Cursor().First(); v != nil {
+		c := tx.Bucket(bucketPending).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Seek(k) {
+			pos, ok := splitPendingKey(k)
+			if !ok {
+				return fmt.Errorf("pending key %q: %w", k, errBadRecord)
+			}
 			_, at, err := decodeRecord(v)
 			if err != nil {
 				return err
 			}
-			oldest = at
+			if oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+			k = pastTarget(pos.Target)
 		}
 		return nil
 	})
@@ -99,37 +149,55 @@ func (db *DB) OutboxStats() (events int, size int64, oldest time.Time, err error
 	return events, size, oldest, nil
 }
 
-// appendOutbox appends msgs within tx, or fails with ErrOutboxFull.
-func (db *DB) appendOutbox(tx *bolt.Tx, msgs []event.Message) error {
+// encodeRecords renders msgs as pending records, outside the transaction.
+func encodeRecords(msgs []event.Message, now time.Time) (recs [][]byte, size int64) {
 	if len(msgs) == 0 {
-		return nil
+		return nil, 0
+	}
+	recs = make([][]byte, len(msgs))
+	for i, m := range msgs {
+		recs[i] = appendRecord(nil, m, now)
+		size += int64(len(recs[i]))
+	}
+	return recs, size
+}
+
+// appendPending stores recs (add bytes in all) as target's events from
+// sequence seq on, within tx, and returns the next free sequence; or
+// fails with ErrOutboxFull.
+func (db *DB) appendPending(tx *bolt.Tx, target string, seq uint64, recs [][]byte, add int64) (uint64, error) {
+	if len(recs) == 0 {
+		return seq, nil
 	}
 	meta := tx.Bucket(bucketMeta)
 	n, size := counters(meta)
-	now := time.Now()
-	recs := make([][]byte, len(msgs))
-	var add int64
-	for i, m := range msgs {
-		recs[i] = appendRecord(nil, m, now)
-		add += int64(len(recs[i]))
+	if n > 0 && (n+int64(len(recs)) > int64(db.opts.MaxOutboxEvents) || size+add > db.opts.MaxOutboxBytes) {
+		return 0, fmt.Errorf("%w: %d events (%d bytes) waiting, %d more (%d bytes) would pass the limit of %d events or %d bytes",
+			ErrOutboxFull, n, size, len(recs), add, db.opts.MaxOutboxEvents, db.opts.MaxOutboxBytes)
 	}
-	if n > 0 && (n+int64(len(msgs)) > int64(db.opts.MaxOutboxEvents) || size+add > db.opts.MaxOutboxBytes) {
-		return fmt.Errorf("%w: %d events (%d bytes) waiting, %d more (%d bytes) would pass the limit of %d events or %d bytes",
-			ErrOutboxFull, n, size, len(msgs), add, db.opts.MaxOutboxEvents, db.opts.MaxOutboxBytes)
-	}
-	ob := tx.Bucket(bucketOutbox)
-	// Keys only ever grow: full pages split at the end are better packed.
-	ob.FillPercent = 0.95
+	pb := tx.Bucket(bucketPending)
 	for _, r := range recs {
-		seq, err := ob.NextSequence()
-		if err != nil {
-			return err
+		if err := pb.Put(pendingKey(target, seq), r); err != nil {
+			return 0, err
 		}
-		if err := ob.Put(binary.BigEndian.AppendUint64(nil, seq), r); err != nil {
-			return err
-		}
+		seq++
 	}
-	return putCounters(meta, n+int64(len(msgs)), size+add)
+	return seq, putCounters(meta, n+int64(len(recs)), size+add)
+}
+
+// lastPendingSeq is the sequence of target's last pending event, 0 if none.
+func lastPendingSeq(tx *bolt.Tx, target string) uint64 {
+	c := tx.Bucket(bucketPending).Cursor()
+	k, _ := c.Seek(pastTarget(target))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if pos, ok := splitPendingKey(k); ok && pos.Target == target {
+		return pos.Seq
+	}
+	return 0
 }
 
 func counters(meta *bolt.Bucket) (n, size int64) {

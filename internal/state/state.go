@@ -1,14 +1,19 @@
 // Package state keeps monitord's durable state in one bbolt file: per
-// target, the snapshot of its last complete listing and its health; and the
-// outbox, the events waiting to be published to NATS.
+// target, the snapshot of its last complete listing, its health, its
+// revision and its pending events, the events waiting to be published to
+// NATS (together, the outbox).
 //
 // A successful poll commits the target's next snapshot and the events it
 // produced in one bbolt transaction (Commit), so a crash at any instant
 // either keeps both or neither: events are never lost and never derived
-// twice. The publisher drains the outbox in sequence order (Peek) and
-// removes events only after NATS confirmed them (Delete); a crash in between
+// twice. Commit takes the revision Load returned and refuses to write over
+// a newer one (ErrConflict), so the contract holds for several writers of
+// one target, not only for the one process that owns the file today.
+// The publisher drains each target's events in order (Peek) and removes
+// them only after NATS confirmed them (Delete); a crash in between
 // republishes them with the same ids, which JetStream's duplicate window
-// drops.
+// drops. Memory implements the same contract in memory; the conformance
+// suite in package statetest holds both to it.
 //
 // The state lives on disk, not in memory: nothing caches snapshots, so heap
 // use does not grow with the number of tracked interactions (bbolt's mapped
@@ -16,9 +21,12 @@
 // last-attempt/last-success times of targets whose poll wrote nothing
 // (see Commit), a few dozen bytes per target.
 //
-// Layout (schema version 1): buckets "meta" (schema version, outbox
-// counters), "snapshots" and "health" keyed by the target key, and "outbox"
-// keyed by the big-endian 8-byte sequence number.
+// Layout (schema version 2): buckets "meta" (schema version, outbox
+// counters), "snapshots" and "targets" (revision, next event sequence and
+// health) keyed by the target key, and "pending" keyed by the target key
+// and the event's sequence within the target (outbox.go). Version 1 had
+// "health" instead of "targets" and one "outbox" queue keyed by a global
+// sequence; Open migrates it (migrate.go).
 package state
 
 import (
@@ -40,7 +48,7 @@ import (
 // SchemaVersion is the layout this code reads and writes. A file with a
 // higher version was written by a newer monitord and is refused rather than
 // misread.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Defaults for the zero Options fields.
 const (
@@ -53,14 +61,14 @@ const (
 var (
 	bucketMeta      = []byte("meta")
 	bucketSnapshots = []byte("snapshots")
-	bucketHealth    = []byte("health")
-	bucketOutbox    = []byte("outbox")
+	bucketTargets   = []byte("targets")
+	bucketPending   = []byte("pending")
 
 	keySchema  = []byte("schema")
 	keyCounter = []byte("outbox")
 )
 
-// ErrOutboxFull is wrapped by Commit and CommitHealth when the events would
+// ErrOutboxFull is wrapped by Commit when the events would
 // take the outbox past Options.MaxOutboxEvents or MaxOutboxBytes. Nothing
 // was committed: the caller keeps the target where it was and retries
 // later, so no event is dropped.
@@ -108,9 +116,9 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// DB is an open state file. Its methods are safe for concurrent use, but
-// commits for one key must not run concurrently with each other (the
-// poller polls a target at a time).
+// DB is an open state file. Its methods are safe for concurrent use;
+// concurrent commits of one target are serialised by their revisions (one
+// wins, the others fail with ErrConflict).
 type DB struct {
 	db   *bolt.DB
 	path string
@@ -288,10 +296,15 @@ func checkSchema(bdb *bolt.DB, path string) error {
 		return fmt.Errorf("open state %s: schema version %d was written by a newer monitord; this one reads up to %d", path, version, SchemaVersion)
 	case version == SchemaVersion:
 		return nil
+	case version == 1:
+		if err := guard(func() error { return bdb.Update(migrateV1) }); err != nil {
+			return fmt.Errorf("migrate state %s from schema version 1: %w", path, err)
+		}
+		return nil
 	}
 	err = guard(func() error {
 		return bdb.Update(func(tx *bolt.Tx) error {
-			for _, name := range [][]byte{bucketSnapshots, bucketHealth, bucketOutbox} {
+			for _, name := range [][]byte{bucketSnapshots, bucketTargets, bucketPending} {
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return err
 				}
@@ -321,18 +334,21 @@ func (db *DB) Close() error {
 	var flushErr error
 	if len(times) > 0 {
 		flushErr = db.update(func(tx *bolt.Tx) error {
-			hb := tx.Bucket(bucketHealth)
+			// The times move no revision: they are a record of polls,
+			// not state a commit is computed from.
+			tb := tx.Bucket(bucketTargets)
 			for key, pt := range times {
-				v := hb.Get([]byte(key))
+				v := tb.Get([]byte(key))
 				if v == nil {
 					continue // forgotten since
 				}
-				h, err := decodeHealth(v)
+				tr, err := decodeTargetRecord(v)
 				if err != nil {
 					return fmt.Errorf("health of %s: %w", key, err)
 				}
+				h := &tr.health
 				h.LastAttempt, h.LastSuccess = laterOf(h.LastAttempt, pt.attempt), laterOf(h.LastSuccess, pt.success)
-				if err := hb.Put([]byte(key), appendHealth(nil, h)); err != nil {
+				if err := tb.Put([]byte(key), appendTargetRecord(nil, tr)); err != nil {
 					return err
 				}
 			}

@@ -85,15 +85,14 @@ func txid(t *testing.T, db *DB) int {
 // render, commit.
 func poll(t *testing.T, db *DB, tg twilio.Target, listing []twilio.Interaction, now time.Time) []event.Message {
 	t.Helper()
-	ts, _, err := db.Load(tg.Key())
+	ts, rev, err := db.Load(tg.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
 	evs, next := diff.Diff(tg, ts.Snapshot, listing, now, diff.DefaultRules())
 	msgs := render(evs)
-	ts.Snapshot = next
-	ts.Health = Health{LastAttempt: now, LastSuccess: now}
-	if err := db.Commit(tg.Key(), ts, msgs); err != nil {
+	h := Health{LastAttempt: now, LastSuccess: now}
+	if _, err := db.Commit(tg.Key(), rev, Next{Snapshot: SnapshotIfChanged(ts.Snapshot, next), Health: h}, msgs); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -117,20 +116,20 @@ func ids(v any) []string {
 func TestCommitLoadRoundTrip(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
-	if _, found, err := db.Load(tg.Key()); err != nil || found {
-		t.Fatalf("Load of unknown target: found=%v err=%v", found, err)
+	if _, rev, err := db.Load(tg.Key()); err != nil || rev != 0 {
+		t.Fatalf("Load of unknown target: rev=%v err=%v", rev, err)
 	}
 	_, snap := diff.Diff(tg, diff.Snapshot{}, []twilio.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
 	ts := TargetState{Snapshot: snap, Health: Health{
 		LastAttempt: t0, LastSuccess: t0.Add(-time.Minute), FailingSince: t0.Add(-time.Hour),
 		ConsecutiveFailures: 3, Failing: true, Outage: 7, LastError: "list interactions: 503",
 	}}
-	if err := db.Commit(tg.Key(), ts, nil); err != nil {
+	if _, err := db.Commit(tg.Key(), 0, Next{Snapshot: &ts.Snapshot, Health: ts.Health}, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, found, err := db.Load(tg.Key())
-	if err != nil || !found {
-		t.Fatalf("found=%v err=%v", found, err)
+	got, rev, err := db.Load(tg.Key())
+	if err != nil || rev != 1 {
+		t.Fatalf("rev=%v err=%v", rev, err)
 	}
 	if !got.Snapshot.Equal(ts.Snapshot) || got.Health != ts.Health {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, ts)
@@ -182,30 +181,30 @@ func TestPollTimesSurviveClose(t *testing.T) {
 	}
 }
 
-func TestCommitHealthLeavesSnapshot(t *testing.T) {
+func TestHealthOnlyCommitLeavesSnapshot(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
 	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
-	before, _, _ := db.Load(tg.Key())
+	before, rev, _ := db.Load(tg.Key())
 	h := Health{LastAttempt: t0.Add(time.Minute), LastSuccess: t0, FailingSince: t0.Add(time.Minute), ConsecutiveFailures: 1, Failing: true, Outage: 1, LastError: "auth"}
 	msg := event.Message{ID: event.TargetID(tg, event.TargetError, 1), Subject: "s", Data: []byte("{}")}
-	if err := db.CommitHealth(tg.Key(), h, []event.Message{msg}); err != nil {
+	if _, err := db.Commit(tg.Key(), rev, Next{Health: h}, []event.Message{msg}); err != nil {
 		t.Fatal(err)
 	}
 	after, _, _ := db.Load(tg.Key())
 	if !after.Snapshot.Equal(before.Snapshot) || after.Health != h {
-		t.Fatalf("after CommitHealth: %+v", after)
+		t.Fatalf("after a health-only commit: %+v", after)
 	}
-	recs, err := db.Peek(0, 0)
+	recs, err := db.Peek(event.Position{}, 0)
 	if err != nil || len(recs) != 1 || recs[0].ID != msg.ID {
 		t.Fatalf("outbox: %v %v", ids(recs), err)
 	}
 	// A health-only target (never succeeded) is found and listed.
-	if err := db.CommitHealth(target(2).Key(), h, nil); err != nil {
+	if _, err := db.Commit(target(2).Key(), 0, Next{Health: h}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if ts, found, err := db.Load(target(2).Key()); err != nil || !found || ts.Snapshot.Baselined {
-		t.Fatalf("health-only target: %+v %v %v", ts, found, err)
+	if ts, rev, err := db.Load(target(2).Key()); err != nil || rev == 0 || ts.Snapshot.Baselined {
+		t.Fatalf("health-only target: %+v %v %v", ts, rev, err)
 	}
 }
 
@@ -215,7 +214,9 @@ func TestOutboxOrderPeekDelete(t *testing.T) {
 	for i := 0; i < 25; i++ {
 		m := event.Message{ID: fmt.Sprintf("id-%02d", i), Subject: "monitord.failed.x", Data: bytes.Repeat([]byte{'x'}, i)}
 		want = append(want, m)
-		if err := db.Commit(target(i%3).Key(), TargetState{}, []event.Message{m}); err != nil {
+		k := target(i % 3).Key()
+		_, rev, _ := db.Load(k)
+		if _, err := db.Commit(k, rev, Next{}, []event.Message{m}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -223,43 +224,50 @@ func TestOutboxOrderPeekDelete(t *testing.T) {
 	if err != nil || n != 25 || size <= 0 || oldest.IsZero() {
 		t.Fatalf("stats %d %d %v %v", n, size, oldest, err)
 	}
-	first, _ := db.Peek(0, 10)
-	rest, _ := db.Peek(first[len(first)-1].Seq, 100)
+	first, _ := db.Peek(event.Position{}, 10)
+	rest, _ := db.Peek(first[len(first)-1].Position, 100)
 	all := append(first, rest...)
-	if d := cmp.Diff(ids(want), ids(all)); d != "" {
+	// Per target, in commit order; targets one after another by key.
+	var byTarget []event.Message
+	for tn := range 3 {
+		for i := tn; i < 25; i += 3 {
+			byTarget = append(byTarget, want[i])
+		}
+	}
+	if d := cmp.Diff(ids(byTarget), ids(all)); d != "" {
 		t.Fatalf("peek order (-want +got):\n%s", d)
 	}
 	for i, r := range all {
-		if i > 0 && r.Seq <= all[i-1].Seq {
+		if i > 0 && r.Target == all[i-1].Target && r.Seq <= all[i-1].Seq {
 			t.Fatalf("seq not increasing at %d", i)
 		}
-		if !bytes.Equal(r.Data, want[i].Data) || r.Subject != want[i].Subject {
+		if !bytes.Equal(r.Data, byTarget[i].Data) || r.Subject != byTarget[i].Subject {
 			t.Fatalf("record %d differs", i)
 		}
 	}
-	var seqs []uint64
+	var ps []event.Position
 	for _, r := range first {
-		seqs = append(seqs, r.Seq)
+		ps = append(ps, r.Position)
 	}
-	if err := db.Delete(seqs); err != nil {
+	if err := db.Delete(ps); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Delete(seqs); err != nil { // repeated after a reconnect: harmless
+	if err := db.Delete(ps); err != nil { // repeated after a reconnect: harmless
 		t.Fatal(err)
 	}
-	left, _ := db.Peek(0, 0)
-	if d := cmp.Diff(ids(want[10:]), ids(left)); d != "" {
+	left, _ := db.Peek(event.Position{}, 0)
+	if d := cmp.Diff(ids(byTarget[10:]), ids(left)); d != "" {
 		t.Fatalf("after delete (-want +got):\n%s", d)
 	}
 	n, _, _, _ = db.OutboxStats()
 	if n != 15 {
 		t.Fatalf("depth %d after delete", n)
 	}
-	seqs = seqs[:0]
+	ps = ps[:0]
 	for _, r := range left {
-		seqs = append(seqs, r.Seq)
+		ps = append(ps, r.Position)
 	}
-	_ = db.Delete(seqs)
+	_ = db.Delete(ps)
 	n, size, oldest, _ = db.OutboxStats()
 	if n != 0 || size != 0 || !oldest.IsZero() {
 		t.Fatalf("empty outbox stats %d %d %v", n, size, oldest)
@@ -277,9 +285,9 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 	before, _, _ := db.Load(tg.Key())
 	beforeTx := txid(t, db)
 	// Two more events would make 4 > 3: nothing may be committed.
-	ts, _, _ := db.Load(tg.Key())
+	ts, rev, _ := db.Load(tg.Key())
 	evs, next := diff.Diff(tg, ts.Snapshot, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
-	err := db.Commit(tg.Key(), TargetState{Snapshot: next, Health: Health{LastSuccess: t0.Add(time.Minute)}}, render(evs))
+	_, err := db.Commit(tg.Key(), rev, Next{Snapshot: &next, Health: Health{LastSuccess: t0.Add(time.Minute)}}, render(evs))
 	if !errors.Is(err, ErrOutboxFull) {
 		t.Fatalf("err = %v, want ErrOutboxFull", err)
 	}
@@ -288,8 +296,8 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 		t.Fatal("a refused commit changed state")
 	}
 	// Once the publisher drains, the same poll goes through with the same events.
-	recs, _ := db.Peek(0, 0)
-	if err := db.Delete([]uint64{recs[0].Seq, recs[1].Seq}); err != nil {
+	recs, _ := db.Peek(event.Position{}, 0)
+	if err := db.Delete([]event.Position{recs[0].Position, recs[1].Position}); err != nil {
 		t.Fatal(err)
 	}
 	if got := poll(t, db, tg, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(2*time.Minute)); !cmp.Equal(ids(got), ids(render(evs))) {
@@ -301,11 +309,12 @@ func TestOutboxFullBytes(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{MaxOutboxBytes: 1000})
 	big := event.Message{ID: "a", Subject: "s", Data: bytes.Repeat([]byte{'x'}, 2000)}
 	// Into an empty outbox even an oversized commit is accepted...
-	if err := db.Commit("k", TargetState{}, []event.Message{big}); err != nil {
+	rev, err := db.Commit("k", 0, Next{}, []event.Message{big})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// ...but nothing more until it drains.
-	if err := db.CommitHealth("k", Health{}, []event.Message{{ID: "b"}}); !errors.Is(err, ErrOutboxFull) {
+	if _, err := db.Commit("k", rev, Next{}, []event.Message{{ID: "b"}}); !errors.Is(err, ErrOutboxFull) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -315,7 +324,7 @@ func TestKeysForget(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		poll(t, db, target(i), []twilio.Interaction{ix(i, "sent", t0)}, t0)
 	}
-	if err := db.CommitHealth(target(4).Key(), Health{Failing: true}, nil); err != nil {
+	if _, err := db.Commit(target(4).Key(), 0, Next{Health: Health{Failing: true}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := db.Keys()
@@ -330,7 +339,7 @@ func TestKeysForget(t *testing.T) {
 	if !cmp.Equal(keys, []string{target(1).Key(), target(3).Key()}) {
 		t.Fatalf("Keys after Forget = %v", keys)
 	}
-	if _, found, _ := db.Load(target(2).Key()); found {
+	if _, rev, _ := db.Load(target(2).Key()); rev != 0 {
 		t.Fatal("forgotten target still found")
 	}
 	// Untouched neighbours.
@@ -341,8 +350,10 @@ func TestKeysForget(t *testing.T) {
 
 func TestEmptyKeyRefused(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
-	if err := db.Commit("", TargetState{}, nil); err == nil {
-		t.Fatal("empty key accepted")
+	for _, k := range []string{"", "a\x00b", "a\x01"} {
+		if _, err := db.Commit(k, 0, Next{}, nil); err == nil {
+			t.Fatalf("key %q accepted", k)
+		}
 	}
 }
 
@@ -362,12 +373,14 @@ func TestConcurrentCommits(t *testing.T) {
 		go func() {
 			tg := target(w)
 			res := result{w: w, key: tg.Key()}
+			var rev Revision
 			for i := 0; i < each; i++ {
 				snap := diff.Snapshot{Baselined: true, Entries: []diff.Entry{{SID: fmt.Sprintf("KI%032x", i)}}}
 				msg := event.Message{ID: fmt.Sprintf("%d-%d", w, i), Subject: "s", Data: []byte("d")}
-				err := db.Commit(tg.Key(), TargetState{Snapshot: snap}, []event.Message{msg})
+				nrev, err := db.Commit(tg.Key(), rev, Next{Snapshot: &snap}, []event.Message{msg})
 				switch {
 				case err == nil:
+					rev = nrev
 					res.ok = append(res.ok, i)
 				case !errors.Is(err, ErrOutboxFull):
 					t.Errorf("commit: %v", err)
@@ -397,7 +410,7 @@ func TestConcurrentCommits(t *testing.T) {
 	if len(okIDs) != 150 {
 		t.Fatalf("%d commits accepted, want exactly the bound 150", len(okIDs))
 	}
-	recs, _ := db.Peek(0, 0)
+	recs, _ := db.Peek(event.Position{}, 0)
 	got := ids(recs)
 	slices.Sort(got)
 	slices.Sort(okIDs)
@@ -426,9 +439,9 @@ func TestBaselineAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	db = open(t, path, Options{})
-	ts, found, err := db.Load(tg.Key())
-	if err != nil || !found || !ts.Snapshot.Baselined {
-		t.Fatalf("after restart: found=%v baselined=%v err=%v", found, ts.Snapshot.Baselined, err)
+	ts, rev, err := db.Load(tg.Key())
+	if err != nil || rev == 0 || !ts.Snapshot.Baselined {
+		t.Fatalf("after restart: rev=%v baselined=%v err=%v", rev, ts.Snapshot.Baselined, err)
 	}
 	// The same listing (and a fresh failure) after the restart: only the change.
 	again := poll(t, db, tg, []twilio.Interaction{ix(1, "undelivered", t0), ix(2, "failed", t0.Add(-time.Minute)), ix(3, "failed", t0.Add(-time.Hour))}, t0.Add(time.Minute))
@@ -454,5 +467,108 @@ func TestDamagedValueNamesTarget(t *testing.T) {
 	_, _, err = db.Load(tg.Key())
 	if err == nil || !strings.Contains(err.Error(), tg.Key()) || !errors.Is(err, diff.ErrEncoding) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// SnapshotIfChanged is what lets an unchanged poll skip encoding: nil
+// exactly when the diff's next snapshot holds what the loaded one held.
+func TestSnapshotIfChanged(t *testing.T) {
+	tg := target(1)
+	rules := diff.DefaultRules()
+	listing := []twilio.Interaction{ix(1, "sent", t0), ix(2, "delivered", t0)}
+	_, base := diff.Diff(tg, diff.Snapshot{}, listing, t0, rules)
+	enc, _ := base.MarshalBinary()
+	var loaded diff.Snapshot
+	if err := loaded.UnmarshalBinary(enc); err != nil {
+		t.Fatal(err)
+	}
+	_, same := diff.Diff(tg, loaded, listing, t0.Add(time.Minute), rules)
+	_, moved := diff.Diff(tg, loaded, []twilio.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(time.Minute), rules)
+	_, grown := diff.Diff(tg, loaded, append(listing, ix(3, "sent", t0)), t0.Add(time.Minute), rules)
+	_, firstEmpty := diff.Diff(tg, diff.Snapshot{}, nil, t0, rules)
+	copied := diff.Snapshot{Baselined: true, Entries: slices.Clone(loaded.Entries)}
+	for _, c := range []struct {
+		name       string
+		prev, next diff.Snapshot
+		changed    bool
+	}{
+		{"unchanged listing", loaded, same, false},
+		{"equal entries in another array", loaded, copied, false},
+		{"a status moved", loaded, moved, true},
+		{"an interaction more", loaded, grown, true},
+		{"first listing, empty: baselined now", diff.Snapshot{}, firstEmpty, true},
+		{"never baselined, nothing listed", diff.Snapshot{}, diff.Snapshot{}, false},
+	} {
+		got := SnapshotIfChanged(c.prev, c.next)
+		if (got != nil) != c.changed {
+			t.Errorf("%s: changed = %v, want %v", c.name, got != nil, c.changed)
+		}
+		if got != nil && !got.Equal(c.next) {
+			t.Errorf("%s: returned another snapshot", c.name)
+		}
+	}
+}
+
+// Concurrent commits of one target from the same revision, sharing bbolt
+// batches: exactly one wins, the others fail with ErrConflict and leave
+// no event behind (Batch re-runs a failed call alone, and it fails alone).
+func TestConcurrentCommitsOneWins(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	key := target(1).Key()
+	rev, err := db.Commit(key, 0, Next{Health: Health{LastSuccess: t0}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 16
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			snap := diff.Snapshot{Baselined: true, Entries: []diff.Entry{{SID: fmt.Sprintf("KI%032x", w)}}}
+			_, err := db.Commit(key, rev, Next{Snapshot: &snap}, []event.Message{{ID: fmt.Sprintf("w%d", w), Subject: "s"}})
+			errs <- err
+		}()
+	}
+	wins := 0
+	for range writers {
+		switch err := <-errs; {
+		case err == nil:
+			wins++
+		case !errors.Is(err, ErrConflict):
+			t.Fatalf("err = %v, want ErrConflict", err)
+		}
+	}
+	recs, _ := db.Peek(event.Position{}, 0)
+	ts, got, _ := db.Load(key)
+	if wins != 1 || got != rev+1 || len(recs) != 1 {
+		t.Fatalf("%d commits won, revision %d, pending %v", wins, got, ids(recs))
+	}
+	if want := "KI" + fmt.Sprintf("%032x", mustAtoi(t, recs[0].ID[1:])); ts.Snapshot.Entries[0].SID != want {
+		t.Fatalf("stored snapshot %s is not the winner's (%s)", ts.Snapshot.Entries[0].SID, want)
+	}
+	if n, _, _, _ := db.OutboxStats(); n != 1 {
+		t.Fatalf("counter %d", n)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// bbolt's unchanged commit writes nothing, so it keeps the revision (the
+// contract allows a store to write the times instead).
+func TestUnchangedCommitKeepsRevision(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	tg := target(1)
+	listing := []twilio.Interaction{ix(1, "delivered", t0)}
+	poll(t, db, tg, listing, t0)
+	_, rev, _ := db.Load(tg.Key())
+	poll(t, db, tg, listing, t0.Add(time.Minute))
+	if _, again, _ := db.Load(tg.Key()); again != rev {
+		t.Fatalf("revision %d → %d after an unchanged poll", rev, again)
 	}
 }

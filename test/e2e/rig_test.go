@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/state"
 )
@@ -119,30 +120,30 @@ func checkState(path string) (rep stateReport, err error) {
 		return stateReport{}, fmt.Errorf("keys: %w", err)
 	}
 	for _, k := range keys {
-		if _, found, err := db.Load(k); err != nil || !found {
-			return stateReport{}, fmt.Errorf("load %s: found %v, %v", k, found, err)
+		if _, rev, err := db.Load(k); err != nil || rev == 0 {
+			return stateReport{}, fmt.Errorf("load %s: revision %d, %v", k, rev, err)
 		}
 	}
 	n, _, _, err := db.OutboxStats()
 	if err != nil {
 		return stateReport{}, fmt.Errorf("outbox stats: %w", err)
 	}
-	var after uint64
+	var after event.Position
 	seen := 0
 	var ids []string
 	for range n + 1 {
 		recs, err := db.Peek(after, 1000)
 		if err != nil {
-			return stateReport{}, fmt.Errorf("peek after %d: %w", after, err)
+			return stateReport{}, fmt.Errorf("peek after %+v: %w", after, err)
 		}
 		if len(recs) == 0 {
 			break
 		}
 		for _, rec := range recs {
-			if rec.Seq <= after || rec.ID == "" || rec.Subject == "" || len(rec.Data) == 0 {
-				return stateReport{}, fmt.Errorf("outbox record %d after %d is malformed", rec.Seq, after)
+			if (rec.Target == after.Target && rec.Seq <= after.Seq) || rec.ID == "" || rec.Subject == "" || len(rec.Data) == 0 {
+				return stateReport{}, fmt.Errorf("outbox record %+v after %+v is malformed", rec.Position, after)
 			}
-			after = rec.Seq
+			after = rec.Position
 			seen++
 			ids = append(ids, rec.ID)
 		}

@@ -137,11 +137,11 @@ func writeBigState(path string, targets []proxysim.Target, perTarget int) (int, 
 				}
 				key := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: tg.ServiceSID,
 					SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}.Key()
-				ts := state.TargetState{
-					Snapshot: diff.Snapshot{Baselined: true, Entries: entries},
+				next := state.Next{
+					Snapshot: &diff.Snapshot{Baselined: true, Entries: entries},
 					Health:   state.Health{LastAttempt: base, LastSuccess: base},
 				}
-				if err := db.Commit(key, ts, nil); err != nil {
+				if _, err := db.Commit(key, 0, next, nil); err != nil {
 					select {
 					case errs <- err:
 					default:
