@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
@@ -306,5 +308,59 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReloadKeepsDiscoverEntries: discover entries are fixed at start-up
+// (each has its Discoverer): a reload that drops one keeps its Service's
+// targets polled as before, one that adds one changes nothing yet, and
+// both say so; a reload that changes an entry's poll settings applies
+// them at once.
+func TestReloadKeepsDiscoverEntries(t *testing.T) {
+	w := newWorld(t)
+	a1, b1 := w.targets[0], w.targets[2]
+	svcB := b1.ServiceSID
+	p := w.poller(t)
+	core, logs := observer.New(zap.WarnLevel)
+	s, err := New(Config{Poller: p, Store: w.db, Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := poller.TargetSpec{Lister: w.client, Schedule: "@every 2s"}
+	if err := s.Configure(w.specs(a1), map[string]poller.TargetSpec{svcB: tmpl}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetDiscovered(svcB, []twilio.Target{b1})
+
+	// The entry is gone from the config: b1 is still polled, as before.
+	if err := s.Configure(w.specs(a1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Status(); len(st) != 2 || st[1].ParticipantSID != b1.ParticipantSID || st[1].Schedule != "@every 2s" {
+		t.Errorf("after removing the entry: %+v, want a1 and b1 on @every 2s", st)
+	}
+	// Back, with another poll schedule: applied at once.
+	tmpl.Schedule = "@every 3s"
+	if err := s.Configure(w.specs(a1), map[string]poller.TargetSpec{svcB: tmpl}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Status(); len(st) != 2 || st[1].Schedule != "@every 3s" {
+		t.Errorf("after changing the entry's schedule: %+v, want b1 on @every 3s", st)
+	}
+	// A new Service: nothing discovers it before a restart.
+	svcC := sid("KS", 'c')
+	if err := s.Configure(w.specs(a1), map[string]poller.TargetSpec{svcB: tmpl, svcC: tmpl}); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, e := range logs.All() {
+		msgs = append(msgs, e.Message+" "+e.ContextMap()["service"].(string))
+	}
+	want := []string{
+		"reload: removing a discover entry takes effect after a restart " + svcB,
+		"reload: a new discover entry takes effect after a restart " + svcC,
+	}
+	if !slices.Equal(msgs, want) {
+		t.Errorf("warnings %q, want %q", msgs, want)
 	}
 }
