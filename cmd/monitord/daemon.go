@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -15,12 +14,10 @@ import (
 
 	"github.com/monitord/monitord/internal/admin"
 	"github.com/monitord/monitord/internal/config"
-	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/notify"
 	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/state"
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // daemonOptions are what a caller of startDaemon chooses beyond the config.
@@ -52,21 +49,14 @@ type daemon struct {
 	admin   *admin.Server // nil when admin.listen is ""
 	sd      *systemd
 
-	// discovery merges discovered targets with the configured ones in
-	// front of the poller (discover_wiring.go, issue 8).
-	discovery *discovery
+	// targets owns which targets the poller polls: configured and
+	// discovered (targets_wiring.go, internal/targets).
+	targets *targetWiring
+	status  admin.Status
 
 	mu      sync.Mutex // serialises reloads
 	cfg     *config.Config
 	clients map[string]*accountClient
-}
-
-// accountClient is one account's client and the settings it was built
-// from, so a reload rebuilds only the clients whose settings changed.
-type accountClient struct {
-	settings config.Twilio
-	reasons  config.Reasons // the FetchMessage budget is the client's too
-	client   *twilio.Client
 }
 
 // startDaemon builds every part from cfg (a loaded, validated config):
@@ -109,54 +99,32 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if d.poller, err = poller.New(pcfg); err != nil {
 		return nil, err
 	}
-	specs := targetSpecs(cfg, d.clients)
-	if err := pruneState(d.db, cfg, specs, log); err != nil {
+	// Every SetTargets goes through the target set, so configured and
+	// discovered targets are merged and each is polled once; it also
+	// forgets, here at start-up, the state of targets removed while
+	// monitord was stopped.
+	if d.targets, err = newTargetWiring(cfg, d.clients, d.poller, d.db, d.metrics.Registry(), log); err != nil {
 		return nil, err
 	}
-	// Discovery (issue 8): every SetTargets goes through it, so configured
-	// and discovered targets are merged and each is polled once.
-	if d.discovery, err = newDiscovery(cfg, d.clients, d.poller, d.db, d.metrics.Registry(), log); err != nil {
+	if err := d.targets.configure(cfg, d.clients); err != nil {
 		return nil, err
 	}
-	if err := d.discovery.setTargets(cfg, d.clients, specs); err != nil {
-		return nil, err
+	d.status = admin.Status{
+		Instance: func() string { return d.config().Instance },
+		Targets:  d.poller, Outbox: d.db.OutboxStats, NATS: d.pub.Connected,
 	}
 	d.metrics.SetSources(admin.Sources{
 		Outbox:    d.db.OutboxStats,
-		Targets:   d.targetsByHealth,
+		Targets:   d.status.ByHealth,
 		LastCycle: d.poller.LastCycle,
 		LastTick:  d.poller.LastTick,
 	})
 	if cfg.Admin.Listen != "" {
-		d.admin, err = admin.New(admin.Config{
-			Addr:    cfg.Admin.Listen,
-			Metrics: d.metrics,
-			Status:  d.status,
-			Live:    []admin.Check{{Name: "scheduler", Fn: admin.Recent("scheduler tick", d.poller.LastTick, 10*time.Second)}},
-			Ready: []admin.Check{
-				{Name: "state", Fn: func() error {
-					if _, _, _, err := d.db.OutboxStats(); err != nil {
-						return err
-					}
-					// The outbox stays readable on a full disk: only a
-					// failed commit shows that state cannot be written.
-					return d.poller.StateErr()
-				}},
-				{Name: "nats", Fn: func() error {
-					if !d.pub.Connected() {
-						return errors.New("not connected")
-					}
-					return nil
-				}},
-				{Name: "cycle", Fn: admin.Recent("complete poll cycle", d.poller.LastCycle, 0)},
-			},
-			Log: log,
-		})
-		if err != nil {
+		if d.admin, err = newAdminServer(cfg, d, log); err != nil {
 			return nil, err
 		}
 	}
-	log.Info("monitord started", zap.String("instance", cfg.Instance), zap.Int("targets", len(specs)),
+	log.Info("monitord started", zap.String("instance", cfg.Instance), zap.Int("targets", len(d.targets.set.Specs())),
 		zap.String("state", cfg.State.Path), zap.String("admin", d.AdminAddr()))
 	return d, nil
 }
@@ -214,7 +182,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		cancelNotify()
 	})
 
-	d.discovery.addTo(&g) // issue 8: one actor per account with discover entries
+	d.targets.addTo(base, &g) // one actor per account with discover entries
 
 	if d.admin != nil {
 		actx, cancelAdmin := context.WithCancel(base)
@@ -277,241 +245,15 @@ func (d *daemon) close() {
 	}
 }
 
-// targetsByHealth is the monitord_targets gauge's source.
-func (d *daemon) targetsByHealth() map[string]int {
-	s := d.poller.Summary()
-	return map[string]int{poller.HealthHealthy: s.Healthy, poller.HealthFailing: s.Failing, poller.HealthUnknown: s.Unknown}
-}
-
-// statusDoc is the /status document.
-type statusDoc struct {
-	Instance  string                `json:"instance"`
-	Targets   int                   `json:"targets"`
-	Healthy   int                   `json:"healthy"`
-	Failing   int                   `json:"failing"`
-	Unknown   int                   `json:"unknown"`
-	LastCycle time.Time             `json:"last_complete_cycle,omitzero"`
-	NATS      bool                  `json:"nats_connected"`
-	Outbox    int                   `json:"outbox_events"`
-	Status    []poller.TargetStatus `json:"status"`
-}
-
-func (d *daemon) status() any {
-	s := d.poller.Summary()
-	n, _, _, _ := d.db.OutboxStats()
-	return statusDoc{Instance: d.config().Instance, Targets: s.Targets, Healthy: s.Healthy, Failing: s.Failing,
-		Unknown: s.Unknown, LastCycle: s.LastCycle, NATS: d.pub.Connected(), Outbox: n, Status: d.poller.Status()}
-}
-
-// statusLine is systemd's one-line STATUS=.
-func (d *daemon) statusLine() string {
-	s := d.poller.Summary()
-	n, _, _, _ := d.db.OutboxStats()
-	nats := "connected"
-	if !d.pub.Connected() {
-		nats = "disconnected"
-	}
-	cycle := "no complete cycle yet"
-	if !s.LastCycle.IsZero() {
-		cycle = "last cycle " + time.Since(s.LastCycle).Round(time.Second).String() + " ago"
-	}
-	return fmt.Sprintf("%d targets (%d healthy, %d failing); outbox %d; nats %s; %s",
-		s.Targets, s.Healthy, s.Failing, n, nats, cycle)
-}
-
 func (d *daemon) config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
 }
 
+// statusLine is systemd's one-line STATUS=.
+func (d *daemon) statusLine() string { return d.status.Line(time.Now()) }
+
 // onTick runs on the scheduler's own loop every second: the systemd
 // watchdog is fed from here, so a stuck scheduler stops feeding it.
 func (d *daemon) onTick(now time.Time) { d.sd.tick(now, d.statusLine) }
-
-// stateOptions converts the state section.
-func stateOptions(cfg *config.Config) state.Options {
-	return state.Options{
-		MaxOutboxEvents: cfg.State.MaxOutboxEvents,
-		MaxOutboxBytes:  cfg.State.MaxOutboxBytes,
-		OpenTimeout:     cfg.State.OpenTimeout,
-	}
-}
-
-// diffRules converts the rules section.
-func diffRules(cfg *config.Config) diff.Rules {
-	r := diff.DefaultRules()
-	r.AlertStatuses = cfg.Rules.AlertStatuses
-	r.StuckAfter = cfg.Rules.StuckAfter
-	r.BaselineAlertRecent = cfg.Rules.Baseline.AlertRecent
-	r.IncludeBody = cfg.Rules.IncludeBody
-	return r
-}
-
-// renderFunc renders events with the configured subject prefix and body
-// policy.
-func renderFunc(cfg *config.Config) poller.RenderFunc {
-	o := event.RenderOptions{Prefix: cfg.NATS.SubjectPrefix, IncludeBody: cfg.Rules.IncludeBody}
-	return func(e event.Event) (event.Message, error) { return event.Render(e, o) }
-}
-
-// pollerConfig converts the poll and rules sections; store is where polls
-// commit (the state file, or an in-memory store for once --dry-run).
-func pollerConfig(cfg *config.Config, store poller.Store, log *zap.Logger) (poller.Config, error) {
-	loc, err := time.LoadLocation(cfg.Poll.Timezone)
-	if err != nil {
-		return poller.Config{}, fmt.Errorf("poll.timezone: %w", err)
-	}
-	return poller.Config{
-		DefaultSchedule:  cfg.Poll.Schedule,
-		Location:         loc,
-		Spread:           cfg.Poll.Spread,
-		PollTimeout:      cfg.Poll.Timeout,
-		ShutdownGrace:    cfg.Poll.ShutdownTimeout / 2,
-		FailureThreshold: cfg.Rules.TargetErrorAfter,
-		ReasonTimeout:    cfg.Reasons.Timeout,
-		Rules:            diffRules(cfg),
-		PublishKinds:     cfg.Rules.PublishKinds,
-		Render:           renderFunc(cfg),
-		Store:            store,
-		Log:              log.Named("poller"),
-	}, nil
-}
-
-// notifyConfig converts the nats section.
-func notifyConfig(cfg *config.Config) notify.Config {
-	n := cfg.NATS
-	c := notify.DefaultConfig()
-	c.URLs = n.URLs
-	c.Name = n.Name
-	c.User, c.Password, c.Token = n.User, n.Password.Reveal(), n.Token.Reveal()
-	c.NKeySeedFile, c.CredsFile = n.NKeySeedFile, n.CredsFile
-	c.TLS = notify.TLSConfig{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile}
-	c.Mode = notify.Mode(n.Mode)
-	c.Prefix = n.SubjectPrefix
-	c.Stream = notify.StreamConfig{Name: n.Stream.Name, Create: n.Stream.Create, Storage: n.Stream.Storage,
-		MaxAge: n.Stream.MaxAge, Duplicates: n.Stream.Duplicates, Replicas: n.Stream.Replicas,
-		AllowShrink: n.Stream.AllowShrink}
-	c.MaxPending = n.MaxPending
-	c.AckTimeout = n.AckTimeout
-	return c
-}
-
-// twilioConfig converts one account's twilio section and the reasons
-// budget every account gets.
-func twilioConfig(t config.Twilio, r config.Reasons, ob twilio.Observer) twilio.Config {
-	ver, _ := buildInfo()
-	l := t.Limits
-	return twilio.Config{
-		BaseURL: t.BaseURL, MessagesBaseURL: t.MessagesBaseURL,
-		MessagesPerSecond: r.Rate, MessagesInFlight: r.Concurrency,
-		AccountSID: t.AccountSID, APIKeySID: t.APIKeySID,
-		APIKeySecret: t.APIKeySecret.Reveal(), AuthToken: t.AuthToken.Reveal(), Version: ver,
-		RequestsPerSecond: l.RequestsPerSecond, Burst: l.Burst, MaxInFlight: l.MaxInFlight,
-		PageSize: l.PageSize, MaxPages: l.MaxPages, MaxResponseBytes: l.MaxResponseBytes,
-		MaxAttempts: l.MaxAttempts, MinBackoff: l.MinBackoff, MaxBackoff: l.MaxBackoff,
-		RequestTimeout: l.RequestTimeout, Observer: ob,
-	}
-}
-
-// buildClients returns a client per account, reusing from old the clients
-// whose settings did not change (their rate limiters keep their state).
-func buildClients(cfg *config.Config, old map[string]*accountClient, ob twilio.Observer) (map[string]*accountClient, error) {
-	out := make(map[string]*accountClient)
-	for _, a := range cfg.EffectiveAccounts() {
-		if o, ok := old[a.Name]; ok && reflect.DeepEqual(o.settings, a.Twilio) &&
-			o.reasons.Rate == cfg.Reasons.Rate && o.reasons.Concurrency == cfg.Reasons.Concurrency {
-			out[a.Name] = o
-			continue
-		}
-		c, err := twilio.New(twilioConfig(a.Twilio, cfg.Reasons, ob))
-		if err != nil {
-			for name, ac := range out {
-				if old[name] != ac {
-					ac.client.Close()
-				}
-			}
-			return nil, fmt.Errorf("account %s: twilio client: %w", a.Name, err)
-		}
-		out[a.Name] = &accountClient{settings: a.Twilio, reasons: cfg.Reasons, client: c}
-	}
-	return out, nil
-}
-
-// targetSpecs lists every configured target of every account with its
-// account's client and its schedule resolved.
-func targetSpecs(cfg *config.Config, clients map[string]*accountClient) []poller.TargetSpec {
-	var out []poller.TargetSpec
-	for _, a := range cfg.EffectiveAccounts() {
-		for _, t := range a.Targets {
-			sched := t.Schedule
-			if sched == "" {
-				sched = cfg.Poll.Schedule
-			}
-			out = append(out, poller.TargetSpec{
-				Target: t.TwilioTarget(), Schedule: sched, Lister: clients[a.Name].client,
-				Messages: messageFetcher(cfg, clients[a.Name]),
-				Account:  a.Name, Origin: poller.OriginConfigured, Labels: t.Labels,
-			})
-		}
-	}
-	return out
-}
-
-// messageFetcher is what fetches the reasons of an account's failed
-// events: its client, or nil when reasons.enabled is off.
-func messageFetcher(cfg *config.Config, ac *accountClient) poller.MessageFetcher {
-	if !cfg.Reasons.Enabled {
-		return nil
-	}
-	return ac.client
-}
-
-// pruneState forgets, at start-up, the state of targets that are no longer
-// configured (removed while monitord was stopped), so that the state file
-// does not grow forever. Keys under a Service that discovery watches are
-// kept: discovery finds its targets after start and drops them itself after
-// their grace period.
-func pruneState(db *state.DB, cfg *config.Config, specs []poller.TargetSpec, log *zap.Logger) error {
-	keys, err := db.Keys()
-	if err != nil {
-		return err
-	}
-	keep := make(map[string]bool, len(specs))
-	for _, s := range specs {
-		keep[s.Target.Key()] = true
-	}
-	watched := map[string]bool{}
-	for _, a := range cfg.EffectiveAccounts() {
-		for _, dsc := range a.Discover {
-			watched[dsc.ServiceSID] = true
-		}
-	}
-	var drop []string
-	for _, k := range keys {
-		if keep[k] || watched[serviceOfKey(k)] {
-			continue
-		}
-		drop = append(drop, k)
-	}
-	if len(drop) == 0 {
-		return nil
-	}
-	log.Info("forgetting state of targets no longer configured", zap.Int("targets", len(drop)))
-	return db.Forget(drop...)
-}
-
-// serviceOfKey returns the Service SID of a target key
-// ("participant/KS…/KC…/KP…" or "session/KS…/KC…").
-func serviceOfKey(key string) string {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			rest := key[i+1:]
-			if len(rest) >= 34 {
-				return rest[:34]
-			}
-			return rest
-		}
-	}
-	return ""
-}

@@ -13,12 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/monitord/monitord/internal/config"
-	"github.com/monitord/monitord/internal/notify"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/schedule"
 )
@@ -221,80 +218,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	return stats, nil
 }
 
-// newDemoSim builds a world small enough to read on one screen and busy
-// enough that something happens every few seconds: two Services, two
-// participants per session, a short backlog (some of it still in flight,
-// some recently failed) and a new message per participant every 8 s.
-func newDemoSim(o demoOptions) *proxysim.Sim {
-	services := 2
-	if o.targets == 1 {
-		services = 1
-	}
-	const participants = 2
-	perSession := services * participants
-	opts := proxysim.Options{
-		Seed:             o.seed,
-		Services:         services,
-		Sessions:         (o.targets + perSession - 1) / perSession,
-		Participants:     participants,
-		Interactions:     6,
-		BacklogGap:       20 * time.Second,
-		InteractionEvery: 8 * time.Second,
-		FailureRate:      o.failureRate,
-		StuckRate:        0.05,
-	}
-	if o.discover {
-		withDemoSessionChurn(&opts)
-	}
-	return proxysim.New(opts)
-}
-
-// demoConfig is the config a user would write for the simulator, with a
-// fast schedule, and baseline.alert_recent long enough that the backlog's
-// recent failures are reported on the first poll instead of recorded
-// silently: the demo shows a failure within seconds.
-func demoConfig(o demoOptions, sim *proxysim.Sim, simURL, natsURL, dir string) *config.Config {
-	cfg := config.Default()
-	cfg.Instance = "demo"
-	creds := sim.Credentials()
-	cfg.Twilio.BaseURL = simURL
-	cfg.Twilio.MessagesBaseURL = simURL // the simulator serves both APIs
-	cfg.Twilio.AccountSID = creds.AccountSID
-	cfg.Twilio.APIKeySID = creds.APIKeySID
-	cfg.Twilio.APIKeySecret = config.Secret(creds.APIKeySecret)
-	cfg.Twilio.Limits.RequestTimeout = 10 * time.Second
-	cfg.Twilio.Limits.MaxBackoff = 2 * time.Second
-	for i, t := range sim.Targets() {
-		if i == o.targets {
-			break
-		}
-		cfg.Targets = append(cfg.Targets, config.Target{
-			Source: config.DefaultSource, ServiceSID: t.ServiceSID, SessionSID: t.SessionSID, ParticipantSID: t.ParticipantSID,
-		})
-	}
-	if o.discover {
-		// Discovery finds the sessions above and every one opened later.
-		useDemoDiscovery(&cfg, sim.Services())
-		for i := range cfg.Discover {
-			cfg.Discover[i].PollSchedule = o.schedule
-		}
-	}
-	cfg.Poll.Schedule = o.schedule
-	cfg.Poll.Timeout = 30 * time.Second
-	cfg.Poll.HeartbeatInterval = 10 * time.Second
-	cfg.Poll.ShutdownTimeout = 4 * time.Second
-	cfg.Rules.StuckAfter = 30 * time.Second
-	cfg.Rules.Baseline.AlertRecent = 10 * time.Minute
-	cfg.State.Path = filepath.Join(dir, "state.db")
-	cfg.NATS.URLs = []string{natsURL}
-	cfg.NATS.Name = "monitord demo"
-	cfg.NATS.Stream.MaxAge = time.Hour
-	cfg.NATS.Stream.Duplicates = 10 * time.Minute
-	cfg.Admin.Listen = "127.0.0.1:0"
-	cfg.Log = config.Log{Level: "warn", Format: "console"}
-	return &cfg
-}
-
+// printDemoBanner says what runs where before the first event: the
+// simulated world, the NATS URL to tail from, how to stop.
 func printDemoBanner(p *eventPrinter, o demoOptions, cfg *config.Config, sim *proxysim.Sim, simURL, natsURL, adminAddr string) {
 	until := "Ctrl-C to stop"
 	if o.duration > 0 {
@@ -341,88 +266,4 @@ func shortDuration(d time.Duration) string {
 		s = t + "h"
 	}
 	return s
-}
-
-// createDemoStream creates the stream the daemon publishes to, before the
-// daemon starts, from the publisher's own stream config; the publisher then
-// finds it and only updates it, as it would a stream an operator made.
-// Creating it here, to completion, keeps
-// stream creation out of the shutdown: nats-server leaks the goroutines of
-// a file store created while it shuts down, which a Ctrl-C in the demo's
-// first second would otherwise provoke. Not tied to the demo's context for
-// the same reason.
-func createDemoStream(nc *nats.Conn, cfg *config.Config) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s := notify.ProvisionedStream(notifyConfig(cfg))
-	if _, err = js.CreateStream(ctx, s); err != nil {
-		return fmt.Errorf("create stream %s: %w", s.Name, err)
-	}
-	return nil
-}
-
-// waitCaughtUp waits, up to max, until the subscription has printed every
-// message the stream holds, and returns how many it holds.
-func waitCaughtUp(nc *nats.Conn, stream string, stats *demoStats, max time.Duration) uint64 {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), max)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	held := info.State.Msgs
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for stats.received() < held {
-		select {
-		case <-ctx.Done():
-			return held
-		case <-tick.C:
-		}
-	}
-	return held
-}
-
-// startEmbeddedNATS runs a nats-server inside this process on a free
-// loopback port, with JetStream storing under storeDir when storeDir is not
-// empty. The demo uses it so that a newcomer needs no NATS installed, and the
-// tests use it because it is the real server, not a stand-in. The caller
-// shuts it down (Shutdown, then WaitForShutdown).
-func startEmbeddedNATS(storeDir string) (*server.Server, error) {
-	opts := &server.Options{
-		ServerName: "monitord-embedded",
-		Host:       "127.0.0.1",
-		Port:       server.RANDOM_PORT,
-		NoLog:      true,
-		NoSigs:     true, // signals belong to monitord, not to the embedded server
-		JetStream:  storeDir != "",
-		StoreDir:   storeDir,
-		// Small fixed limits: the defaults are sized from the host's memory
-		// and disk, which makes no sense for a throwaway demo server.
-		JetStreamMaxMemory: 64 << 20,
-		JetStreamMaxStore:  1 << 30,
-	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats-server: %w", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		s.WaitForShutdown()
-		return nil, errors.New("embedded nats-server: not ready within 10s")
-	}
-	return s, nil
 }

@@ -76,7 +76,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	specs, failures, err := discoverOnce(ctx, cfg, clients, targetSpecs(cfg, clients), log)
+	specs, failures, err := discoverOnce(ctx, cfg, clients, log)
 	if err != nil {
 		return fmt.Errorf("discover: %w", err)
 	}

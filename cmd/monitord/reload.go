@@ -29,8 +29,8 @@ func (d *daemon) reloadFromSource() {
 // Reload applies a loaded, validated config to the running daemon: Twilio
 // clients whose account settings changed are rebuilt, the rules are
 // replaced, and the targets are added, removed and rescheduled without a
-// restart (state of kept targets is untouched; removed targets' state is
-// forgotten). Settings that only a restart can change are named in a
+// restart (state of kept targets is untouched; the target set forgets
+// removed targets' state). Settings that only a restart can change are named in a
 // warning. On error nothing is changed.
 func (d *daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
@@ -39,8 +39,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	specs := targetSpecs(cfg, clients)
-	if err := d.discovery.setTargets(cfg, clients, specs); err != nil { // merged with discovered targets
+	if err := d.targets.configure(cfg, clients); err != nil { // merged with discovered targets
 		for name, c := range clients {
 			if d.clients[name] != c {
 				c.client.Close()
@@ -63,7 +62,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 		d.log.Warn("reload: these settings take effect only after a restart", zap.Strings("keys", changed))
 	}
 	d.cfg = cfg
-	d.log.Info("reloaded", zap.Int("targets", len(specs)))
+	d.log.Info("reloaded", zap.Int("targets", len(targetSpecs(cfg, clients))))
 	return nil
 }
 

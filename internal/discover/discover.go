@@ -1,8 +1,9 @@
 // Package discover finds the targets of a whole Proxy Service by itself: on a
 // cron schedule it lists the Service's sessions, and the participants of each
 // open one, and hands the complete discovered target set to a Sink (the
-// poller). Proxy sessions are short-lived, so a hand-written target list is
-// out of date within the hour; discovery follows them instead.
+// target set, internal/targets, which decides what is polled). Proxy
+// sessions are short-lived, so a hand-written target list is out of date
+// within the hour; discovery follows them instead.
 //
 // Three promises, each tested:
 //   - A refresh either sees everything (every sessions page, every
@@ -13,6 +14,11 @@
 //     Sink forgets its state.
 //   - Discovery's requests go through the same twilio.Client as the polls,
 //     so they share the per-Service rate budget.
+//
+// The grace period is measured here, not in the target set, because a
+// refresh commits a Service's set, with its targets in grace, as one step:
+// which ended sessions it lists participants for depends on which of their
+// targets it still tracks.
 package discover
 
 import (

@@ -85,16 +85,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	m.TargetsByOrigin(map[Origin]int{})
+	m.TargetsByOrigin(0, 0)
 	return m, nil
 }
 
-// TargetsByOrigin sets the targets-by-origin gauge; the daemon calls it
-// with CountByOrigin each time the merged target list changes.
-func (m *Metrics) TargetsByOrigin(n map[Origin]int) {
-	for _, o := range []Origin{OriginConfigured, OriginDiscovered} {
-		m.byOrigin.WithLabelValues(string(o)).Set(float64(n[o]))
-	}
+// TargetsByOrigin sets the targets-by-origin gauge; the target set
+// (internal/targets) calls it each time the merged target list changes.
+// A target both configured and discovered counts as configured.
+func (m *Metrics) TargetsByOrigin(configured, discovered int) {
+	m.byOrigin.WithLabelValues("configured").Set(float64(configured))
+	m.byOrigin.WithLabelValues("discovered").Set(float64(discovered))
 }
 
 // Refreshed implements Observer.

@@ -69,11 +69,11 @@ const (
 // validates every spec first and changes nothing if one is bad. Targets
 // already known keep their state and their skip lock; a changed schedule
 // reschedules them; a changed account client or labels take effect at the
-// next poll. Removed targets are unscheduled, their in-flight poll is
-// cancelled and awaited, and their state is forgotten (state.Forget) before
-// SetTargets returns: removing a target from the config, or discovery
-// dropping a closed session, drops its snapshot, so adding it back later
-// baselines it afresh.
+// next poll. Removed targets are unscheduled, and their in-flight poll is
+// cancelled and awaited before SetTargets returns, so that the caller (the
+// target set, internal/targets, the one path that deletes a target's
+// state) can then forget their state without a late commit bringing it
+// back.
 func (p *Poller) SetTargets(specs []TargetSpec) error {
 	now := p.cfg.Clock().In(p.cfg.Location)
 	type parsed struct {
@@ -163,17 +163,11 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 	}
 	p.mu.Unlock()
 
-	var keys []string
 	for _, e := range removed {
 		// Wait out a poll in flight (now cancelled), so it cannot commit
-		// after Forget; the lock stays held: the entry never runs again.
+		// after the caller forgets the target's state; the lock stays
+		// held: the entry never runs again.
 		e.running.Lock()
-		keys = append(keys, e.key)
-	}
-	if len(keys) > 0 {
-		if err := p.cfg.Store.Forget(keys...); err != nil {
-			return fmt.Errorf("set targets: forget removed: %w", err)
-		}
 	}
 	p.cfg.Log.Info("targets set", zap.Int("targets", len(next)), zap.Int("added", added),
 		zap.Int("removed", len(removed)), zap.Int("rescheduled", rescheduled))

@@ -13,12 +13,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/admin"
 	"github.com/monitord/monitord/internal/config"
-	"github.com/monitord/monitord/internal/discover"
 	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/state"
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // TestDiscoveryEndToEnd runs `monitord run` with a `discover` entry and no
@@ -45,13 +44,13 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 	defer cancel()
 	done, _ := startRun(t, ctx, cfgPath)
 	base := "http://" + adminAddr
-	status := func() statusDoc {
-		var doc statusDoc
+	status := func() admin.StatusDoc {
+		var doc admin.StatusDoc
 		_, body := httpGet(base + "/status")
 		_ = json.Unmarshal([]byte(body), &doc)
 		return doc
 	}
-	origins := func(doc statusDoc) map[string]string {
+	origins := func(doc admin.StatusDoc) map[string]string {
 		m := map[string]string{}
 		for _, s := range doc.Status {
 			if s.Health != poller.HealthUnknown {
@@ -161,34 +160,6 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestMergeSpecs: configured specs keep their own settings; discovered
-// targets take their Service's template; a target both configured and
-// discovered is polled once, as configured.
-func TestMergeSpecs(t *testing.T) {
-	sid := func(p string, c byte) string { return p + strings.Repeat(string(c), 32) }
-	svc, other := sid("KS", 'a'), sid("KS", 'b')
-	tg := func(svc string, n byte) twilio.Target {
-		return twilio.Target{Source: twilio.SourceParticipant, ServiceSID: svc, SessionSID: sid("KC", n), ParticipantSID: sid("KP", n)}
-	}
-	a, b, c := tg(svc, '1'), tg(svc, '2'), tg(other, '3')
-	configured := []poller.TargetSpec{{Target: a, Schedule: "@every 10s", Account: "x", Origin: poller.OriginConfigured, Labels: map[string]string{"k": "v"}}}
-	templates := map[string]poller.TargetSpec{svc: {Schedule: "@every 1m", Account: "x", Origin: poller.OriginDiscovered, Labels: map[string]string{"d": "1"}}}
-	specs, counts := mergeSpecs(configured, map[string][]twilio.Target{svc: {a, b}, other: {c}}, templates)
-
-	if len(specs) != 2 {
-		t.Fatalf("specs %+v, want a (configured) and b (discovered); c has no template", specs)
-	}
-	if s := specs[0]; s.Target != a || s.Origin != poller.OriginConfigured || s.Schedule != "@every 10s" || s.Labels["k"] != "v" {
-		t.Errorf("configured spec %+v", s)
-	}
-	if s := specs[1]; s.Target != b || s.Origin != poller.OriginDiscovered || s.Schedule != "@every 1m" || s.Labels["d"] != "1" {
-		t.Errorf("discovered spec %+v", s)
-	}
-	if counts[discover.OriginConfigured] != 1 || counts[discover.OriginDiscovered] != 1 {
-		t.Errorf("counts %v", counts)
-	}
-}
-
 // TestDemoDiscoveryConfigValid: the demo's discovery config passes the same
 // validation as an operator's.
 func TestDemoDiscoveryConfigValid(t *testing.T) {
@@ -232,7 +203,7 @@ func TestDiscoverOnce(t *testing.T) {
 			c.client.Close()
 		}
 	}()
-	specs, failures, err := discoverOnce(context.Background(), &cfg, clients, targetSpecs(&cfg, clients), zap.NewNop())
+	specs, failures, err := discoverOnce(context.Background(), &cfg, clients, zap.NewNop())
 	if err != nil || len(failures) != 0 {
 		t.Fatal(err, failures)
 	}
@@ -249,8 +220,8 @@ func TestDiscoverOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs, failures, err = discoverOnce(context.Background(), &cfg, bad, nil, zap.NewNop())
-	if err != nil || len(specs) != 0 || len(failures) != 1 || failures[0].ServiceSID != svc || failures[0].Err == nil {
-		t.Errorf("against an unreachable API: specs %d, failures %v, err %v; want one failure naming %s", len(specs), failures, err, svc)
+	specs, failures, err = discoverOnce(context.Background(), &cfg, bad, zap.NewNop())
+	if err != nil || len(specs) != 1 || specs[0].Origin != poller.OriginConfigured || len(failures) != 1 || failures[0].ServiceSID != svc || failures[0].Err == nil {
+		t.Errorf("against an unreachable API: specs %d, failures %v, err %v; want the configured target only and one failure naming %s", len(specs), failures, err, svc)
 	}
 }

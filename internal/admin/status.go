@@ -1,0 +1,71 @@
+package admin
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/monitord/monitord/internal/poller"
+)
+
+// TargetsView is what the status documents show of the targets: the
+// poller's counts by health and each target's status.
+type TargetsView interface {
+	Summary() poller.Summary
+	Status() []poller.TargetStatus
+}
+
+// Status builds the status documents (/status, systemd's STATUS= line, the
+// monitord_targets gauge's counts) from the parts that own the data.
+type Status struct {
+	// Instance is the instance name; a func because a reload may change it.
+	Instance func() string
+	Targets  TargetsView
+	// Outbox is the outbox's depth (state.DB.OutboxStats).
+	Outbox func() (events int, bytes int64, oldest time.Time, err error)
+	// NATS reports whether the publisher is connected.
+	NATS func() bool
+}
+
+// StatusDoc is the /status document.
+type StatusDoc struct {
+	Instance  string                `json:"instance"`
+	Targets   int                   `json:"targets"`
+	Healthy   int                   `json:"healthy"`
+	Failing   int                   `json:"failing"`
+	Unknown   int                   `json:"unknown"`
+	LastCycle time.Time             `json:"last_complete_cycle,omitzero"`
+	NATS      bool                  `json:"nats_connected"`
+	Outbox    int                   `json:"outbox_events"`
+	Status    []poller.TargetStatus `json:"status"`
+}
+
+// Doc returns the /status document.
+func (s Status) Doc() StatusDoc {
+	sum := s.Targets.Summary()
+	n, _, _, _ := s.Outbox()
+	return StatusDoc{Instance: s.Instance(), Targets: sum.Targets, Healthy: sum.Healthy, Failing: sum.Failing,
+		Unknown: sum.Unknown, LastCycle: sum.LastCycle, NATS: s.NATS(), Outbox: n, Status: s.Targets.Status()}
+}
+
+// Line is systemd's one-line STATUS= at now.
+func (s Status) Line(now time.Time) string {
+	sum := s.Targets.Summary()
+	n, _, _, _ := s.Outbox()
+	nats := "connected"
+	if !s.NATS() {
+		nats = "disconnected"
+	}
+	cycle := "no complete cycle yet"
+	if !sum.LastCycle.IsZero() {
+		cycle = "last cycle " + now.Sub(sum.LastCycle).Round(time.Second).String() + " ago"
+	}
+	return fmt.Sprintf("%d targets (%d healthy, %d failing); outbox %d; nats %s; %s",
+		sum.Targets, sum.Healthy, sum.Failing, n, nats, cycle)
+}
+
+// ByHealth counts the targets by health: the monitord_targets gauge's
+// source (Sources.Targets).
+func (s Status) ByHealth() map[string]int {
+	sum := s.Targets.Summary()
+	return map[string]int{poller.HealthHealthy: sum.Healthy, poller.HealthFailing: sum.Failing, poller.HealthUnknown: sum.Unknown}
+}
