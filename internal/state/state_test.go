@@ -89,7 +89,8 @@ func poll(t *testing.T, db *DB, tg twilio.Target, listing []twilio.Interaction, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, next := diff.Diff(tg, ts.Snapshot, listing, now, diff.DefaultRules())
+	changes, next := diff.Diff(ts.Snapshot, listing, now, diff.DefaultRules())
+	evs := event.FromChanges(tg, now, changes)
 	msgs := render(evs)
 	ts.Snapshot = next
 	ts.Health = Health{LastAttempt: now, LastSuccess: now}
@@ -120,7 +121,7 @@ func TestCommitLoadRoundTrip(t *testing.T) {
 	if _, found, err := db.Load(tg.Key()); err != nil || found {
 		t.Fatalf("Load of unknown target: found=%v err=%v", found, err)
 	}
-	_, snap := diff.Diff(tg, diff.Snapshot{}, []twilio.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
+	_, snap := diff.Diff(diff.Snapshot{}, []twilio.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
 	ts := TargetState{Snapshot: snap, Health: Health{
 		LastAttempt: t0, LastSuccess: t0.Add(-time.Minute), FailingSince: t0.Add(-time.Hour),
 		ConsecutiveFailures: 3, Failing: true, Outage: 7, LastError: "list interactions: 503",
@@ -278,7 +279,8 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 	beforeTx := txid(t, db)
 	// Two more events would make 4 > 3: nothing may be committed.
 	ts, _, _ := db.Load(tg.Key())
-	evs, next := diff.Diff(tg, ts.Snapshot, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
+	changes, next := diff.Diff(ts.Snapshot, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
+	evs := event.FromChanges(tg, t0.Add(time.Minute), changes)
 	err := db.Commit(tg.Key(), TargetState{Snapshot: next, Health: Health{LastSuccess: t0.Add(time.Minute)}}, render(evs))
 	if !errors.Is(err, ErrOutboxFull) {
 		t.Fatalf("err = %v, want ErrOutboxFull", err)
