@@ -1,6 +1,7 @@
 // Package diff decides which changes, each one event to publish, a complete
-// listing of a target shows against what was seen before. It is pure: no I/O, no clock, no logger —
-// time comes in as an argument — so every rule is tested by tables alone.
+// listing of a target shows against what was seen before. It is pure: no
+// I/O, no clock, no logger — time comes in as an argument — so every rule
+// is tested by tables alone.
 //
 // The rules, in the order on-call cares about them:
 //

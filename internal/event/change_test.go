@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/monitord/monitord/internal/diff"
+	"github.com/monitord/monitord/internal/twilio"
 )
 
 // TestFromChangesIDs pins the id of each interaction kind to the value the
@@ -82,5 +83,50 @@ func TestFromChangesFields(t *testing.T) {
 	}
 	if evs := FromChanges(exTarget, now, nil); evs != nil {
 		t.Fatalf("no changes: %v, want nil", evs)
+	}
+}
+
+// BenchmarkDiffToEvents is the poll path from a listing to the events the
+// commit renders: Diff against the previous snapshot of a 200-interaction
+// target, then FromChanges. "one" changes one interaction's outbound
+// status (the common changed poll), "all" every one (a burst). Figures in
+// docs/performance.md, side by side with the commit before the seam, where
+// Diff built the events itself.
+func BenchmarkDiffToEvents(b *testing.B) {
+	const n = 200
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	listing := func(changed int, out string) []twilio.Interaction {
+		l := make([]twilio.Interaction, n)
+		for i := range l {
+			st := "sent"
+			if i < changed {
+				st = out
+			}
+			l[i] = twilio.Interaction{
+				SID: fmt.Sprintf("KI%032x", n-i), Type: "message",
+				InboundResourceSID: fmt.Sprintf("SM%032x", 1000+i), InboundResourceStatus: "received",
+				OutboundResourceSID: fmt.Sprintf("SM%032x", 2000+i), OutboundResourceStatus: st,
+				OutboundResourceURL: fmt.Sprintf("https://api.twilio.com/2010-04-01/Accounts/AC/Messages/SM%032x.json", 2000+i),
+				DateCreated:         t0.Add(-2 * time.Minute), DateUpdated: t0.Add(-time.Minute),
+			}
+		}
+		return l
+	}
+	for _, bc := range []struct {
+		name    string
+		changed int
+	}{{"one", 1}, {"all", n}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := diff.DefaultRules()
+			_, prev := diff.Diff(diff.Snapshot{}, listing(0, ""), t0, r)
+			l := listing(bc.changed, "delivered")
+			b.ReportAllocs()
+			for b.Loop() {
+				changes, _ := diff.Diff(prev, l, t0, r)
+				if evs := FromChanges(exTarget, t0, changes); len(evs) != bc.changed {
+					b.Fatalf("%d events, want %d", len(evs), bc.changed)
+				}
+			}
+		})
 	}
 }
