@@ -1,6 +1,7 @@
-// Package diff decides which events a complete listing of a target produces
-// against what was seen before. It is pure: no I/O, no clock, no logger —
-// time comes in as an argument — so every rule is tested by tables alone.
+// Package diff decides which changes, each one event to publish, a complete
+// listing of a target shows against what was seen before. It is pure: no
+// I/O, no clock, no logger — time comes in as an argument — so every rule
+// is tested by tables alone.
 //
 // The rules, in the order on-call cares about them:
 //
@@ -24,12 +25,12 @@
 //     with a leg in an alert status is failed, not stuck.
 //   - deleted: a SID of the previous snapshot is absent from the listing.
 //
-// Event ids come from event.InteractionID(sid, kind, leg, new status), with
-// leg and status empty for created and deleted, so two instances (or one
-// replaying after a crash) derive the same id for the same change. Events
-// come out ordered by interaction SID, then kind: created, status_changed
-// inbound, status_changed outbound, failed inbound, failed outbound, stuck,
-// deleted.
+// Diff returns Changes, not events: it knows no target, no event id and no
+// encoding. Package event turns each Change into an event with its
+// deterministic id, so the id rule lives in one place and this package
+// imports only the Proxy domain nouns. Changes come out ordered by
+// interaction SID, then kind: created, status_changed inbound,
+// status_changed outbound, failed inbound, failed outbound, stuck, deleted.
 package diff
 
 import (
@@ -37,40 +38,37 @@ import (
 	"slices"
 	"time"
 
-	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
-// Diff compares a complete listing of target t with prev, the snapshot of
-// its previous complete listing, and returns the events that happened and
-// the snapshot to store for next time. now is when the listing completed;
-// every event gets it as Time.
+// Diff compares a complete listing of a target with prev, the snapshot of
+// its previous complete listing, and returns the changes found and the
+// snapshot to store for next time. now is when the listing completed: the
+// stuck and baseline rules measure from it, and the events built from the
+// changes carry it (event.FromChanges).
 //
 // Every item must have a SID, in canonical form (twilio.CanonicalSID, as
 // the client decodes it): an item without one cannot be followed from one
 // listing to the next, so a listing holding one is not complete, and the
 // client refuses it like a failed page. Dropping the item instead would
 // report the SID it had last time as deleted, and created again when it
-// came back. Should such a listing reach Diff anyway, Diff changes
-// nothing: no events, and prev as the next snapshot.
+// came back. Should such a listing reach Diff anyway, it returns no
+// changes and prev as the next snapshot.
 //
 // Duplicate SIDs in the listing (Twilio paging can repeat an item when the
 // list changes between pages) count once: the last occurrence in listing
 // order wins. Diff modifies neither prev nor listing.
 //
-// Besides ID, Kind, Target and Time, each event carries the interaction's
-// Type, dates and resource SIDs, the outbound resource URL (not on deleted:
-// the snapshot does not keep URLs) and the body when r.IncludeBody. Per
-// kind: status_changed and failed have Leg, PrevStatus and Status; stuck
-// has Leg outbound and Status the stuck status; created has no leg and
-// Status the outbound status; deleted has no leg and PrevStatus the last
-// outbound status seen.
-func Diff(t twilio.Target, prev Snapshot, listing []twilio.Interaction, now time.Time, r Rules) ([]event.Event, Snapshot) {
+// Besides its Kind, each change carries the interaction's Type, dates and
+// resource SIDs, the outbound resource URL (not on deleted: the snapshot
+// does not keep URLs) and the body when r.IncludeBody; Change says which
+// kind has which leg and statuses.
+func Diff(prev Snapshot, listing []twilio.Interaction, now time.Time, r Rules) ([]Change, Snapshot) {
 	if !identified(listing) {
 		return nil, prev
 	}
 	now = norm(now)
-	d := differ{t: t, now: now, r: r, c: newClassifier(r), baseline: !prev.Baselined, old: prev.Entries}
+	d := differ{now: now, r: r, c: newClassifier(r), baseline: !prev.Baselined, old: prev.Entries}
 	order := sortedUnique(listing)
 	n := len(listing)
 	if order != nil {
@@ -89,7 +87,7 @@ func Diff(t twilio.Target, prev Snapshot, listing []twilio.Interaction, now time
 		case j >= n || (i < len(old) && old[i].SID < item(j).SID):
 			d.cow(i)
 			if !d.baseline {
-				d.emit(event.Deleted, event.NoLeg, old[i].OutboundStatus, "", &old[i], nil)
+				d.emit(Deleted, NoLeg, old[i].OutboundStatus, "", &old[i], nil)
 			}
 			i++
 		case i >= len(old) || old[i].SID > item(j).SID:
@@ -104,16 +102,15 @@ func Diff(t twilio.Target, prev Snapshot, listing []twilio.Interaction, now time
 	}
 	if d.out == nil && len(old) == d.kept {
 		// Nothing changed: share prev's entries rather than copy them.
-		return d.events, Snapshot{Baselined: true, Entries: old}
+		return d.changes, Snapshot{Baselined: true, Entries: old}
 	}
-	return d.events, Snapshot{Baselined: true, Entries: d.out}
+	return d.changes, Snapshot{Baselined: true, Entries: d.out}
 }
 
 // differ carries one Diff's state. The next snapshot is built copy-on-write:
 // while every entry so far is unchanged, out stays nil and kept counts the
 // shared prefix of old; the first change copies that prefix.
 type differ struct {
-	t        twilio.Target
 	now      time.Time
 	r        Rules
 	c        classifier
@@ -121,7 +118,7 @@ type differ struct {
 	old      []Entry
 	out      []Entry
 	kept     int
-	events   []event.Event
+	changes  []Change
 }
 
 // cow switches to a private copy of the next snapshot, because the entry
@@ -150,10 +147,10 @@ func (d *differ) add(it *twilio.Interaction) {
 		recent := d.r.BaselineAlertRecent > 0 && !e.DateUpdated.IsZero() &&
 			d.now.Sub(e.DateUpdated) <= d.r.BaselineAlertRecent
 		if recent && d.c.isAlert(e.InboundStatus) {
-			d.emit(event.Failed, event.Inbound, "", e.InboundStatus, &e, it)
+			d.emit(Failed, Inbound, "", e.InboundStatus, &e, it)
 		}
 		if recent && d.c.isAlert(e.OutboundStatus) {
-			d.emit(event.Failed, event.Outbound, "", e.OutboundStatus, &e, it)
+			d.emit(Failed, Outbound, "", e.OutboundStatus, &e, it)
 		}
 		// History does not page: an interaction already stuck at baseline
 		// is marked reported without an event.
@@ -161,16 +158,16 @@ func (d *differ) add(it *twilio.Interaction) {
 		d.out = append(d.out, e)
 		return
 	}
-	d.emit(event.Created, event.NoLeg, "", e.OutboundStatus, &e, it)
+	d.emit(Created, NoLeg, "", e.OutboundStatus, &e, it)
 	if d.c.isAlert(e.InboundStatus) {
-		d.emit(event.Failed, event.Inbound, "", e.InboundStatus, &e, it)
+		d.emit(Failed, Inbound, "", e.InboundStatus, &e, it)
 	}
 	if d.c.isAlert(e.OutboundStatus) {
-		d.emit(event.Failed, event.Outbound, "", e.OutboundStatus, &e, it)
+		d.emit(Failed, Outbound, "", e.OutboundStatus, &e, it)
 	}
 	if d.stuckDue(&e) {
 		e.StuckReported = true
-		d.emit(event.Stuck, event.Outbound, "", e.OutboundStatus, &e, it)
+		d.emit(Stuck, Outbound, "", e.OutboundStatus, &e, it)
 	}
 	d.out = append(d.out, e)
 }
@@ -212,19 +209,19 @@ func (d *differ) same(i int, it *twilio.Interaction) {
 	}
 	if !d.baseline {
 		if inChanged {
-			d.emit(event.StatusChanged, event.Inbound, oe.InboundStatus, e.InboundStatus, &e, it)
+			d.emit(StatusChanged, Inbound, oe.InboundStatus, e.InboundStatus, &e, it)
 		}
 		if outChanged {
-			d.emit(event.StatusChanged, event.Outbound, oe.OutboundStatus, e.OutboundStatus, &e, it)
+			d.emit(StatusChanged, Outbound, oe.OutboundStatus, e.OutboundStatus, &e, it)
 		}
 		if inChanged && d.c.isAlert(e.InboundStatus) && !d.c.isAlert(oe.InboundStatus) {
-			d.emit(event.Failed, event.Inbound, oe.InboundStatus, e.InboundStatus, &e, it)
+			d.emit(Failed, Inbound, oe.InboundStatus, e.InboundStatus, &e, it)
 		}
 		if outChanged && d.c.isAlert(e.OutboundStatus) && !d.c.isAlert(oe.OutboundStatus) {
-			d.emit(event.Failed, event.Outbound, oe.OutboundStatus, e.OutboundStatus, &e, it)
+			d.emit(Failed, Outbound, oe.OutboundStatus, e.OutboundStatus, &e, it)
 		}
 		if stuck {
-			d.emit(event.Stuck, event.Outbound, "", e.OutboundStatus, &e, it)
+			d.emit(Stuck, Outbound, "", e.OutboundStatus, &e, it)
 		}
 	}
 	if d.out == nil && e.equal(oe) {
@@ -242,16 +239,9 @@ func (d *differ) stuckDue(e *Entry) bool {
 		!d.c.isAlert(e.InboundStatus) && d.now.Sub(e.OutboundSince) >= d.r.StuckAfter
 }
 
-func (d *differ) emit(k event.Kind, leg event.Leg, prevStatus, status string, e *Entry, it *twilio.Interaction) {
-	idStatus := status
-	if k == event.Created || k == event.Deleted {
-		idStatus = ""
-	}
-	ev := event.Event{
-		ID:                  event.InteractionID(e.SID, k, leg, idStatus),
+func (d *differ) emit(k Kind, leg Leg, prevStatus, status string, e *Entry, it *twilio.Interaction) {
+	c := Change{
 		Kind:                k,
-		Target:              d.t,
-		Time:                d.now,
 		InteractionSID:      e.SID,
 		Leg:                 leg,
 		Baseline:            d.baseline, // a baseline listing emits only failed
@@ -264,12 +254,12 @@ func (d *differ) emit(k event.Kind, leg event.Leg, prevStatus, status string, e 
 		OutboundResourceSID: e.OutboundResourceSID,
 	}
 	if it != nil {
-		ev.OutboundResourceURL = it.OutboundResourceURL
+		c.OutboundResourceURL = it.OutboundResourceURL
 		if d.r.IncludeBody {
-			ev.Body = it.Data
+			c.Body = it.Data
 		}
 	}
-	d.events = append(d.events, ev)
+	d.changes = append(d.changes, c)
 }
 
 // identified reports whether every item of listing has a SID.

@@ -2,25 +2,15 @@ package diff
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
-var (
-	testTarget = twilio.Target{
-		Source:         twilio.SourceParticipant,
-		ServiceSID:     "KS" + strings.Repeat("0", 32),
-		SessionSID:     "KC" + strings.Repeat("0", 32),
-		ParticipantSID: "KP" + strings.Repeat("0", 32),
-	}
-	t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-)
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 // sid returns the n-th interaction SID: KI followed by n in 32 hex digits,
 // so SID order is numeric order.
@@ -43,16 +33,16 @@ func ix(n int, in, out string, updated time.Time) twilio.Interaction {
 	}
 }
 
-// ev is the short form of an event the tables compare against.
+// ev is the short form of a change the tables compare against.
 type ev struct {
 	N      int
-	Kind   event.Kind
-	Leg    event.Leg
+	Kind   Kind
+	Leg    Leg
 	Prev   string
 	Status string
 }
 
-func short(t *testing.T, evs []event.Event) []ev {
+func short(t *testing.T, evs []Change) []ev {
 	t.Helper()
 	out := []ev{}
 	for _, e := range evs {
@@ -69,7 +59,7 @@ func short(t *testing.T, evs []event.Event) []ev {
 // resulting snapshot, failing the test if the baseline emitted anything.
 func baselined(t *testing.T, listing []twilio.Interaction, now time.Time, r Rules) Snapshot {
 	t.Helper()
-	evs, s := Diff(testTarget, Snapshot{}, listing, now, r)
+	evs, s := Diff(Snapshot{}, listing, now, r)
 	if len(evs) != 0 {
 		t.Fatalf("baseline emitted %v", short(t, evs))
 	}
@@ -94,7 +84,7 @@ func TestRules(t *testing.T) {
 		}},
 		{"baseline pages a recent failure on each alert leg", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(-time.Minute)), ix(2, "failed", "undelivered", t0.Add(-15*time.Minute))}, t0,
-				[]ev{{1, event.Failed, event.Outbound, "", "failed"}, {2, event.Failed, event.Inbound, "", "failed"}, {2, event.Failed, event.Outbound, "", "undelivered"}}},
+				[]ev{{1, Failed, Outbound, "", "failed"}, {2, Failed, Inbound, "", "failed"}, {2, Failed, Outbound, "", "undelivered"}}},
 		}},
 		{"baseline does not page an old failure", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(-15*time.Minute-time.Second))}, t0, nil},
@@ -103,108 +93,108 @@ func TestRules(t *testing.T) {
 			{[]twilio.Interaction{ix(1, "received", "failed", time.Time{})}, t0, nil},
 		}},
 		{"baseline recent failure in the future (clock skew) pages", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute))}, t0, []ev{{1, event.Failed, event.Outbound, "", "failed"}}},
+			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute))}, t0, []ev{{1, Failed, Outbound, "", "failed"}}},
 		}},
 		{"baseline alert_recent 0 disables", Rules{AlertStatuses: r.AlertStatuses, StuckAfter: r.StuckAfter}, []step{
 			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0, nil},
 		}},
 		{"baseline of an empty listing then created", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(time.Minute), []ev{{1, event.Created, "", "", "delivered"}}},
+			{[]twilio.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(time.Minute), []ev{{1, Created, "", "", "delivered"}}},
 		}},
 		{"created then status changes per leg", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "receiving", "queued", t0)}, t0, []ev{{1, event.Created, "", "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "receiving", "queued", t0)}, t0, []ev{{1, Created, "", "", "queued"}}},
 			{[]twilio.Interaction{ix(1, "received", "sent", t0.Add(time.Second))}, t0.Add(time.Minute),
-				[]ev{{1, event.StatusChanged, event.Inbound, "receiving", "received"}, {1, event.StatusChanged, event.Outbound, "queued", "sent"}}},
+				[]ev{{1, StatusChanged, Inbound, "receiving", "received"}, {1, StatusChanged, Outbound, "queued", "sent"}}},
 			{[]twilio.Interaction{ix(1, "received", "delivered", t0.Add(2*time.Second))}, t0.Add(2 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "delivered"}}},
+				[]ev{{1, StatusChanged, Outbound, "sent", "delivered"}}},
 		}},
 		{"created directly failed pages", r, []step{
 			{nil, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0,
-				[]ev{{1, event.Created, "", "", "undelivered"}, {1, event.Failed, event.Outbound, "", "undelivered"}}},
+				[]ev{{1, Created, "", "", "undelivered"}, {1, Failed, Outbound, "", "undelivered"}}},
 		}},
 		{"entering failed pages, failed to undelivered does not page again", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}, {1, event.Failed, event.Outbound, "sent", "failed"}}},
+				[]ev{{1, StatusChanged, Outbound, "sent", "failed"}, {1, Failed, Outbound, "sent", "failed"}}},
 			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "failed", "undelivered"}}},
+				[]ev{{1, StatusChanged, Outbound, "failed", "undelivered"}}},
 		}},
 		{"backwards status is status_changed, not a second page", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "undelivered"}, {1, event.Failed, event.Outbound, "sent", "undelivered"}}},
+				[]ev{{1, StatusChanged, Outbound, "sent", "undelivered"}, {1, Failed, Outbound, "sent", "undelivered"}}},
 			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute), nil},
 			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "undelivered", "failed"}}},
+				[]ev{{1, StatusChanged, Outbound, "undelivered", "failed"}}},
 		}},
 		{"fails, recovers, fails again pages again", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}, {1, event.Failed, event.Outbound, "sent", "failed"}}},
+				[]ev{{1, StatusChanged, Outbound, "sent", "failed"}, {1, Failed, Outbound, "sent", "failed"}}},
 			{[]twilio.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(2 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "failed", "delivered"}}},
+				[]ev{{1, StatusChanged, Outbound, "failed", "delivered"}}},
 			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "delivered", "failed"}, {1, event.Failed, event.Outbound, "delivered", "failed"}}},
+				[]ev{{1, StatusChanged, Outbound, "delivered", "failed"}, {1, Failed, Outbound, "delivered", "failed"}}},
 		}},
 		{"inbound leg failure pages", r, []step{
 			{[]twilio.Interaction{ix(1, "receiving", "", old)}, t0, nil},
 			{[]twilio.Interaction{ix(1, "failed", "", t0)}, t0.Add(time.Minute),
-				[]ev{{1, event.StatusChanged, event.Inbound, "receiving", "failed"}, {1, event.Failed, event.Inbound, "receiving", "failed"}}},
+				[]ev{{1, StatusChanged, Inbound, "receiving", "failed"}, {1, Failed, Inbound, "receiving", "failed"}}},
 		}},
 		{"null and unknown statuses are values", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "", old)}, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "unknown", old)}, t0.Add(time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "", "unknown"}}},
+				[]ev{{1, StatusChanged, Outbound, "", "unknown"}}},
 			{[]twilio.Interaction{ix(1, "received", "brand-new-status", old)}, t0.Add(2 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "unknown", "brand-new-status"}}},
+				[]ev{{1, StatusChanged, Outbound, "unknown", "brand-new-status"}}},
 			{[]twilio.Interaction{ix(1, "received", "", old)}, t0.Add(3 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "brand-new-status", ""}}},
+				[]ev{{1, StatusChanged, Outbound, "brand-new-status", ""}}},
 		}},
 		{"configured alert statuses", Rules{AlertStatuses: []string{"delivery-unknown"}}, []step{
 			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "failed", old)}, t0.Add(time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "sent", "failed"}}},
+				[]ev{{1, StatusChanged, Outbound, "sent", "failed"}}},
 			{[]twilio.Interaction{ix(1, "received", "delivery-unknown", old)}, t0.Add(2 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "failed", "delivery-unknown"}, {1, event.Failed, event.Outbound, "failed", "delivery-unknown"}}},
+				[]ev{{1, StatusChanged, Outbound, "failed", "delivery-unknown"}, {1, Failed, Outbound, "failed", "delivery-unknown"}}},
 		}},
 		{"deleted when absent from a complete listing", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "delivered", old), ix(2, "received", "sent", old)}, t0, nil},
-			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(time.Minute), []ev{{1, event.Deleted, "", "delivered", ""}}},
-			{nil, t0.Add(2 * time.Minute), []ev{{2, event.Deleted, "", "sent", ""}}},
-			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(3 * time.Minute), []ev{{2, event.Created, "", "", "sent"}}},
+			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(time.Minute), []ev{{1, Deleted, "", "delivered", ""}}},
+			{nil, t0.Add(2 * time.Minute), []ev{{2, Deleted, "", "sent", ""}}},
+			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(3 * time.Minute), []ev{{2, Created, "", "", "sent"}}},
 		}},
 		{"stuck once per interaction, after stuck_after from date_updated", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0, []ev{{1, event.Created, "", "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0, []ev{{1, Created, "", "", "queued"}}},
 			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15*time.Minute - time.Second), nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15 * time.Minute), []ev{{1, event.Stuck, event.Outbound, "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15 * time.Minute), []ev{{1, Stuck, Outbound, "", "queued"}}},
 			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(time.Hour), nil},
 			{[]twilio.Interaction{ix(1, "received", "sending", t0.Add(time.Hour))}, t0.Add(3 * time.Hour),
-				[]ev{{1, event.StatusChanged, event.Outbound, "queued", "sending"}}},
+				[]ev{{1, StatusChanged, Outbound, "queued", "sending"}}},
 		}},
 		{"stuck clock restarts when the outbound status changes", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "accepted", t0)}, t0, []ev{{1, event.Created, "", "", "accepted"}}},
+			{[]twilio.Interaction{ix(1, "received", "accepted", t0)}, t0, []ev{{1, Created, "", "", "accepted"}}},
 			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(10 * time.Minute),
-				[]ev{{1, event.StatusChanged, event.Outbound, "accepted", "queued"}}},
+				[]ev{{1, StatusChanged, Outbound, "accepted", "queued"}}},
 			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(20 * time.Minute), nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(25 * time.Minute), []ev{{1, event.Stuck, event.Outbound, "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(25 * time.Minute), []ev{{1, Stuck, Outbound, "", "queued"}}},
 		}},
 		{"terminal outbound statuses are never stuck, null is", r, []step{
 			{nil, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0,
-				[]ev{{1, event.Created, "", "", "sent"}, {2, event.Created, "", "", "delivered"}, {3, event.Created, "", "", ""},
-					{4, event.Created, "", "", "undelivered"}, {4, event.Failed, event.Outbound, "", "undelivered"}}},
+				[]ev{{1, Created, "", "", "sent"}, {2, Created, "", "", "delivered"}, {3, Created, "", "", ""},
+					{4, Created, "", "", "undelivered"}, {4, Failed, Outbound, "", "undelivered"}}},
 			{[]twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0.Add(time.Hour),
-				[]ev{{3, event.Stuck, event.Outbound, "", ""}}},
+				[]ev{{3, Stuck, Outbound, "", ""}}},
 		}},
 		{"new interaction already overdue is created and stuck", r, []step{
 			{nil, t0, nil},
 			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(-time.Hour))}, t0,
-				[]ev{{1, event.Created, "", "", "queued"}, {1, event.Stuck, event.Outbound, "", "queued"}}},
+				[]ev{{1, Created, "", "", "queued"}, {1, Stuck, Outbound, "", "queued"}}},
 		}},
 		{"stuck at baseline is history", r, []step{
 			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0, nil},
@@ -212,22 +202,22 @@ func TestRules(t *testing.T) {
 		}},
 		{"stuck_after 0 disables", Rules{AlertStatuses: r.AlertStatuses}, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0, []ev{{1, event.Created, "", "", "queued"}}},
+			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0, []ev{{1, Created, "", "", "queued"}}},
 			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0.Add(24 * time.Hour), nil},
 		}},
 		{"duplicate SIDs: last occurrence wins", r, []step{
 			{nil, t0, nil},
 			{[]twilio.Interaction{ix(2, "received", "queued", t0), ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0)}, t0,
-				[]ev{{1, event.Created, "", "", "sent"}, {2, event.Created, "", "", "delivered"}}},
+				[]ev{{1, Created, "", "", "sent"}, {2, Created, "", "", "delivered"}}},
 		}},
 		{"event order: SID then kind", r, []step{
 			{[]twilio.Interaction{ix(1, "receiving", "queued", old), ix(3, "received", "sent", old)}, t0, nil},
 			{[]twilio.Interaction{ix(3, "received", "failed", old), ix(2, "received", "sent", old), ix(1, "failed", "failed", old)}, t0.Add(time.Minute),
 				[]ev{
-					{1, event.StatusChanged, event.Inbound, "receiving", "failed"}, {1, event.StatusChanged, event.Outbound, "queued", "failed"},
-					{1, event.Failed, event.Inbound, "receiving", "failed"}, {1, event.Failed, event.Outbound, "queued", "failed"},
-					{2, event.Created, "", "", "sent"},
-					{3, event.StatusChanged, event.Outbound, "sent", "failed"}, {3, event.Failed, event.Outbound, "sent", "failed"},
+					{1, StatusChanged, Inbound, "receiving", "failed"}, {1, StatusChanged, Outbound, "queued", "failed"},
+					{1, Failed, Inbound, "receiving", "failed"}, {1, Failed, Outbound, "queued", "failed"},
+					{2, Created, "", "", "sent"},
+					{3, StatusChanged, Outbound, "sent", "failed"}, {3, Failed, Outbound, "sent", "failed"},
 				}},
 		}},
 	}
@@ -235,7 +225,7 @@ func TestRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s Snapshot
 			for i, st := range tc.steps {
-				evs, next := Diff(testTarget, s, st.listing, st.at, tc.rules)
+				evs, next := Diff(s, st.listing, st.at, tc.rules)
 				got := short(t, evs)
 				want := st.want
 				if want == nil {
@@ -244,9 +234,9 @@ func TestRules(t *testing.T) {
 				if d := cmp.Diff(want, got); d != "" {
 					t.Fatalf("step %d: events (-want +got):\n%s", i, d)
 				}
-				checkEvents(t, evs, st.at)
+				checkChanges(t, evs)
 				// The same listing again at the same instant is nothing new.
-				if again, _ := Diff(testTarget, next, st.listing, st.at, tc.rules); len(again) != 0 {
+				if again, _ := Diff(next, st.listing, st.at, tc.rules); len(again) != 0 {
 					t.Fatalf("step %d: repeating the listing emitted %v", i, short(t, again))
 				}
 				s = next
@@ -255,51 +245,49 @@ func TestRules(t *testing.T) {
 	}
 }
 
-// checkEvents checks what every event must carry.
-func checkEvents(t *testing.T, evs []event.Event, now time.Time) {
+// checkChanges checks that no two changes of one Diff are the same change:
+// (interaction, kind, leg) is unique, which makes the event ids derived
+// from them unique too (event.FromChanges holds the id rule; its tests
+// check the ids).
+func checkChanges(t *testing.T, evs []Change) {
 	t.Helper()
-	ids := map[string]bool{}
+	type key struct {
+		sid  string
+		kind Kind
+		leg  Leg
+	}
+	seen := map[key]bool{}
 	for _, e := range evs {
-		if ids[e.ID] {
-			t.Fatalf("duplicate id %s", e.ID)
+		k := key{e.InteractionSID, e.Kind, e.Leg}
+		if seen[k] {
+			t.Fatalf("duplicate change %s %s %q", e.InteractionSID, e.Kind, e.Leg)
 		}
-		ids[e.ID] = true
-		idStatus := e.Status
-		if e.Kind == event.Created || e.Kind == event.Deleted {
-			idStatus = ""
-		}
-		if want := event.InteractionID(e.InteractionSID, e.Kind, e.Leg, idStatus); e.ID != want {
-			t.Fatalf("%s %s: id %s, want %s", e.InteractionSID, e.Kind, e.ID, want)
-		}
-		if !e.Time.Equal(now) || e.Target != testTarget {
-			t.Fatalf("%s %s: time %v target %v", e.InteractionSID, e.Kind, e.Time, e.Target)
-		}
+		seen[k] = true
 	}
 }
 
-func TestEventFields(t *testing.T) {
+func TestChangeFields(t *testing.T) {
 	r := DefaultRules()
 	s := baselined(t, nil, t0, r)
 	it := ix(1, "received", "failed", t0)
-	evs, _ := Diff(testTarget, s, []twilio.Interaction{it}, t0, r)
+	evs, _ := Diff(s, []twilio.Interaction{it}, t0, r)
 	if len(evs) != 2 {
-		t.Fatalf("got %d events", len(evs))
+		t.Fatalf("got %d changes", len(evs))
 	}
-	want := event.Event{
-		ID: event.InteractionID(it.SID, event.Failed, event.Outbound, "failed"), Kind: event.Failed,
-		Target: testTarget, Time: t0, InteractionSID: it.SID, Leg: event.Outbound, Status: "failed",
+	want := Change{
+		Kind: Failed, InteractionSID: it.SID, Leg: Outbound, Status: "failed",
 		Type: "message", DateCreated: it.DateCreated, DateUpdated: it.DateUpdated,
 		InboundResourceSID: it.InboundResourceSID, OutboundResourceSID: it.OutboundResourceSID,
 		OutboundResourceURL: it.OutboundResourceURL,
 	}
 	if d := cmp.Diff(want, evs[1]); d != "" {
-		t.Fatalf("failed event (-want +got):\n%s", d)
+		t.Fatalf("failed change (-want +got):\n%s", d)
 	}
 	if evs[0].Body != "" {
 		t.Fatal("body copied without IncludeBody")
 	}
 	r.IncludeBody = true
-	evs, _ = Diff(testTarget, s, []twilio.Interaction{it}, t0, r)
+	evs, _ = Diff(s, []twilio.Interaction{it}, t0, r)
 	if evs[0].Body != it.Data || evs[1].Body != it.Data {
 		t.Fatalf("IncludeBody: bodies %q %q", evs[0].Body, evs[1].Body)
 	}
@@ -312,7 +300,7 @@ func TestDiffDoesNotModifyInputs(t *testing.T) {
 	before := append([]Entry(nil), s.Entries...)
 	changed := []twilio.Interaction{ix(2, "received", "delivered", t0), ix(1, "received", "failed", t0)}
 	keep := append([]twilio.Interaction(nil), changed...)
-	_, next := Diff(testTarget, s, changed, t0.Add(time.Hour), r)
+	_, next := Diff(s, changed, t0.Add(time.Hour), r)
 	if d := cmp.Diff(before, s.Entries); d != "" {
 		t.Fatalf("prev modified:\n%s", d)
 	}
@@ -328,7 +316,7 @@ func TestUnchangedSharesEntries(t *testing.T) {
 	r := DefaultRules()
 	listing := []twilio.Interaction{ix(1, "received", "delivered", t0), ix(2, "received", "sent", t0)}
 	s := baselined(t, listing, t0, r)
-	evs, next := Diff(testTarget, s, listing, t0.Add(time.Minute), r)
+	evs, next := Diff(s, listing, t0.Add(time.Minute), r)
 	if len(evs) != 0 || &next.Entries[0] != &s.Entries[0] {
 		t.Fatalf("unchanged listing: %d events, shared=%v", len(evs), &next.Entries[0] == &s.Entries[0])
 	}
@@ -362,12 +350,12 @@ func benchTarget(n int) []twilio.Interaction {
 func BenchmarkDiffUnchanged(b *testing.B) {
 	const n = 200
 	listing := benchTarget(n)
-	_, s := Diff(testTarget, Snapshot{}, listing, t0, DefaultRules())
+	_, s := Diff(Snapshot{}, listing, t0, DefaultRules())
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		if evs, _ := Diff(testTarget, s, listing, t0.Add(time.Minute), DefaultRules()); len(evs) != 0 {
+		if evs, _ := Diff(s, listing, t0.Add(time.Minute), DefaultRules()); len(evs) != 0 {
 			b.Fatal("events")
 		}
 	}
@@ -385,7 +373,7 @@ func TestListingWithoutSIDChangesNothing(t *testing.T) {
 	noSID := ix(2, "received", "failed", t0.Add(time.Minute))
 	noSID.SID = ""
 	for name, p := range map[string]Snapshot{"after the baseline": prev, "at the baseline": {}} {
-		evs, next := Diff(testTarget, p, []twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute)), noSID}, t0.Add(time.Minute), r)
+		evs, next := Diff(p, []twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute)), noSID}, t0.Add(time.Minute), r)
 		if len(evs) != 0 {
 			t.Errorf("%s: events %v, want none", name, short(t, evs))
 		}

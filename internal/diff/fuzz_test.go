@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
@@ -94,7 +93,7 @@ func FuzzDiff(f *testing.F) {
 		now := t0.Add(time.Duration(int(at)-128) * time.Minute)
 		prevEnc, _ := prev.MarshalBinary()
 
-		evs, next := Diff(testTarget, prev, listing, now, r)
+		evs, next := Diff(prev, listing, now, r)
 
 		// A listing with an item that cannot be identified is not complete:
 		// nothing happens, and prev stands.
@@ -109,25 +108,32 @@ func FuzzDiff(f *testing.F) {
 			listed[it.SID] = true
 		}
 
-		// No duplicate ids; events in SID order; ids as documented.
-		seen := map[string]bool{}
+		// No duplicate changes (so no duplicate event ids: the id is a hash
+		// of interaction, kind, leg and status); changes in SID order.
+		type key struct {
+			sid  string
+			kind Kind
+			leg  Leg
+		}
+		seen := map[key]bool{}
 		for i, e := range evs {
-			if seen[e.ID] {
-				t.Fatalf("duplicate id %s (%s %s %s)", e.ID, e.InteractionSID, e.Kind, e.Leg)
+			k := key{e.InteractionSID, e.Kind, e.Leg}
+			if seen[k] {
+				t.Fatalf("duplicate change %s %s %s", e.InteractionSID, e.Kind, e.Leg)
 			}
-			seen[e.ID] = true
+			seen[k] = true
 			if i > 0 && evs[i-1].InteractionSID > e.InteractionSID {
 				t.Fatalf("events out of SID order at %d", i)
 			}
-			if e.Kind == event.Failed && (!contains(r.AlertStatuses, e.Status) || contains(r.AlertStatuses, e.PrevStatus)) {
+			if e.Kind == Failed && (!contains(r.AlertStatuses, e.Status) || contains(r.AlertStatuses, e.PrevStatus)) {
 				t.Fatalf("failed %q -> %q", e.PrevStatus, e.Status)
 			}
-			if !prev.Baselined && e.Kind != event.Failed {
+			if !prev.Baselined && e.Kind != Failed {
 				t.Fatalf("baseline emitted %s", e.Kind)
 			}
 			// deleted only for a SID absent from the listing; every other
 			// kind only for one in it.
-			if (e.Kind == event.Deleted) == listed[e.InteractionSID] {
+			if (e.Kind == Deleted) == listed[e.InteractionSID] {
 				t.Fatalf("%s for %s, listed %v", e.Kind, e.InteractionSID, listed[e.InteractionSID])
 			}
 		}
@@ -150,7 +156,7 @@ func FuzzDiff(f *testing.F) {
 			t.Fatal("Diff modified prev")
 		}
 		// The same listing against its own snapshot, at the same now, is nothing.
-		again, next2 := Diff(testTarget, next, listing, now, r)
+		again, next2 := Diff(next, listing, now, r)
 		if len(again) != 0 {
 			t.Fatalf("listing against its own snapshot: %d events, first %s %s", len(again), again[0].Kind, again[0].InteractionSID)
 		}

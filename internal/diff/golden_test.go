@@ -1,4 +1,4 @@
-package diff
+package diff_test
 
 import (
 	"bytes"
@@ -11,14 +11,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/diff"
+	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
+// goldenTarget is the target of every scenario: its SIDs are part of the
+// events, not of their ids.
+var goldenTarget = twilio.Target{
+	Source:         twilio.SourceParticipant,
+	ServiceSID:     "KS" + strings.Repeat("0", 32),
+	SessionSID:     "KC" + strings.Repeat("0", 32),
+	ParticipantSID: "KP" + strings.Repeat("0", 32),
+}
+
 // A scenario (testdata/<name>.json) is a target's listings over time; its
 // golden file (testdata/<name>.golden) is every event and the snapshot
-// after each listing. Adding a scenario is adding a file and running
+// after each listing. The events are what the poller publishes: Diff's
+// changes through event.FromChanges, so the golden ids pin the id rule
+// across the seam (this file is package diff_test because event imports
+// diff). Adding a scenario is adding a file and running
 // `go test ./internal/diff -run TestGolden -update`; review the diff of the
 // .golden files like code.
 type scenario struct {
@@ -43,8 +57,8 @@ type scenario struct {
 	} `json:"steps"`
 }
 
-func (sc *scenario) rules(t *testing.T) Rules {
-	r := DefaultRules()
+func (sc *scenario) rules(t *testing.T) diff.Rules {
+	r := diff.DefaultRules()
 	if sc.Rules == nil {
 		return r
 	}
@@ -106,7 +120,7 @@ func TestGolden(t *testing.T) {
 func runScenario(t *testing.T, sc *scenario) []byte {
 	r := sc.rules(t)
 	var out bytes.Buffer
-	var snap Snapshot
+	var snap diff.Snapshot
 	for i, st := range sc.Steps {
 		listing := make([]twilio.Interaction, len(st.Listing))
 		for j, l := range st.Listing {
@@ -115,7 +129,8 @@ func runScenario(t *testing.T, sc *scenario) []byte {
 				InboundResourceSID: l.InSID, OutboundResourceSID: l.OutSID, DateCreated: l.Created, DateUpdated: l.Updated,
 			}
 		}
-		evs, next := Diff(testTarget, snap, listing, st.Now, r)
+		changes, next := diff.Diff(snap, listing, st.Now, r)
+		evs := event.FromChanges(goldenTarget, st.Now, changes)
 		fmt.Fprintf(&out, "step %d at %s: %d listed, %d events\n", i, st.Now.Format(time.RFC3339), len(listing), len(evs))
 		for _, e := range evs {
 			leg := string(e.Leg)

@@ -1,6 +1,8 @@
 // Package event defines monitord's events: their kinds, their deterministic
 // ids, their NATS subjects, and the outbox record that carries them from a
-// committed poll to NATS.
+// committed poll to NATS. Interaction events are built from the changes
+// package diff finds (FromChanges): diff decides what changed, event names
+// it and gives it its id.
 package event
 
 import (
@@ -10,19 +12,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
 // Kind is what happened.
 type Kind string
 
-// The event kinds. See docs/events.md for when each fires.
+// The event kinds. See docs/events.md for when each fires. The five
+// interaction kinds are the kinds of diff.Change, named once there by the
+// rules that produce them; the other three belong to the poller.
 const (
-	Created         Kind = "created"
-	StatusChanged   Kind = "status_changed"
-	Failed          Kind = "failed"
-	Stuck           Kind = "stuck"
-	Deleted         Kind = "deleted"
+	Created         Kind = Kind(diff.Created)
+	StatusChanged   Kind = Kind(diff.StatusChanged)
+	Failed          Kind = Kind(diff.Failed)
+	Stuck           Kind = Kind(diff.Stuck)
+	Deleted         Kind = Kind(diff.Deleted)
 	TargetError     Kind = "target_error"
 	TargetRecovered Kind = "target_recovered"
 	Heartbeat       Kind = "heartbeat"
@@ -41,16 +46,17 @@ func (k Kind) Valid() bool {
 	return false
 }
 
-// Leg names which resource of an interaction a status belongs to.
-type Leg string
+// Leg names which resource of an interaction a status belongs to: the
+// diff's legs, under the name an event reader expects.
+type Leg = diff.Leg
 
 const (
 	// Inbound is the inbound resource (the message a participant sent).
-	Inbound Leg = "inbound"
+	Inbound = diff.Inbound
 	// Outbound is the outbound resource (the message Proxy relayed).
-	Outbound Leg = "outbound"
+	Outbound = diff.Outbound
 	// NoLeg is for events that concern the interaction or target as a whole.
-	NoLeg Leg = ""
+	NoLeg = diff.NoLeg
 )
 
 // Event is one change monitord detected. Interaction events carry the

@@ -40,7 +40,8 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		return p.pollFailed(log, e, rev, ts.Health, err, now)
 	}
 
-	events, next := diff.Diff(t, ts.Snapshot, listing, now, p.rules.Load().diff)
+	changes, next := diff.Diff(ts.Snapshot, listing, now, p.rules.Load().diff)
+	events := event.FromChanges(t, now, changes)
 	// Before rendering: the reason is part of the committed event, so a
 	// replay after a crash, or another instance's copy, is the same event.
 	if !p.addReasons(ctx, log, spec.Messages, events) {

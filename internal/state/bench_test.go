@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/monitord/monitord/internal/diff"
+	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
@@ -61,7 +62,7 @@ func seed(b *testing.B, db *DB, n, per int) {
 	for start := 0; start < n; start += batch {
 		err := db.db.Update(func(tx *bolt.Tx) error {
 			for tn := start; tn < min(start+batch, n); tn++ {
-				_, snap := diff.Diff(target(tn), diff.Snapshot{}, benchListing(tn, per, "delivered"), t0, diff.DefaultRules())
+				_, snap := diff.Diff(diff.Snapshot{}, benchListing(tn, per, "delivered"), t0, diff.DefaultRules())
 				enc, _ := snap.MarshalBinary()
 				k := []byte(target(tn).Key())
 				if err := tx.Bucket(bucketSnapshots).Put(k, enc); err != nil {
@@ -96,7 +97,8 @@ func pollOnce(b *testing.B, db *DB, tn int, listing []twilio.Interaction, now ti
 	if err != nil {
 		b.Fatal(err)
 	}
-	evs, next := diff.Diff(tg, ts.Snapshot, listing, now, diff.DefaultRules())
+	changes, next := diff.Diff(ts.Snapshot, listing, now, diff.DefaultRules())
+	evs := event.FromChanges(tg, now, changes)
 	ts.Health.LastAttempt, ts.Health.LastSuccess = now, now
 	if _, err := db.Commit(tg.Key(), rev, Next{Snapshot: SnapshotIfChanged(ts.Snapshot, next), Health: ts.Health}, render(evs)); err != nil {
 		b.Fatal(err)

@@ -72,7 +72,8 @@ func TestCrashBeforeSaveRederivesSameEvents(t *testing.T) {
 	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0)
 	listing := []twilio.Interaction{ix(1, "undelivered", t0), ix(3, "sent", t0)}
 	ts, _, _ := db.Load(tg.Key())
-	lost, _ := diff.Diff(tg, ts.Snapshot, listing, t0.Add(time.Minute), diff.DefaultRules())
+	changes, _ := diff.Diff(ts.Snapshot, listing, t0.Add(time.Minute), diff.DefaultRules())
+	lost := event.FromChanges(tg, t0.Add(time.Minute), changes)
 	// Died after diffing, before Commit.
 	crash(t, db)
 
@@ -158,7 +159,9 @@ func crashChild() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		evs, next := diff.Diff(crashTarget, ts.Snapshot, crashListing(n+1), t0.Add(time.Duration(n)*time.Second), rules)
+		now := t0.Add(time.Duration(n) * time.Second)
+		changes, next := diff.Diff(ts.Snapshot, crashListing(n+1), now, rules)
+		evs := event.FromChanges(crashTarget, now, changes)
 		msgs := []event.Message{{ID: fmt.Sprintf("n-%d", n+1), Subject: "crash", Data: []byte(strconv.Itoa(n + 1))}}
 		for _, e := range evs {
 			msgs = append(msgs, event.Message{ID: e.ID, Subject: "crash", Data: []byte(strconv.Itoa(n + 1))})

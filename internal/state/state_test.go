@@ -89,7 +89,8 @@ func poll(t *testing.T, db *DB, tg twilio.Target, listing []twilio.Interaction, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, next := diff.Diff(tg, ts.Snapshot, listing, now, diff.DefaultRules())
+	changes, next := diff.Diff(ts.Snapshot, listing, now, diff.DefaultRules())
+	evs := event.FromChanges(tg, now, changes)
 	msgs := render(evs)
 	h := Health{LastAttempt: now, LastSuccess: now}
 	if _, err := db.Commit(tg.Key(), rev, Next{Snapshot: SnapshotIfChanged(ts.Snapshot, next), Health: h}, msgs); err != nil {
@@ -119,7 +120,7 @@ func TestCommitLoadRoundTrip(t *testing.T) {
 	if _, rev, err := db.Load(tg.Key()); err != nil || rev != 0 {
 		t.Fatalf("Load of unknown target: rev=%v err=%v", rev, err)
 	}
-	_, snap := diff.Diff(tg, diff.Snapshot{}, []twilio.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
+	_, snap := diff.Diff(diff.Snapshot{}, []twilio.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
 	ts := TargetState{Snapshot: snap, Health: Health{
 		LastAttempt: t0, LastSuccess: t0.Add(-time.Minute), FailingSince: t0.Add(-time.Hour),
 		ConsecutiveFailures: 3, Failing: true, Outage: 7, LastError: "list interactions: 503",
@@ -286,7 +287,8 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 	beforeTx := txid(t, db)
 	// Two more events would make 4 > 3: nothing may be committed.
 	ts, rev, _ := db.Load(tg.Key())
-	evs, next := diff.Diff(tg, ts.Snapshot, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
+	changes, next := diff.Diff(ts.Snapshot, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
+	evs := event.FromChanges(tg, t0.Add(time.Minute), changes)
 	_, err := db.Commit(tg.Key(), rev, Next{Snapshot: &next, Health: Health{LastSuccess: t0.Add(time.Minute)}}, render(evs))
 	if !errors.Is(err, ErrOutboxFull) {
 		t.Fatalf("err = %v, want ErrOutboxFull", err)
@@ -473,19 +475,18 @@ func TestDamagedValueNamesTarget(t *testing.T) {
 // SnapshotIfChanged is what lets an unchanged poll skip encoding: nil
 // exactly when the diff's next snapshot holds what the loaded one held.
 func TestSnapshotIfChanged(t *testing.T) {
-	tg := target(1)
 	rules := diff.DefaultRules()
 	listing := []twilio.Interaction{ix(1, "sent", t0), ix(2, "delivered", t0)}
-	_, base := diff.Diff(tg, diff.Snapshot{}, listing, t0, rules)
+	_, base := diff.Diff(diff.Snapshot{}, listing, t0, rules)
 	enc, _ := base.MarshalBinary()
 	var loaded diff.Snapshot
 	if err := loaded.UnmarshalBinary(enc); err != nil {
 		t.Fatal(err)
 	}
-	_, same := diff.Diff(tg, loaded, listing, t0.Add(time.Minute), rules)
-	_, moved := diff.Diff(tg, loaded, []twilio.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(time.Minute), rules)
-	_, grown := diff.Diff(tg, loaded, append(listing, ix(3, "sent", t0)), t0.Add(time.Minute), rules)
-	_, firstEmpty := diff.Diff(tg, diff.Snapshot{}, nil, t0, rules)
+	_, same := diff.Diff(loaded, listing, t0.Add(time.Minute), rules)
+	_, moved := diff.Diff(loaded, []twilio.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(time.Minute), rules)
+	_, grown := diff.Diff(loaded, append(listing, ix(3, "sent", t0)), t0.Add(time.Minute), rules)
+	_, firstEmpty := diff.Diff(diff.Snapshot{}, nil, t0, rules)
 	copied := diff.Snapshot{Baselined: true, Entries: slices.Clone(loaded.Entries)}
 	for _, c := range []struct {
 		name       string
