@@ -38,7 +38,7 @@ const (
 // route is a parsed request path.
 type route struct {
 	ep      Endpoint
-	service string // the Service SID as written in the path
+	service string // the Service SID, canonical (lower-case)
 	key     ixKey
 	ok      bool // every SID in the path names something that can exist
 }
@@ -80,7 +80,9 @@ func (s *Sim) parseRoute(path string) route {
 		// Service and must not grow with whatever SIDs a client makes up.
 		return route{}
 	}
-	rt.service, rt.key = seg[0], svc
+	// The limiter counts per Service, not per spelling: hex digits open
+	// in either case, so key on the canonical (lower-case) SID.
+	rt.service, rt.key = s.seal.sid("KS", kindService, ixKey{svc: svc.svc}), svc
 	if len(seg) >= 3 {
 		k, ok := s.seal.parseSID("KC", kindSession, seg[2])
 		if !ok || k.svc != svc.svc {
