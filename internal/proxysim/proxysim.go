@@ -51,6 +51,13 @@ type Options struct {
 	// creation.
 	FailureRate, StuckRate, DeleteRate float64
 
+	// Activity, when set, makes the world bursty (activity.go): sessions
+	// quiet most of the time, conversations of a few messages now and then,
+	// status delays drawn from distributions with late failures. It
+	// replaces Interactions, BacklogGap and InteractionEvery; FailureRate,
+	// StuckRate and DeleteRate apply to its messages.
+	Activity *Activity
+
 	// SessionOpenEvery opens a new session (with Participants participants
 	// and Interactions interactions spread over its life) in every Service
 	// this often after Epoch: discovery's moving target. SessionLifetime
@@ -110,6 +117,8 @@ type Sim struct {
 	epoch int64 // unix seconds
 	creds Credentials
 
+	act   *activity // nil: the fixed schedule of Options.Interactions
+
 	mu sync.RWMutex // guards the world's edits below
 	ed edits
 
@@ -161,6 +170,9 @@ func New(o Options) *Sim {
 		epoch:   o.Epoch.Unix(),
 		faults:  o.Faults,
 		faultRG: newRNG(o.Seed, 0xfa017),
+	}
+	if o.Activity != nil {
+		s.act = newActivity(*o.Activity, s.epoch)
 	}
 	s.ed.init()
 	s.creds = Credentials{
