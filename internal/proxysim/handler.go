@@ -115,6 +115,8 @@ func (s *Sim) parseRoute(path string) route {
 	return rt
 }
 
+var keysPool = sync.Pool{New: func() any { return new([]uint64) }}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // ServeHTTP serves the API.
@@ -300,7 +302,12 @@ func (rd *renderer) list(dst []byte, r *http.Request, rt route, ses session) ([]
 	switch rt.ep {
 	case EndpointSessions:
 		name = "sessions"
-		keys = s.sessionKeys(rt.key.svc, rd.now)
+		// A 10,000-session Service lists 10,000 keys for each of its 100
+		// pages: reuse the slice rather than allocate 80 KB per page.
+		kp := keysPool.Get().(*[]uint64)
+		defer keysPool.Put(kp)
+		keys = s.appendSessionKeys((*kp)[:0], rt.key.svc, rd.now)
+		defer func() { *kp = keys[:0] }()
 	case EndpointParticipants:
 		name = "participants"
 		for p := 0; p < ses.participants; p++ {

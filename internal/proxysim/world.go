@@ -104,8 +104,10 @@ func (s *Sim) churnStart(svc uint16) int64 {
 }
 
 // sessionKeys lists a Service's sessions visible at now, in listing order.
-func (s *Sim) sessionKeys(svc uint16, now int64) []uint64 {
-	var keys []uint64
+func (s *Sim) sessionKeys(svc uint16, now int64) []uint64 { return s.appendSessionKeys(nil, svc, now) }
+
+// appendSessionKeys is sessionKeys appending to keys.
+func (s *Sim) appendSessionKeys(keys []uint64, svc uint16, now int64) []uint64 {
 	add := func(idx uint32) {
 		if _, ok := s.sessionAt(ixKey{svc: svc, sess: idx}, now); ok {
 			keys = append(keys, uint64(idx))
