@@ -27,9 +27,12 @@ type bufferWriter struct {
 	body []byte
 }
 
-func (w *bufferWriter) Header() http.Header         { return w.h }
-func (w *bufferWriter) WriteHeader(code int)        { w.code = code }
-func (w *bufferWriter) Write(p []byte) (int, error) { w.body = append(w.body, p...); return len(p), nil }
+func (w *bufferWriter) Header() http.Header  { return w.h }
+func (w *bufferWriter) WriteHeader(code int) { w.code = code }
+func (w *bufferWriter) Write(p []byte) (int, error) {
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
 
 // BenchmarkWorld is what the simulator costs a simulated-clock benchmark of
 // activity-driven polling: the 10,000-session world advanced over 2

@@ -117,7 +117,7 @@ type Sim struct {
 	epoch int64 // unix seconds
 	creds Credentials
 
-	act   *activity // nil: the fixed schedule of Options.Interactions
+	act *activity // nil: the fixed schedule of Options.Interactions
 
 	mu sync.RWMutex // guards the world's edits below
 	ed edits
