@@ -146,3 +146,52 @@ func scanSessions(body []byte) (items [][2]string, next string) {
 	}
 	return items, next
 }
+
+// BenchmarkSessionsPage serves one page of 100 sessions of a 10,000-session
+// Service, the unit of an activity index, for the activity world and for
+// the fixed schedule of the same size side by side: what the bursty
+// world's date_last_interaction (a walk back over the session's slots)
+// costs against the schedule's arithmetic.
+func BenchmarkSessionsPage(b *testing.B) {
+	at := time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return at }
+	for _, bc := range []struct {
+		name string
+		o    proxysim.Options
+	}{
+		{"activity", worldOptions(clock)},
+		{"schedule", proxysim.Options{Seed: 13, Sessions: 10000, Participants: 2, Interactions: 10,
+			InteractionEvery: time.Minute, Clock: clock, RateLimit: -1}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			sim := proxysim.New(bc.o)
+			at = sim.Epoch().Add(time.Hour)
+			c := sim.Credentials()
+			// Every page's URL, as a client following next_page_url has them.
+			var urls []string
+			for next := "/v1/Services/" + sim.Services()[0] + "/Sessions?PageSize=100"; next != ""; {
+				urls = append(urls, next)
+				w := &bufferWriter{h: http.Header{}}
+				req := httptest.NewRequest(http.MethodGet, next, nil)
+				req.SetBasicAuth(c.AccountSID, c.AuthToken)
+				sim.ServeHTTP(w, req)
+				_, next = scanSessions(w.body)
+			}
+			if len(urls) != 100 {
+				b.Fatalf("%d pages", len(urls))
+			}
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for i := 0; b.Loop(); i++ {
+				req := httptest.NewRequest(http.MethodGet, urls[i%len(urls)], nil)
+				req.SetBasicAuth(c.AccountSID, c.AuthToken)
+				sim.ServeHTTP(w, req)
+				if w.code != http.StatusOK {
+					b.Fatalf("status %d", w.code)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e3, "cpu-µs/page")
+		})
+	}
+}
