@@ -11,6 +11,20 @@
 // per interaction unless a test edits it, so a world of millions of
 // interactions costs almost no memory, and two simulators with the same seed
 // and clock serve the same bytes.
+//
+// By default every participant gets interactions on a fixed schedule.
+// Options.Activity makes instead the bursty world that activity-driven
+// polling (issue 13) is judged against (activity.go, and "Activity world" in
+// docs/performance.md for the model and the benchmark's parameters): most
+// sessions quiet, a few in a conversation of a few messages, status delays
+// drawn from distributions with carrier receipts up to hours late, and
+// date_last_interaction moving with new interactions only. Failures gives
+// the ground truth of a simulated window (which leg failed when), and
+// Transport serves a client in process, so a benchmark on a simulated clock
+// needs neither sockets nor sleeps.
+//
+// Twilio's rate limit is enforced per endpoint (path template) per Service
+// over a 5 s sliding window (ratelimit.go).
 package proxysim
 
 import (
