@@ -139,6 +139,10 @@ func (a *activity) slot(t int64) int64 { return max(t-a.origin, 0) / a.window }
 
 func (a *activity) slotStart(j int64) int64 { return a.origin + j*a.window }
 
+// firstBurstDelay bounds the seconds from a session's creation to its first
+// message (plus one). That burst may start after its slot ends.
+const firstBurstDelay = 30
+
 // maxSlot bounds slot numbers: they must fit in 23 bits of an index.
 const maxSlot = addedFlag>>8 - 1
 
@@ -162,7 +166,7 @@ func (s *Sim) burstAt(ses session, j int64, b *burst) bool {
 	h := hashKey(s.o.Seed, k, 0xb0257)
 	start := a.slotStart(j) + int64(h>>32)%a.window
 	if j == first {
-		start = ses.created + 1 + int64(h>>32)%30
+		start = ses.created + 1 + int64(h>>32)%firstBurstDelay
 	} else if unitFloat(h) >= a.share {
 		return false
 	}
@@ -281,10 +285,11 @@ func (s *Sim) lastGenerated(ses session, now int64) int64 {
 	var b burst
 	first := s.act.slot(ses.created)
 	// Walk back from now: a burst of slot j ends before the start of slot
-	// j+1 plus the longest burst, so once that is behind the newest found,
-	// no earlier slot can hold a newer one.
+	// j+1 plus the longest burst (the first burst up to firstBurstDelay
+	// later), so once that is behind the newest found, no earlier slot can
+	// hold a newer one.
 	for j := min(s.act.slot(lim), maxSlot); j >= first; j-- {
-		if last != 0 && s.act.slotStart(j+1)+s.act.maxSpan <= last {
+		if last != 0 && s.act.slotStart(j+1)+s.act.maxSpan+firstBurstDelay <= last {
 			break
 		}
 		if !s.burstAt(ses, j, &b) {
