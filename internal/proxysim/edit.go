@@ -324,7 +324,7 @@ func (s *Sim) ChangesSince(since time.Time) []Change {
 // clock's future included: the generated world is known in advance (edits
 // count as made so far). A zero from means from the beginning. It walks the
 // whole world, without sealing a SID for anything it leaves out: about
-// 40 ms for the 10,000-session activity world (docs/performance.md).
+// 50 ms of CPU for the 10,000-session activity world (docs/performance.md).
 func (s *Sim) Failures(from, to time.Time) []Change {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
