@@ -54,7 +54,11 @@ func BenchmarkWorld(b *testing.B) {
 		c := sim.Credentials()
 		svc := sim.Services()[0]
 		targets := map[string][]proxysim.Target{}
-		for _, tg := range sim.Targets() {
+		all := sim.Targets()
+		if len(all) != 20000 {
+			b.Fatalf("%d participant targets, want 20,000", len(all))
+		}
+		for _, tg := range all {
 			targets[tg.SessionSID] = append(targets[tg.SessionSID], tg)
 		}
 		w := &discardWriter{h: http.Header{}}
