@@ -38,7 +38,7 @@ const (
 // route is a parsed request path.
 type route struct {
 	ep      Endpoint
-	service string // the Service SID as written in the path
+	service string // the Service SID, canonical (lower-case)
 	key     ixKey
 	ok      bool // every SID in the path names something that can exist
 }
@@ -80,7 +80,9 @@ func (s *Sim) parseRoute(path string) route {
 		// Service and must not grow with whatever SIDs a client makes up.
 		return route{}
 	}
-	rt.service, rt.key = seg[0], svc
+	// The limiter counts per Service, not per spelling: hex digits open
+	// in either case, so key on the canonical (lower-case) SID.
+	rt.service, rt.key = s.seal.sid("KS", kindService, ixKey{svc: svc.svc}), svc
 	if len(seg) >= 3 {
 		k, ok := s.seal.parseSID("KC", kindSession, seg[2])
 		if !ok || k.svc != svc.svc {
@@ -112,6 +114,8 @@ func (s *Sim) parseRoute(path string) route {
 	rt.ok = true
 	return rt
 }
+
+var keysPool = sync.Pool{New: func() any { return new([]uint64) }}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
@@ -298,7 +302,12 @@ func (rd *renderer) list(dst []byte, r *http.Request, rt route, ses session) ([]
 	switch rt.ep {
 	case EndpointSessions:
 		name = "sessions"
-		keys = s.sessionKeys(rt.key.svc, rd.now)
+		// A 10,000-session Service lists 10,000 keys for each of its 100
+		// pages: reuse the slice rather than allocate 80 KB per page.
+		kp := keysPool.Get().(*[]uint64)
+		defer keysPool.Put(kp)
+		keys = s.appendSessionKeys((*kp)[:0], rt.key.svc, rd.now)
+		defer func() { *kp = keys[:0] }()
 	case EndpointParticipants:
 		name = "participants"
 		for p := 0; p < ses.participants; p++ {

@@ -11,6 +11,20 @@
 // per interaction unless a test edits it, so a world of millions of
 // interactions costs almost no memory, and two simulators with the same seed
 // and clock serve the same bytes.
+//
+// By default every participant gets interactions on a fixed schedule.
+// Options.Activity makes instead the bursty world that activity-driven
+// polling (issue 13) is judged against (activity.go, and "Activity world" in
+// docs/performance.md for the model and the benchmark's parameters): most
+// sessions quiet, a few in a conversation of a few messages, status delays
+// drawn from distributions with carrier receipts up to hours late, and
+// date_last_interaction moving with new interactions only. Failures gives
+// the ground truth of a simulated window (which leg failed when), and
+// Transport serves a client in process, so a benchmark on a simulated clock
+// needs neither sockets nor sleeps.
+//
+// Twilio's rate limit is enforced per endpoint (path template) per Service
+// over a 5 s sliding window (ratelimit.go).
 package proxysim
 
 import (
@@ -50,6 +64,13 @@ type Options struct {
 	// sending forever; DeleteRate the fraction deleted 10–20 minutes after
 	// creation.
 	FailureRate, StuckRate, DeleteRate float64
+
+	// Activity, when set, makes the world bursty (activity.go): sessions
+	// quiet most of the time, conversations of a few messages now and then,
+	// status delays drawn from distributions with late failures. It
+	// replaces Interactions, BacklogGap and InteractionEvery; FailureRate,
+	// StuckRate and DeleteRate apply to its messages.
+	Activity *Activity
 
 	// SessionOpenEvery opens a new session (with Participants participants
 	// and Interactions interactions spread over its life) in every Service
@@ -110,6 +131,8 @@ type Sim struct {
 	epoch int64 // unix seconds
 	creds Credentials
 
+	act *activity // nil: the fixed schedule of Options.Interactions
+
 	mu sync.RWMutex // guards the world's edits below
 	ed edits
 
@@ -161,6 +184,9 @@ func New(o Options) *Sim {
 		epoch:   o.Epoch.Unix(),
 		faults:  o.Faults,
 		faultRG: newRNG(o.Seed, 0xfa017),
+	}
+	if o.Activity != nil {
+		s.act = newActivity(*o.Activity, s.epoch)
 	}
 	s.ed.init()
 	s.creds = Credentials{

@@ -3,6 +3,7 @@ package proxysim_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +153,26 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRateLimitServiceSIDCase: a Service SID's hex digits decode in either
+// case, so the simulator serves a path with the SID upper-cased; it must
+// draw from the same budget, or a client could double its limit by writing
+// the SID twice.
+func TestRateLimitServiceSIDCase(t *testing.T) {
+	e := newEnv(t, proxysim.Options{})
+	tg := e.sim.Targets()[0]
+	for i := 0; i < 150; i++ {
+		if r := e.get(participantPath(tg)); r.status != http.StatusOK {
+			t.Fatalf("request %d: %d", i+1, r.status)
+		}
+	}
+	upper := tg
+	upper.ServiceSID = "KS" + strings.ToUpper(tg.ServiceSID[2:])
+	wantError(t, e.get(participantPath(upper)), http.StatusTooManyRequests, 20429)
+	st := e.sim.Stats()
+	if len(st.Endpoints) != 1 {
+		t.Errorf("%d limiter keys, want 1: %v", len(st.Endpoints), st.Endpoints)
 	}
 }

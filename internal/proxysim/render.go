@@ -259,13 +259,11 @@ func (rd *renderer) appendInteraction(dst []byte, it *interaction, sessionLevel 
 // lastInteraction is when the newest interaction of a session was created
 // (0 if none yet).
 func (rd *renderer) lastInteraction(ses session) int64 {
-	var last int64
+	last := rd.s.lastGenerated(ses, rd.now)
 	for p := 0; p < ses.participants; p++ {
-		pt := rd.s.participantOf(ses, uint8(p))
-		if n := pt.generated(rd.now); n > 0 {
-			last = max(last, pt.createdAt(n-1))
-		}
-		for _, it := range rd.s.ed.added[pt.key] {
+		pk := ses.key
+		pk.part = uint8(p)
+		for _, it := range rd.s.ed.added[pk] {
 			if it.created <= rd.now {
 				last = max(last, it.created)
 			}

@@ -2,6 +2,7 @@ package proxysim
 
 import (
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -61,6 +62,8 @@ func (s *Sim) sessionAt(k ixKey, now int64) (session, bool) {
 			return session{}, false
 		}
 		ses.created, ses.participants = o.at, o.participants
+	case int(k.sess) < s.o.Sessions && s.act != nil:
+		ses.created = s.epoch - 1 - int64(hashKey(s.o.Seed, k, 0x5e55)%uint64(s.act.history))
 	case int(k.sess) < s.o.Sessions:
 		span := int64(s.o.Interactions) * secs(s.o.BacklogGap)
 		ses.created = s.epoch - span - 600 - int64(hashKey(s.o.Seed, k, 0x5e55)%3600)
@@ -86,21 +89,42 @@ func (s *Sim) sessionAt(k ixKey, now int64) (session, bool) {
 	return ses, true
 }
 
+// sessionsCreatedBy is when the last of the sessions open at Epoch was
+// created at the latest (sessionAt).
+func (s *Sim) sessionsCreatedBy() int64 {
+	if s.act != nil {
+		return s.epoch - 1
+	}
+	return s.epoch - int64(s.o.Interactions)*secs(s.o.BacklogGap) - 600
+}
+
 // churnStart is when a Service's first churned session opens.
 func (s *Sim) churnStart(svc uint16) int64 {
 	return s.epoch + 1 + int64(hashKey(s.o.Seed, ixKey{svc: svc}, 0xc4)%uint64(secs(s.o.SessionOpenEvery)))
 }
 
 // sessionKeys lists a Service's sessions visible at now, in listing order.
-func (s *Sim) sessionKeys(svc uint16, now int64) []uint64 {
-	var keys []uint64
+func (s *Sim) sessionKeys(svc uint16, now int64) []uint64 { return s.appendSessionKeys(nil, svc, now) }
+
+// appendSessionKeys is sessionKeys appending to keys.
+func (s *Sim) appendSessionKeys(keys []uint64, svc uint16, now int64) []uint64 {
 	add := func(idx uint32) {
 		if _, ok := s.sessionAt(ixKey{svc: svc, sess: idx}, now); ok {
 			keys = append(keys, uint64(idx))
 		}
 	}
-	for i := 0; i < s.o.Sessions; i++ {
-		add(uint32(i))
+	if len(s.ed.deletedSessions) == 0 && now >= s.sessionsCreatedBy() {
+		// Every session open at Epoch exists: the sessions list of a
+		// 10,000-session Service is asked for 100 times per refresh, and
+		// the check per session was most of each page.
+		keys = slices.Grow(keys, s.o.Sessions)
+		for i := 0; i < s.o.Sessions; i++ {
+			keys = append(keys, uint64(i))
+		}
+	} else {
+		for i := 0; i < s.o.Sessions; i++ {
+			add(uint32(i))
+		}
 	}
 	if s.o.SessionOpenEvery > 0 && now >= s.churnStart(svc) {
 		n := (now-s.churnStart(svc))/secs(s.o.SessionOpenEvery) + 1
@@ -213,10 +237,19 @@ func (s *Sim) plannedDelete(k ixKey, created int64) int64 {
 }
 
 // genInteraction derives interaction k of a session with participants
-// participants, created at created.
-func (s *Sim) genInteraction(k ixKey, created int64, participants int) interaction {
+// participants, created at created. inPart is its inbound participant as the
+// activity world decides it (-1: none); -2 draws it here.
+func (s *Sim) genInteraction(k ixKey, created int64, participants, inPart int) interaction {
 	r := newRNG(s.o.Seed, hashKey(s.o.Seed, k, 0x1a7e))
 	it := interaction{key: k, created: created, inPart: -1, body: uint32(r.p.Uint64())}
+	if s.act != nil {
+		if inPart >= 0 {
+			it.inPart, it.inStatus = inPart, "delivered"
+		}
+		s.planActivity(&it, &r)
+		it.deleteAt = s.plannedDelete(k, created)
+		return it
+	}
 	if participants >= 2 && r.float() < 0.6 {
 		// Relayed from another participant: Proxy received it (inbound
 		// leg) and forwards it to this participant (outbound leg).
@@ -276,19 +309,18 @@ func (it *interaction) planStatus(now int64) step {
 
 // participantKeys lists the interaction indexes of p visible at now.
 func (s *Sim) participantKeys(p participant, now int64, dst []uint64, hi uint64) []uint64 {
-	n := p.generated(now)
 	del := s.ed.deleted
-	for i := 0; i < n; i++ {
+	s.eachGenerated(p, now, func(idx uint32, created int64, _ int) {
 		k := p.key
-		k.idx = uint32(i)
-		if d := s.plannedDelete(k, p.createdAt(i)); d != 0 && d <= now {
-			continue
+		k.idx = idx
+		if d := s.plannedDelete(k, created); d != 0 && d <= now {
+			return
 		}
 		if at, ok := del[k]; ok && at <= now {
-			continue
+			return
 		}
-		dst = append(dst, hi|uint64(i))
-	}
+		dst = append(dst, hi|uint64(idx))
+	})
 	for _, it := range s.ed.added[p.key] {
 		if it.created > now {
 			continue
@@ -322,10 +354,11 @@ func (s *Sim) interactionAt(k ixKey, now int64) (interaction, participant, bool)
 			return interaction{}, participant{}, false
 		}
 	} else {
-		if int(k.idx) >= p.generated(now) {
+		created, inPart, ok := s.generatedAt(p, k, now)
+		if !ok {
 			return interaction{}, participant{}, false
 		}
-		it = s.genInteraction(k, p.createdAt(int(k.idx)), ses.participants)
+		it = s.genInteraction(k, created, ses.participants, inPart)
 	}
 	if it.deleteAt != 0 && it.deleteAt <= now {
 		return interaction{}, participant{}, false
