@@ -49,7 +49,8 @@ type daemon struct {
 	db      *state.DB
 	pub     *notify.Publisher
 	poller  *poller.Poller
-	admin   *admin.Server // nil when admin.listen is ""
+	beat    *poller.Heartbeat // nil when heartbeat events are not published
+	admin   *admin.Server     // nil when admin.listen is ""
 	sd      *systemd
 
 	// discovery merges discovered targets with the configured ones in
@@ -101,13 +102,15 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	pcfg.Waker = d.pub
 	pcfg.Observer = d.metrics
 	pcfg.OnTick = d.onTick
-	if slices.Contains(cfg.Rules.PublishKinds, event.Heartbeat) {
-		pcfg.Heartbeat = poller.HeartbeatConfig{
-			Interval: cfg.Poll.HeartbeatInterval, Instance: cfg.Instance, Publisher: d.pub, Outbox: d.db,
-		}
-	}
 	if d.poller, err = poller.New(pcfg); err != nil {
 		return nil, err
+	}
+	if slices.Contains(cfg.Rules.PublishKinds, event.Heartbeat) {
+		d.beat, err = poller.NewHeartbeat(poller.HeartbeatConfig{Interval: cfg.Poll.HeartbeatInterval,
+			Instance: cfg.Instance, Publisher: d.pub, Render: pcfg.Render, Outbox: d.db, Log: pcfg.Log}, d.poller)
+		if err != nil {
+			return nil, err
+		}
 	}
 	specs := targetSpecs(cfg, d.clients)
 	if err := pruneState(d.db, cfg, specs, log); err != nil {
@@ -204,6 +207,11 @@ func (d *daemon) Run(ctx context.Context) error {
 		defer close(pollerDone)
 		return d.poller.Run(pctx)
 	}, func(error) { cancelPoll() })
+
+	if d.beat != nil {
+		hctx, cancelBeat := context.WithCancel(base)
+		g.Add(func() error { return d.beat.Run(hctx) }, func(error) { cancelBeat() })
+	}
 
 	nctx, cancelNotify := context.WithCancel(base)
 	g.Add(func() error {

@@ -165,13 +165,15 @@ func TestNotFoundPolledLess(t *testing.T) {
 	f := newFixture(t, proxysim.Options{Seed: 14, Participants: 1}, func(c *Config) { c.NotFoundEvery = 3 })
 	f.p.SetTargets(f.specs(nil))
 	f.sim.SetTargetError(f.sim.Targets()[0], 404)
-	// Drive activations by hand, as cron would.
-	e := f.p.entries[f.p.Status()[0].Key]
+	// Drive activations by hand, as the scheduler would.
+	key := f.p.Status()[0].Key
+	e := f.p.entries[key]
 	f.p.runCtx = context.Background()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	defer e.cancel()
 	for range 9 {
-		e.job.Run()
+		f.p.activate(Tick{Key: key})
+		f.p.polls.Wait()
 	}
 	if got := f.obs.count(ResultError); got != 4 {
 		t.Errorf("polls over 9 activations: %d, want 4 (the first, then every 3rd)", got)
@@ -197,13 +199,15 @@ func (c chanPublisher) PublishNow(_ context.Context, m event.Message) error {
 
 func TestHeartbeat(t *testing.T) {
 	pub := make(chanPublisher, 10)
-	f := newFixture(t, proxysim.Options{Seed: 15, Participants: 1}, func(c *Config) {
-		c.Heartbeat = HeartbeatConfig{Interval: 50 * time.Millisecond, Instance: "test-1", Publisher: pub}
-	})
-	f.p.cfg.Heartbeat.Outbox = f.db
+	f := newFixture(t, proxysim.Options{Seed: 15, Participants: 1}, nil)
+	hb, err := NewHeartbeat(HeartbeatConfig{Interval: 50 * time.Millisecond, Instance: "test-1", Publisher: pub,
+		Render: f.p.cfg.Render, Outbox: f.db}, f.p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.p.SetTargets(f.specs(nil))
 	f.p.PollAll(context.Background())
-	runPoller(t, f.p)
+	runPart(t, hb.Run)
 	var m event.Message
 	select {
 	case m = <-pub:
