@@ -133,6 +133,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if cfg.Admin.Listen != "" {
 		d.admin, err = admin.New(admin.Config{
 			Addr:    cfg.Admin.Listen,
+			Pprof:   cfg.Admin.Pprof,
 			Metrics: d.metrics,
 			Status:  d.status,
 			Live:    []admin.Check{{Name: "scheduler", Fn: admin.Recent("scheduler tick", d.poller.LastTick, 10*time.Second)}},

@@ -49,13 +49,13 @@ func (t Tick) ID() string {
 	return t.Key + "@" + strconv.FormatInt(t.Due.UnixMilli(), 10)
 }
 
-// Scheduler decides which target is due at which tick. It keeps one item
-// per target in a min-heap ordered by the next due instant, so a dispatch
-// costs O(log n): robfig/cron's own run loop re-sorts every entry at every
-// wake, which at 10,000 targets was a sixth of the daemon's CPU (issue 16).
-// robfig/cron still parses the specs and computes Next.
+// Scheduler decides which target is due at which tick. It keeps the next
+// due instant of every target in a min-heap (container/heap), so a
+// dispatch costs O(log n): robfig/cron's own run loop re-sorts every entry
+// at every wake, which at 10,000 targets was a sixth of the daemon's CPU
+// (issue 16). robfig/cron still parses the specs and computes Next.
 //
-// Dispatch is called from the scheduler's loop, one due item after
+// Dispatch is called from the scheduler's loop, one due tick after
 // another, without the scheduler's lock held; it must not block (the
 // poller takes the target's skip lock and hands the poll to a goroutine).
 // An item that is late is not caught up: its next tick is the first one
@@ -70,43 +70,51 @@ type Scheduler struct {
 	mu    sync.Mutex
 	items map[string]*item
 	heap  dueHeap
+	stale int           // heap slots of removed or rescheduled items
 	wake  chan struct{} // buffered 1: something changed or a timer fired
 
 	due []Tick // reused by the loop: ticks popped, dispatched unlocked
 }
 
-// item is one target in the heap.
+// item is one scheduled target.
 type item struct {
 	key   string
 	sched cron.Schedule // spread already applied
-	next  time.Time
-	index int // in the heap; -1 once removed
+	gen   uint64        // bumped by Set and Remove: older heap slots are stale
 }
 
-// dueHeap orders items by next due instant (container/heap).
-type dueHeap []*item
+// slot is one heap entry: the due instant is kept in the slot itself (not
+// behind the item pointer) so that sifting through 100,000 slots touches
+// one contiguous array and no item; Set and Remove leave the old slot in
+// place, marked stale by the generation, instead of keeping an index.
+//
+// every is the period of an @every schedule (gridSchedule), 0 for a
+// calendar one: the next tick of a grid is then computed from the slot
+// alone, without calling through the item's schedule, which at 100,000
+// targets is a cache miss or two per dispatch.
+type slot struct {
+	due   int64 // unix nanos
+	every int64 // nanos; 0: ask it.sched
+	gen   uint64
+	it    *item
+}
 
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	return h[i].next.Before(h[j].next) || (h[i].next.Equal(h[j].next) && h[i].key < h[j].key)
-}
-func (h dueHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *dueHeap) Push(x any) {
-	it := x.(*item)
-	it.index = len(*h)
-	*h = append(*h, it)
-}
+// dueHeap orders slots by due instant (container/heap).
+type dueHeap []slot
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(slot)) }
 func (h *dueHeap) Pop() any {
 	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = nil
-	it.index = -1
+	s := old[len(old)-1]
+	old[len(old)-1] = slot{}
 	*h = old[:len(old)-1]
-	return it
+	return s
 }
+
+func (sl slot) live() bool { return sl.it.gen == sl.gen }
 
 // NewScheduler returns a scheduler with no items. dispatch receives every
 // due tick; onTick (may be nil) is called from the loop every second as
@@ -128,18 +136,25 @@ func NewScheduler(clock Clock, loc *time.Location, dispatch func(Tick), onTick f
 // instant after now.
 func (s *Scheduler) Set(key string, sched cron.Schedule) {
 	now := s.clock.Now().In(s.loc)
+	next := sched.Next(now)
 	s.mu.Lock()
 	it, ok := s.items[key]
-	if !ok {
+	if ok {
+		it.gen++
+		s.stale++
+	} else {
 		it = &item{key: key}
 		s.items[key] = it
 	}
-	it.sched, it.next = sched, sched.Next(now)
-	if ok {
-		heap.Fix(&s.heap, it.index)
-	} else {
-		heap.Push(&s.heap, it)
+	it.sched = sched
+	if !next.IsZero() {
+		sl := slot{due: next.UnixNano(), gen: it.gen, it: it}
+		if g, ok := sched.(gridSchedule); ok {
+			sl.every = int64(g.every)
+		}
+		heap.Push(&s.heap, sl)
 	}
+	s.compactLocked()
 	s.mu.Unlock()
 	s.poke()
 }
@@ -149,10 +164,29 @@ func (s *Scheduler) Set(key string, sched cron.Schedule) {
 func (s *Scheduler) Remove(key string) {
 	s.mu.Lock()
 	if it, ok := s.items[key]; ok {
-		heap.Remove(&s.heap, it.index)
+		it.gen++
+		s.stale++
 		delete(s.items, key)
+		s.compactLocked()
 	}
 	s.mu.Unlock()
+}
+
+// compactLocked drops the stale slots once they are half the heap, so
+// that a discovery churning through targets cannot grow it without bound.
+func (s *Scheduler) compactLocked() {
+	if s.stale < 64 || s.stale < len(s.heap)/2 {
+		return
+	}
+	live := s.heap[:0]
+	for _, sl := range s.heap {
+		if sl.live() {
+			live = append(live, sl)
+		}
+	}
+	clear(s.heap[len(live):])
+	s.heap, s.stale = live, 0
+	heap.Init(&s.heap)
 }
 
 // Len is the number of scheduled items.
@@ -200,22 +234,35 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // tick after now, and returns the earliest next due instant (zero when
 // there is none).
 func (s *Scheduler) fire(now time.Time) time.Time {
+	nowNs := now.UnixNano()
 	s.mu.Lock()
 	s.due = s.due[:0]
-	for len(s.heap) > 0 && !s.heap[0].next.After(now) {
-		it := s.heap[0]
-		s.due = append(s.due, Tick{Key: it.key, Due: it.next})
-		it.next = it.sched.Next(now)
-		if it.next.IsZero() {
-			heap.Pop(&s.heap) // never fires again (schedule.Parse refuses such specs)
-			delete(s.items, it.key)
+	for len(s.heap) > 0 && s.heap[0].due <= nowNs {
+		top := &s.heap[0]
+		if !top.live() {
+			heap.Pop(&s.heap)
+			s.stale--
 			continue
+		}
+		it := top.it
+		s.due = append(s.due, Tick{Key: it.key, Due: time.Unix(0, top.due).In(s.loc)})
+		if top.every > 0 {
+			// The first grid instant after now: what gridSchedule.Next says.
+			top.due += ((nowNs-top.due)/top.every + 1) * top.every
+		} else {
+			next := it.sched.Next(now)
+			if next.IsZero() { // never fires again (schedule.Parse refuses such specs)
+				heap.Pop(&s.heap)
+				delete(s.items, it.key)
+				continue
+			}
+			top.due = next.UnixNano()
 		}
 		heap.Fix(&s.heap, 0)
 	}
 	var next time.Time
 	if len(s.heap) > 0 {
-		next = s.heap[0].next
+		next = time.Unix(0, s.heap[0].due)
 	}
 	s.mu.Unlock()
 	for _, t := range s.due {
