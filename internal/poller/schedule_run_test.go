@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -249,5 +250,43 @@ func TestStarvedServiceStillServesEveryTarget(t *testing.T) {
 	waitFor(t, "every target polled", 30*time.Second, func() bool { return f.p.Summary().Unknown == 0 })
 	if f.obs.skips() == 0 {
 		t.Error("no skipped activations counted although the budget is 2 polls/s for 8 polls/s")
+	}
+}
+
+// TestPollerOnInjectedClock: the poller schedules on Config.SchedClock.
+// With a clock that moves only when the test says so, three minutes of
+// `@every 1m` poll each spread target exactly three times, whatever the
+// real time taken, and nothing polls before the clock moves.
+func TestPollerOnInjectedClock(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	f := newFixture(t, proxysim.Options{Seed: 17, Sessions: 3, Participants: 2}, func(c *Config) {
+		c.SchedClock, c.Spread = clock, true
+	})
+	specs := f.specs(nil)
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	runPoller(t, f.p)
+	// The scheduler parks on one timer of the clock once it has nothing
+	// due; advancing before that would move its deadline.
+	parked := func() bool { return clock.pending() > 0 }
+	waitFor(t, "the scheduler to park", 10*time.Second, parked)
+	if n := f.obs.count(ResultOK); n != 0 {
+		t.Fatalf("%d polls before the clock moved", n)
+	}
+	for minute := 1; minute <= 3; minute++ {
+		for range 60 {
+			clock.Advance(time.Second)
+			waitFor(t, "the scheduler to park", 10*time.Second, parked)
+		}
+		want := minute * len(specs)
+		waitFor(t, fmt.Sprintf("%d polls after %d minutes", want, minute), 20*time.Second,
+			func() bool { return f.obs.count(ResultOK) >= want })
+		if n := f.obs.count(ResultOK); n != want {
+			t.Fatalf("after %d minutes: %d polls, want %d", minute, n, want)
+		}
+	}
+	if s := f.obs.skips(); s != 0 {
+		t.Errorf("%d skipped activations", s)
 	}
 }
