@@ -40,8 +40,7 @@ func TestSchedulerHoursInSeconds(t *testing.T) {
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var s *Scheduler
-	s = NewScheduler(clock, time.UTC, func(tk Tick) {
+	s := NewScheduler(clock, time.UTC, func(tk Tick) {
 		mu.Lock()
 		defer mu.Unlock()
 		if tk.Due.After(end) {
