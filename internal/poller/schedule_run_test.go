@@ -290,3 +290,42 @@ func TestPollerOnInjectedClock(t *testing.T) {
 		t.Errorf("%d skipped activations", s)
 	}
 }
+
+// TestRemovalCancelsInFlightPoll: removing a target whose poll is in
+// flight cancels that poll; SetTargets returns once it has returned, so
+// it cannot commit after its state is forgotten.
+func TestRemovalCancelsInFlightPoll(t *testing.T) {
+	f := newFixture(t, proxysim.Options{Seed: 18, Participants: 2}, nil)
+	started := make(chan struct{}, 1)
+	var cancelled atomic.Bool
+	blocking := hookLister{f.client, func(ctx context.Context) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		cancelled.Store(true)
+	}}
+	specs := every1s(f.specs(nil))
+	specs[0].Lister = blocking
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	runPoller(t, f.p)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocking poll never started")
+	}
+	if err := f.p.SetTargets(specs[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if !cancelled.Load() {
+		t.Fatal("SetTargets returned while the removed target's poll was still in flight")
+	}
+	waitFor(t, "the removed poll reported cancelled", 10*time.Second,
+		func() bool { return f.obs.count(ResultCancelled) == 1 })
+	if st := f.p.Status(); len(st) != 1 || st[0].Key != specs[1].Target.Key() {
+		t.Fatalf("status after removal: %+v", st)
+	}
+}
