@@ -16,6 +16,7 @@ import (
 func newAdminServer(cfg *config.Config, d *daemon, log *zap.Logger) (*admin.Server, error) {
 	return admin.New(admin.Config{
 		Addr:    cfg.Admin.Listen,
+		Pprof:   cfg.Admin.Pprof,
 		Metrics: d.metrics,
 		Status:  func() any { return d.status.Doc() },
 		Live:    []admin.Check{{Name: "scheduler", Fn: admin.Recent("scheduler tick", d.poller.LastTick, 10*time.Second)}},

@@ -46,7 +46,8 @@ type daemon struct {
 	db      *state.DB
 	pub     *notify.Publisher
 	poller  *poller.Poller
-	admin   *admin.Server // nil when admin.listen is ""
+	beat    *poller.Heartbeat // nil when heartbeat events are not published
+	admin   *admin.Server     // nil when admin.listen is ""
 	sd      *systemd
 
 	// targets owns which targets the poller polls: configured and
@@ -91,13 +92,15 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	pcfg.Waker = d.pub
 	pcfg.Observer = d.metrics
 	pcfg.OnTick = d.onTick
-	if slices.Contains(cfg.Rules.PublishKinds, event.Heartbeat) {
-		pcfg.Heartbeat = poller.HeartbeatConfig{
-			Interval: cfg.Poll.HeartbeatInterval, Instance: cfg.Instance, Publisher: d.pub, Outbox: d.db,
-		}
-	}
 	if d.poller, err = poller.New(pcfg); err != nil {
 		return nil, err
+	}
+	if slices.Contains(cfg.Rules.PublishKinds, event.Heartbeat) {
+		d.beat, err = poller.NewHeartbeat(poller.HeartbeatConfig{Interval: cfg.Poll.HeartbeatInterval,
+			Instance: cfg.Instance, Publisher: d.pub, Render: pcfg.Render, Outbox: d.db, Log: pcfg.Log}, d.poller)
+		if err != nil {
+			return nil, err
+		}
 	}
 	// Every SetTargets goes through the target set, so configured and
 	// discovered targets are merged and each is polled once; it also
@@ -172,6 +175,11 @@ func (d *daemon) Run(ctx context.Context) error {
 		defer close(pollerDone)
 		return d.poller.Run(pctx)
 	}, func(error) { cancelPoll() })
+
+	if d.beat != nil {
+		hctx, cancelBeat := context.WithCancel(base)
+		g.Add(func() error { return d.beat.Run(hctx) }, func(error) { cancelBeat() })
+	}
 
 	nctx, cancelNotify := context.WithCancel(base)
 	g.Add(func() error {

@@ -1,7 +1,8 @@
 // Package admin serves monitord's operational HTTP endpoints: /metrics for
 // Prometheus, /healthz (the process is alive and its scheduler ticks),
-// /readyz (state open, NATS connected, a complete poll cycle done) and
-// /status (every target's health as JSON).
+// /readyz (state open, NATS connected, a complete poll cycle done),
+// /status (every target's health as JSON) and, when asked for,
+// /debug/pprof/ (Go's profiler).
 package admin
 
 import (
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,6 +23,10 @@ import (
 // own scraper unless the operator opens them up.
 const DefaultAddr = "127.0.0.1:9464"
 
+// pprofWriteTimeout bounds a response while pprof is on: profiles and
+// traces of up to a little under two minutes.
+const pprofWriteTimeout = 2 * time.Minute
+
 // Check is one named condition of /healthz or /readyz; Fn returns nil when
 // it holds, else the reason it does not.
 type Check struct {
@@ -30,13 +36,17 @@ type Check struct {
 
 // Config configures a Server.
 type Config struct {
-	Addr    string       // listen address; default DefaultAddr; ":0"-style ports allowed
-	Metrics *Metrics     // required
-	Status  func() any   // the /status document; nil serves {}
-	Live    []Check      // /healthz
-	Ready   []Check      // /readyz
-	Log     *zap.Logger  // may be nil
-	Handler http.Handler // extra handler mounted at /debug/ when non-nil (e.g. pprof)
+	Addr    string      // listen address; default DefaultAddr; ":0"-style ports allowed
+	Metrics *Metrics    // required
+	Status  func() any  // the /status document; nil serves {}
+	Live    []Check     // /healthz
+	Ready   []Check     // /readyz
+	Log     *zap.Logger // may be nil
+	// Pprof serves net/http/pprof at /debug/pprof/ (admin.pprof), off by
+	// default: a profile shows the code's hot paths and a goroutine dump
+	// the targets being polled, and taking one costs the daemon CPU, so an
+	// operator turns it on to take a profile, not always.
+	Pprof bool
 }
 
 // Server is the admin HTTP server.
@@ -63,10 +73,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}
 	s := &Server{cfg: cfg, ln: ln}
+	write := 30 * time.Second
+	if cfg.Pprof {
+		// pprof refuses a profile as long as the write timeout, and its
+		// default is 30 s: leave room for that and a minute-long trace.
+		write = pprofWriteTimeout
+	}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      write,
 		IdleTimeout:       60 * time.Second,
 	}
 	return s, nil
@@ -84,8 +100,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.checks(s.cfg.Live))
 	mux.HandleFunc("GET /readyz", s.checks(s.cfg.Ready))
 	mux.HandleFunc("GET /status", s.status)
-	if s.cfg.Handler != nil {
-		mux.Handle("/debug/", s.cfg.Handler)
+	if s.cfg.Pprof {
+		// Registered on this mux, not http.DefaultServeMux (importing
+		// net/http/pprof registers there too, but nothing serves it).
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

@@ -225,3 +225,38 @@ func TestListenError(t *testing.T) {
 		t.Fatalf("second listen on %s: %v", s.Addr(), err)
 	}
 }
+
+// TestPprof: /debug/pprof/ is absent by default (a profile is not for
+// whoever can reach the port) and served when admin.pprof is on, with a
+// write timeout that lets pprof's default 30-second profile through.
+func TestPprof(t *testing.T) {
+	off := startServer(t, Config{Metrics: NewMetrics()})
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine", "/debug/pprof/profile?seconds=1"} {
+		if code, _ := get(t, off+path); code != http.StatusNotFound {
+			t.Errorf("pprof off: %s answered %d, want 404", path, code)
+		}
+	}
+
+	cfg := Config{Metrics: NewMetrics(), Pprof: true, Addr: "127.0.0.1:0"}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s.srv.WriteTimeout <= 30*time.Second {
+		t.Errorf("write timeout %s: pprof refuses its default 30 s profile", s.srv.WriteTimeout)
+	}
+	on := startServer(t, cfg)
+	if code, body := get(t, on+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof on: index answered %d: %.200s", code, body)
+	}
+	if code, body := get(t, on+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("pprof on: goroutine answered %d: %.200s", code, body)
+	}
+	if code, body := get(t, on+"/debug/pprof/profile?seconds=1"); code != http.StatusOK || len(body) == 0 {
+		t.Errorf("pprof on: profile answered %d with %d bytes", code, len(body))
+	}
+	if code, _ := get(t, on+"/metrics"); code != http.StatusOK {
+		t.Errorf("pprof on: /metrics answered %d", code)
+	}
+}

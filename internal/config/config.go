@@ -333,6 +333,9 @@ type Stream struct {
 type Admin struct {
 	// Listen is host:port; empty disables the listener.
 	Listen string `koanf:"listen"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the listener. Off by
+	// default: turn it on to take a profile (docs/operations.md).
+	Pprof bool `koanf:"pprof"`
 }
 
 // Reasons governs fetching the Message resource of each failed leg for its

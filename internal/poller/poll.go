@@ -221,7 +221,10 @@ func (p *Poller) PollAll(ctx context.Context) Results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := p.pollNow(ctx, e)
+			r, err := p.Poll(ctx, e.spec.Load().Target, Tick{})
+			if err != nil {
+				r = ResultCancelled // removed by SetTargets meanwhile
+			}
 			mu.Lock()
 			res[r]++
 			mu.Unlock()
@@ -229,26 +232,4 @@ func (p *Poller) PollAll(ctx context.Context) Results {
 	}
 	wg.Wait()
 	return res
-}
-
-// pollNow polls e outside the schedule, holding its running lock so it
-// cannot overlap a scheduled poll.
-func (p *Poller) pollNow(ctx context.Context, e *entry) (result string) {
-	e.running.Lock()
-	defer e.running.Unlock()
-	release, err := p.acquire(ctx, nil, e.spec.Load().Target.ServiceSID)
-	if err != nil {
-		return ResultCancelled
-	}
-	defer release()
-	defer func() {
-		if r := recover(); r != nil {
-			p.cfg.Log.Error("poll panicked", zap.String("target", e.key), zap.Any("panic", r))
-			result = ResultPanic
-		}
-	}()
-	start := time.Now()
-	result = p.poll(ctx, e)
-	p.cfg.Observer.PollDone(result, 0, time.Since(start))
-	return result
 }

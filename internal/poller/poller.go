@@ -2,14 +2,20 @@
 // performs one complete poll of a target: list every page → diff → commit
 // snapshot, health and outbox events in one transaction → wake the publisher.
 //
-// Scheduling uses robfig/cron with one entry per target. Each target is
-// spread across its interval by a stable offset (see Spread), never overlaps
-// itself (an activation that finds the previous poll still running or still
-// queued is skipped and counted: the schedule cannot be met), and survives
-// panics in its poll. Polls run through a bounded worker pool with a
-// per-Service share, so a Service whose request budget cannot keep up delays
-// only its own targets, and waiting polls are served first come, first
-// served, so none starves.
+// Three parts, each with its own Run: the Scheduler decides which target is
+// due at which tick (a heap of next due instants; robfig/cron parses the
+// specs and computes Next), the worker (Poller.Poll) performs one complete
+// poll of a target, and the Heartbeat publishes the dead man's switch. The
+// Poller joins the first two: each target is spread across its interval by
+// a stable offset (see Spread), never overlaps itself (an activation that
+// finds the previous poll still running or still queued is skipped and
+// counted: the schedule cannot be met), and survives panics in its poll.
+// Polls run through a bounded worker pool with a per-Service share, so a
+// Service whose request budget cannot keep up delays only its own targets,
+// and waiting polls are served first come, first served, so none starves.
+//
+// The scheduler's clock is injected (Config.SchedClock), so a test or a
+// benchmark runs hours of schedule in seconds.
 //
 // The set of targets is replaceable at run time (SetTargets): SIGHUP reload
 // and target discovery both use it.
@@ -23,7 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
@@ -48,7 +53,6 @@ type Lister interface {
 type Store interface {
 	Load(key string) (state.TargetState, state.Revision, error)
 	Commit(key string, rev state.Revision, next state.Next, msgs []event.Message) (state.Revision, error)
-	Forget(keys ...string) error
 }
 
 // Waker is told that a commit added events to the outbox (notify.Publisher).
@@ -131,13 +135,15 @@ type Config struct {
 	Observer     Observer     // may be nil
 	Log          *zap.Logger  // may be nil
 
-	Heartbeat HeartbeatConfig
-
 	// OnTick is called from the scheduler's own loop once a second while
 	// it is scheduling (systemd's WATCHDOG=1 hangs off it).
 	OnTick func(time.Time)
 	// Clock returns the time events are stamped with; default time.Now.
 	Clock func() time.Time
+	// SchedClock is the scheduler's clock: when targets are due and what
+	// wakes it; default RealClock. Apart from Clock, so a test can freeze
+	// the time of events while polls run on schedule.
+	SchedClock Clock
 }
 
 func (c *Config) setDefaults() {
@@ -180,6 +186,9 @@ func (c *Config) setDefaults() {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	if c.SchedClock == nil {
+		c.SchedClock = RealClock{}
+	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
@@ -203,11 +212,12 @@ type Poller struct {
 	mu         sync.Mutex
 	entries    map[string]*entry
 	perService map[string]chan struct{}
-	cron       *cron.Cron      // set while Run schedules
+	sched      *Scheduler      // set while Run schedules
 	pollCtx    context.Context // parent of every scheduled poll while running
 	runCtx     context.Context // cancelled at shutdown: queued polls give up
 	stopped    bool
 	cycle      cycle
+	polls      sync.WaitGroup // scheduled polls in flight or waiting for a worker
 
 	lastTick  atomic.Int64 // unix nanos
 	lastCycle atomic.Int64 // unix nanos of the last complete cycle
@@ -272,43 +282,42 @@ func (p *Poller) SetRules(r diff.Rules, publishKinds []event.Kind) {
 // Run schedules every target until ctx is done. Then it stops scheduling,
 // abandons polls still waiting for a worker, lets in-flight polls finish
 // for Config.ShutdownGrace, cancels the rest, and returns nil once every
-// poll has returned. A Poller runs once.
+// poll has returned. A Poller runs once. The heartbeat is not part of it:
+// see Heartbeat.
 func (p *Poller) Run(ctx context.Context) error {
 	pollCtx, cancelPolls := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelPolls()
-	c := cron.New(cron.WithLocation(p.cfg.Location))
+	s := NewScheduler(p.cfg.SchedClock, p.cfg.Location, p.activate, p.tick)
 
 	p.mu.Lock()
-	if p.stopped || p.cron != nil {
+	if p.stopped || p.sched != nil {
 		p.mu.Unlock()
 		return errors.New("poller: Run called twice")
 	}
-	p.cron, p.pollCtx, p.runCtx = c, pollCtx, ctx
-	now := p.cfg.Clock().In(p.cfg.Location)
+	p.sched, p.pollCtx, p.runCtx = s, pollCtx, ctx
+	now := p.cfg.SchedClock.Now().In(p.cfg.Location)
 	for _, e := range p.entries {
 		p.scheduleLocked(e, now)
 	}
-	p.cycleCheckLocked(now) // no targets: a cycle is trivially complete
+	p.cycleCheckLocked(p.cfg.Clock()) // no targets: a cycle is trivially complete
 	p.mu.Unlock()
 
-	c.Schedule(gridSchedule{every: time.Second}, cron.FuncJob(p.tick))
-	p.tick()
-	c.Start()
-
-	var hb sync.WaitGroup
-	if p.cfg.Heartbeat.Interval > 0 && p.cfg.Heartbeat.Publisher != nil {
-		hb.Add(1)
-		go func() {
-			defer hb.Done()
-			p.heartbeats(ctx)
-		}()
-	}
+	sctx, stopSched := context.WithCancel(ctx)
+	defer stopSched()
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		_ = s.Run(sctx) // returns nil when sctx is done
+	}()
 
 	<-ctx.Done()
 	p.mu.Lock()
 	p.stopped = true
 	p.mu.Unlock()
-	done := c.Stop().Done()
+	stopSched()
+	<-schedDone
+	done := make(chan struct{})
+	go func() { p.polls.Wait(); close(done) }()
 	grace := time.NewTimer(p.cfg.ShutdownGrace)
 	select {
 	case <-done:
@@ -319,12 +328,12 @@ func (p *Poller) Run(ctx context.Context) error {
 		<-done
 	}
 	grace.Stop()
-	hb.Wait()
 	return nil
 }
 
-// tick runs from the cron loop every second: proof that it schedules.
-func (p *Poller) tick() {
+// tick runs from the scheduler's loop every second: proof that it
+// schedules.
+func (p *Poller) tick(time.Time) {
 	now := time.Now()
 	p.lastTick.Store(now.UnixNano())
 	if p.cfg.OnTick != nil {

@@ -179,9 +179,16 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // cancels it and waits for Run to return.
 func runPoller(t *testing.T, p *Poller) (stop func()) {
 	t.Helper()
+	return runPart(t, p.Run)
+}
+
+// runPart runs a part's Run until the test ends and returns a stop
+// function that cancels it and waits for Run to return.
+func runPart(t *testing.T, run func(context.Context) error) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	go func() { done <- run(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -168,13 +169,15 @@ func TestNotFoundPolledLess(t *testing.T) {
 	f := newFixture(t, proxysim.Options{Seed: 14, Participants: 1}, func(c *Config) { c.NotFoundEvery = 3 })
 	f.p.SetTargets(f.specs(nil))
 	f.sim.SetTargetError(f.sim.Targets()[0], 404)
-	// Drive activations by hand, as cron would.
-	e := f.p.entries[f.p.Status()[0].Key]
+	// Drive activations by hand, as the scheduler would.
+	key := f.p.Status()[0].Key
+	e := f.p.entries[key]
 	f.p.runCtx = context.Background()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	defer e.cancel()
 	for range 9 {
-		e.job.Run()
+		f.p.activate(Tick{Key: key})
+		f.p.polls.Wait()
 	}
 	if got := f.obs.count(ResultError); got != 4 {
 		t.Errorf("polls over 9 activations: %d, want 4 (the first, then every 3rd)", got)
@@ -200,13 +203,15 @@ func (c chanPublisher) PublishNow(_ context.Context, m event.Message) error {
 
 func TestHeartbeat(t *testing.T) {
 	pub := make(chanPublisher, 10)
-	f := newFixture(t, proxysim.Options{Seed: 15, Participants: 1}, func(c *Config) {
-		c.Heartbeat = HeartbeatConfig{Interval: 50 * time.Millisecond, Instance: "test-1", Publisher: pub}
-	})
-	f.p.cfg.Heartbeat.Outbox = f.db
+	f := newFixture(t, proxysim.Options{Seed: 15, Participants: 1}, nil)
+	hb, err := NewHeartbeat(HeartbeatConfig{Interval: 50 * time.Millisecond, Instance: "test-1", Publisher: pub,
+		Render: f.p.cfg.Render, Outbox: f.db}, f.p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.p.SetTargets(f.specs(nil))
 	f.p.PollAll(context.Background())
-	runPoller(t, f.p)
+	runPart(t, hb.Run)
 	var m event.Message
 	select {
 	case m = <-pub:
@@ -248,5 +253,82 @@ func TestStarvedServiceStillServesEveryTarget(t *testing.T) {
 	waitFor(t, "every target polled", 30*time.Second, func() bool { return f.p.Summary().Unknown == 0 })
 	if f.obs.skips() == 0 {
 		t.Error("no skipped activations counted although the budget is 2 polls/s for 8 polls/s")
+	}
+}
+
+// TestPollerOnInjectedClock: the poller schedules on Config.SchedClock.
+// With a clock that moves only when the test says so, three minutes of
+// `@every 1m` poll each spread target exactly three times, whatever the
+// real time taken, and nothing polls before the clock moves.
+func TestPollerOnInjectedClock(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	f := newFixture(t, proxysim.Options{Seed: 17, Sessions: 3, Participants: 2}, func(c *Config) {
+		c.SchedClock, c.Spread = clock, true
+	})
+	specs := f.specs(nil)
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	runPoller(t, f.p)
+	// The scheduler parks on one timer of the clock once it has nothing
+	// due; advancing before that would move its deadline.
+	parked := func() bool { return clock.pending() > 0 }
+	waitFor(t, "the scheduler to park", 10*time.Second, parked)
+	if n := f.obs.count(ResultOK); n != 0 {
+		t.Fatalf("%d polls before the clock moved", n)
+	}
+	for minute := 1; minute <= 3; minute++ {
+		for range 60 {
+			clock.Advance(time.Second)
+			waitFor(t, "the scheduler to park", 10*time.Second, parked)
+		}
+		want := minute * len(specs)
+		waitFor(t, fmt.Sprintf("%d polls after %d minutes", want, minute), 20*time.Second,
+			func() bool { return f.obs.count(ResultOK) >= want })
+		if n := f.obs.count(ResultOK); n != want {
+			t.Fatalf("after %d minutes: %d polls, want %d", minute, n, want)
+		}
+	}
+	if s := f.obs.skips(); s != 0 {
+		t.Errorf("%d skipped activations", s)
+	}
+}
+
+// TestRemovalCancelsInFlightPoll: removing a target whose poll is in
+// flight cancels that poll; SetTargets returns once it has returned, so
+// it cannot commit after its state is forgotten.
+func TestRemovalCancelsInFlightPoll(t *testing.T) {
+	f := newFixture(t, proxysim.Options{Seed: 18, Participants: 2}, nil)
+	started := make(chan struct{}, 1)
+	var cancelled atomic.Bool
+	blocking := hookLister{f.client, func(ctx context.Context) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		cancelled.Store(true)
+	}}
+	specs := every1s(f.specs(nil))
+	specs[0].Lister = blocking
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	runPoller(t, f.p)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocking poll never started")
+	}
+	if err := f.p.SetTargets(specs[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if !cancelled.Load() {
+		t.Fatal("SetTargets returned while the removed target's poll was still in flight")
+	}
+	waitFor(t, "the removed poll reported cancelled", 10*time.Second,
+		func() bool { return f.obs.count(ResultCancelled) == 1 })
+	if st := f.p.Status(); len(st) != 1 || st[0].Key != specs[1].Target.Key() {
+		t.Fatalf("status after removal: %+v", st)
 	}
 }

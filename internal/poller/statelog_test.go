@@ -26,7 +26,6 @@ func (s splitStore) Load(key string) (state.TargetState, state.Revision, error) 
 func (s splitStore) Commit(key string, rev state.Revision, next state.Next, msgs []event.Message) (state.Revision, error) {
 	return s.write.Commit(key, rev, next, msgs)
 }
-func (s splitStore) Forget(keys ...string) error { return s.write.Forget(keys...) }
 
 // TestFailedCommitsLogRateLimited: a commit failing on every poll logs the
 // first failure at error level and then one line with the count every

@@ -22,9 +22,7 @@ type entry struct {
 	spec     atomic.Pointer[TargetSpec] // replaced in place on reload
 	schedule string                     // the spec in force; guarded by Poller.mu
 	sched    cron.Schedule              // parsed, not yet spread; guarded by Poller.mu
-	job      cron.Job                   // built once: the skip lock survives rescheduling
-	id       cron.EntryID               // valid while scheduled
-	ctx      context.Context            // cancelled when the target is removed
+	ctx      context.Context            // cancelled when the target is removed; set while scheduled
 	cancel   context.CancelFunc
 
 	// running is held from activation to the end of the poll, waiting for
@@ -75,7 +73,7 @@ const (
 // state) can then forget their state without a late commit bringing it
 // back.
 func (p *Poller) SetTargets(specs []TargetSpec) error {
-	now := p.cfg.Clock().In(p.cfg.Location)
+	now := p.cfg.SchedClock.Now().In(p.cfg.Location)
 	type parsed struct {
 		spec     TargetSpec
 		schedule string
@@ -126,8 +124,8 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 			removed = append(removed, e)
 			delete(p.entries, key)
 			delete(p.cycle.pending, key)
-			if p.cron != nil {
-				p.cron.Remove(e.id)
+			if p.sched != nil {
+				p.sched.Remove(key)
 				e.cancel()
 			}
 		}
@@ -139,11 +137,10 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 		if !ok {
 			e = &entry{key: key, schedule: n.schedule, sched: n.sched}
 			e.spec.Store(&spec)
-			e.job = p.newJob(e)
 			p.entries[key] = e
 			p.cycle.pending[key] = struct{}{}
 			added++
-			if p.cron != nil {
+			if p.sched != nil {
 				p.scheduleLocked(e, now)
 			}
 			continue
@@ -152,14 +149,13 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 		if e.schedule != n.schedule {
 			e.schedule, e.sched = n.schedule, n.sched
 			rescheduled++
-			if p.cron != nil {
-				p.cron.Remove(e.id)
-				e.id = p.cron.Schedule(p.spread(e, now), e.job)
+			if p.sched != nil {
+				p.sched.Set(key, p.spread(e, now))
 			}
 		}
 	}
-	if p.cron != nil && len(removed) > 0 {
-		p.cycleCheckLocked(now)
+	if p.sched != nil && len(removed) > 0 {
+		p.cycleCheckLocked(p.cfg.Clock())
 	}
 	p.mu.Unlock()
 
@@ -174,10 +170,10 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 	return nil
 }
 
-// scheduleLocked adds e to the running cron. p.mu is held.
+// scheduleLocked adds e to the running scheduler. p.mu is held.
 func (p *Poller) scheduleLocked(e *entry, now time.Time) {
 	e.ctx, e.cancel = context.WithCancel(p.pollCtx)
-	e.id = p.cron.Schedule(p.spread(e, now), e.job)
+	p.sched.Set(e.key, p.spread(e, now))
 }
 
 func (p *Poller) spread(e *entry, now time.Time) cron.Schedule {
