@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func TestFormatEvent(t *testing.T) {
@@ -130,7 +130,7 @@ func TestShortSID(t *testing.T) {
 // TestFormatRenderedEvents formats every kind as event.Render writes it, so
 // the readable format follows the event contract rather than a copy of it.
 func TestFormatRenderedEvents(t *testing.T) {
-	tg := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: sid("KS", 0xa1), SessionSID: sid("KC", 0xb2), ParticipantSID: sid("KP", 0xc3)}
+	tg := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: sid("KS", 0xa1), SessionSID: sid("KC", 0xb2), ParticipantSID: sid("KP", 0xc3)}
 	now := time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
 	ki := sid("KI", 0xd4)
 	base := event.Event{Target: tg, Time: now, InteractionSID: ki, Leg: event.Outbound}
@@ -194,7 +194,7 @@ func withBaseline(e event.Event) event.Event {
 // lines come out before the next event of another kind, after their hold,
 // or on close; JSON output prints everything.
 func TestEventPrinterShowsAFailureOnce(t *testing.T) {
-	tg := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: sid("KS", 1), SessionSID: sid("KC", 2), ParticipantSID: sid("KP", 3)}
+	tg := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: sid("KS", 1), SessionSID: sid("KC", 2), ParticipantSID: sid("KP", 3)}
 	now := time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
 	ev := func(n int, k event.Kind, leg event.Leg, prev, status string) event.Message {
 		e := withKind(event.Event{Target: tg, Time: now, InteractionSID: sid("KI", n), Leg: leg}, k, prev, status)

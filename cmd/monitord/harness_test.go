@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -172,7 +173,7 @@ func deliveredSID(t *testing.T, ctx context.Context, base string, cr proxysim.Cr
 		t.Fatal(err)
 	}
 	defer c.Close()
-	list, err := c.ListInteractions(ctx, twilio.Target{Source: twilio.SourceParticipant,
+	list, err := c.ListInteractions(ctx, proxy.Target{Source: proxy.SourceParticipant,
 		ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // readmeSubscriber is the README's nats.go subscriber example, between the
@@ -89,7 +89,7 @@ func TestReadmeSubscriber(t *testing.T) {
 	nc := readmeSubscriber(context.Background(), url, &out)
 	defer nc.Close()
 
-	tg := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: sid("KS", 1), SessionSID: sid("KC", 2), ParticipantSID: sid("KP", 3)}
+	tg := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: sid("KS", 1), SessionSID: sid("KC", 2), ParticipantSID: sid("KP", 3)}
 	now := time.Now()
 	ev := event.Event{
 		ID: event.InteractionID(sid("KI", 9), event.Failed, event.Outbound, "undelivered"), Kind: event.Failed,

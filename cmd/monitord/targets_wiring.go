@@ -14,6 +14,7 @@ import (
 	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/discover"
 	"github.com/monitord/monitord/internal/poller"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/targets"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -39,11 +40,11 @@ type targetWiring struct {
 // shares the budget of the client the account's polls use.
 type accountLister struct{ c atomic.Pointer[twilio.Client] }
 
-func (l *accountLister) ListSessions(ctx context.Context, serviceSID string) ([]twilio.Session, error) {
+func (l *accountLister) ListSessions(ctx context.Context, serviceSID string) ([]proxy.Session, error) {
 	return l.c.Load().ListSessions(ctx, serviceSID)
 }
 
-func (l *accountLister) ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]twilio.Participant, error) {
+func (l *accountLister) ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]proxy.Participant, error) {
 	return l.c.Load().ListParticipants(ctx, serviceSID, sessionSID)
 }
 

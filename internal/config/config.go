@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Config is the whole configuration of one monitord instance. Field tags
@@ -157,7 +157,7 @@ type Account struct {
 type Target struct {
 	// Source is participant (MessageInteractions, the default) or session
 	// (the session's Interactions).
-	Source twilio.Source `koanf:"source"`
+	Source proxy.Source `koanf:"source"`
 	// ServiceSID is the Proxy Service, KS….
 	ServiceSID string `koanf:"service_sid"`
 	// SessionSID is the Session, KC….
@@ -171,8 +171,8 @@ type Target struct {
 }
 
 // TwilioTarget returns the listing address the client and state use.
-func (t Target) TwilioTarget() twilio.Target {
-	return twilio.Target{Source: t.Source, ServiceSID: t.ServiceSID, SessionSID: t.SessionSID, ParticipantSID: t.ParticipantSID}
+func (t Target) TwilioTarget() proxy.Target {
+	return proxy.Target{Source: t.Source, ServiceSID: t.ServiceSID, SessionSID: t.SessionSID, ParticipantSID: t.ParticipantSID}
 }
 
 // Discover asks for a Proxy Service's sessions and participants to be found
@@ -182,7 +182,7 @@ type Discover struct {
 	ServiceSID string `koanf:"service_sid"`
 	// Source is what to poll for each session found: participant (each
 	// participant's MessageInteractions, the default) or session.
-	Source twilio.Source `koanf:"source"`
+	Source proxy.Source `koanf:"source"`
 	// SessionStatus keeps only sessions in these statuses; empty keeps
 	// every status but closed and failed.
 	SessionStatus []string `koanf:"session_status"`
@@ -445,7 +445,7 @@ func DefaultLimits() Limits {
 // Defaults of list items, applied by Load to each item before its keys.
 const (
 	// DefaultSource is a target's and a discovery entry's source.
-	DefaultSource = twilio.SourceParticipant
+	DefaultSource = proxy.SourceParticipant
 	// DefaultDiscoverSchedule is how often discovery refreshes.
 	DefaultDiscoverSchedule = "@every 5m"
 	// DefaultDiscoverGrace is how long a closed session is still polled.

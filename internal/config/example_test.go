@@ -10,8 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/knadh/koanf/parsers/yaml"
-
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 const examplePath = "../../config.example.yaml"
@@ -34,7 +33,7 @@ func TestExampleIsDefaults(t *testing.T) {
 	want.Twilio.APIKeySID = "SK00000000000000000000000000000000"
 	want.Twilio.APIKeySecret = "example-secret"
 	want.Targets = []Target{{
-		Source:         twilio.SourceParticipant,
+		Source:         proxy.SourceParticipant,
 		ServiceSID:     "KS00000000000000000000000000000000",
 		SessionSID:     "KC00000000000000000000000000000000",
 		ParticipantSID: "KP00000000000000000000000000000000",

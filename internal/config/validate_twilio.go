@@ -5,8 +5,8 @@ import (
 	"net/url"
 	"sort"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/redact"
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // sessionStatuses are the spec's session_enum_status values, the ones a
@@ -131,15 +131,15 @@ func validateTargets(p *Problems, key string, targets []Target, s *seen) {
 		k := fmt.Sprintf("%s[%d]", key, i)
 		n := len(*p)
 		if !t.Source.Valid() {
-			p.addf("%s.source: %q is not %q or %q", k, t.Source, twilio.SourceParticipant, twilio.SourceSession)
+			p.addf("%s.source: %q is not %q or %q", k, t.Source, proxy.SourceParticipant, proxy.SourceSession)
 		}
 		checkSID(p, k+".service_sid", "KS", t.ServiceSID)
 		checkSID(p, k+".session_sid", "KC", t.SessionSID)
 		switch {
-		case t.Source == twilio.SourceParticipant:
+		case t.Source == proxy.SourceParticipant:
 			checkSID(p, k+".participant_sid", "KP", t.ParticipantSID)
-		case t.Source == twilio.SourceSession && t.ParticipantSID != "":
-			p.addf("%s.participant_sid: must be empty for source %q (it lists the whole session)", k, twilio.SourceSession)
+		case t.Source == proxy.SourceSession && t.ParticipantSID != "":
+			p.addf("%s.participant_sid: must be empty for source %q (it lists the whole session)", k, proxy.SourceSession)
 		}
 		checkCron(p, k+".schedule", t.Schedule, false)
 		checkLabels(p, k+".labels", t.Labels)
@@ -160,7 +160,7 @@ func validateDiscover(p *Problems, key string, list []Discover, s *seen) {
 		k := fmt.Sprintf("%s[%d]", key, i)
 		checkSID(p, k+".service_sid", "KS", d.ServiceSID)
 		if !d.Source.Valid() {
-			p.addf("%s.source: %q is not %q or %q", k, d.Source, twilio.SourceParticipant, twilio.SourceSession)
+			p.addf("%s.source: %q is not %q or %q", k, d.Source, proxy.SourceParticipant, proxy.SourceSession)
 		}
 		for j, st := range d.SessionStatus {
 			oneOf(p, fmt.Sprintf("%s.session_status[%d]", k, j), st, sessionStatuses...)
@@ -170,7 +170,7 @@ func validateDiscover(p *Problems, key string, list []Discover, s *seen) {
 		nonNegative(p, k+".grace", d.Grace)
 		atLeast(p, k+".participant_refresh_every", int64(d.ParticipantRefreshEvery), 1)
 		checkLabels(p, k+".labels", d.Labels)
-		if twilio.ValidSID("KS", d.ServiceSID) {
+		if proxy.ValidSID("KS", d.ServiceSID) {
 			if first, dup := s.services[d.ServiceSID]; dup {
 				p.addf("%s.service_sid: %s is already discovered by %s", k, d.ServiceSID, first)
 			} else {
@@ -186,7 +186,7 @@ func checkSID(p *Problems, key, prefix, sid string) {
 		p.addf("%s: required (%s followed by 32 hex digits)", key, prefix)
 		return
 	}
-	if err := twilio.CheckSID(key, prefix, sid); err != nil {
+	if err := proxy.CheckSID(key, prefix, sid); err != nil {
 		*p = append(*p, err)
 	}
 }

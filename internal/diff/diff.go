@@ -38,7 +38,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Diff compares a complete listing of a target with prev, the snapshot of
@@ -47,7 +47,7 @@ import (
 // stuck and baseline rules measure from it, and the events built from the
 // changes carry it (event.FromChanges).
 //
-// Every item must have a SID, in canonical form (twilio.CanonicalSID, as
+// Every item must have a SID, in canonical form (proxy.CanonicalSID, as
 // the client decodes it): an item without one cannot be followed from one
 // listing to the next, so a listing holding one is not complete, and the
 // client refuses it like a failed page. Dropping the item instead would
@@ -63,7 +63,7 @@ import (
 // resource SIDs, the outbound resource URL (not on deleted: the snapshot
 // does not keep URLs) and the body when r.IncludeBody; Change says which
 // kind has which leg and statuses.
-func Diff(prev Snapshot, listing []twilio.Interaction, now time.Time, r Rules) ([]Change, Snapshot) {
+func Diff(prev Snapshot, listing []proxy.Interaction, now time.Time, r Rules) ([]Change, Snapshot) {
 	if !identified(listing) {
 		return nil, prev
 	}
@@ -74,7 +74,7 @@ func Diff(prev Snapshot, listing []twilio.Interaction, now time.Time, r Rules) (
 	if order != nil {
 		n = len(order)
 	}
-	item := func(j int) *twilio.Interaction {
+	item := func(j int) *proxy.Interaction {
 		if order != nil {
 			return &listing[order[j]]
 		}
@@ -131,7 +131,7 @@ func (d *differ) cow(i int) {
 }
 
 // add handles a SID absent from prev.
-func (d *differ) add(it *twilio.Interaction) {
+func (d *differ) add(it *proxy.Interaction) {
 	e := Entry{
 		SID:                 it.SID,
 		Type:                it.Type,
@@ -173,7 +173,7 @@ func (d *differ) add(it *twilio.Interaction) {
 }
 
 // same handles a SID present in both prev (at old[i]) and the listing.
-func (d *differ) same(i int, it *twilio.Interaction) {
+func (d *differ) same(i int, it *proxy.Interaction) {
 	oe := &d.old[i]
 	e := *oe
 	// Keep the stored strings when equal so the snapshot never pins the
@@ -239,7 +239,7 @@ func (d *differ) stuckDue(e *Entry) bool {
 		!d.c.isAlert(e.InboundStatus) && d.now.Sub(e.OutboundSince) >= d.r.StuckAfter
 }
 
-func (d *differ) emit(k Kind, leg Leg, prevStatus, status string, e *Entry, it *twilio.Interaction) {
+func (d *differ) emit(k Kind, leg Leg, prevStatus, status string, e *Entry, it *proxy.Interaction) {
 	c := Change{
 		Kind:                k,
 		InteractionSID:      e.SID,
@@ -263,7 +263,7 @@ func (d *differ) emit(k Kind, leg Leg, prevStatus, status string, e *Entry, it *
 }
 
 // identified reports whether every item of listing has a SID.
-func identified(listing []twilio.Interaction) bool {
+func identified(listing []proxy.Interaction) bool {
 	for i := range listing {
 		if listing[i].SID == "" {
 			return false
@@ -275,7 +275,7 @@ func identified(listing []twilio.Interaction) bool {
 // sortedUnique returns the indexes of listing in SID order, one per SID,
 // the last occurrence winning; nil when listing is already strictly sorted
 // (then the identity order is meant and nothing is allocated).
-func sortedUnique(listing []twilio.Interaction) []int32 {
+func sortedUnique(listing []proxy.Interaction) []int32 {
 	sorted := true
 	for k := 1; k < len(listing); k++ {
 		if listing[k-1].SID >= listing[k].SID {

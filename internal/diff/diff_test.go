@@ -6,8 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -18,8 +17,8 @@ func sid(n int) string { return fmt.Sprintf("KI%032x", n) }
 
 // ix builds interaction n with the given inbound and outbound statuses,
 // updated at `updated`.
-func ix(n int, in, out string, updated time.Time) twilio.Interaction {
-	return twilio.Interaction{
+func ix(n int, in, out string, updated time.Time) proxy.Interaction {
+	return proxy.Interaction{
 		SID:                    sid(n),
 		Type:                   "message",
 		Data:                   `{"body":"hello"}`,
@@ -57,7 +56,7 @@ func short(t *testing.T, evs []Change) []ev {
 
 // baselined diffs listing as a target's first listing at now and returns the
 // resulting snapshot, failing the test if the baseline emitted anything.
-func baselined(t *testing.T, listing []twilio.Interaction, now time.Time, r Rules) Snapshot {
+func baselined(t *testing.T, listing []proxy.Interaction, now time.Time, r Rules) Snapshot {
 	t.Helper()
 	evs, s := Diff(Snapshot{}, listing, now, r)
 	if len(evs) != 0 {
@@ -70,7 +69,7 @@ func TestRules(t *testing.T) {
 	r := DefaultRules()
 	old := t0.Add(-time.Hour)
 	type step struct {
-		listing []twilio.Interaction
+		listing []proxy.Interaction
 		at      time.Time
 		want    []ev
 	}
@@ -80,139 +79,139 @@ func TestRules(t *testing.T) {
 		steps []step
 	}{
 		{"baseline is silent", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "delivered", old), ix(2, "received", "queued", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "delivered", old), ix(2, "received", "queued", old)}, t0, nil},
 		}},
 		{"baseline pages a recent failure on each alert leg", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(-time.Minute)), ix(2, "failed", "undelivered", t0.Add(-15*time.Minute))}, t0,
+			{[]proxy.Interaction{ix(1, "received", "failed", t0.Add(-time.Minute)), ix(2, "failed", "undelivered", t0.Add(-15*time.Minute))}, t0,
 				[]ev{{1, Failed, Outbound, "", "failed"}, {2, Failed, Inbound, "", "failed"}, {2, Failed, Outbound, "", "undelivered"}}},
 		}},
 		{"baseline does not page an old failure", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(-15*time.Minute-time.Second))}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "failed", t0.Add(-15*time.Minute-time.Second))}, t0, nil},
 		}},
 		{"baseline does not page a failure with null date_updated", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "failed", time.Time{})}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "failed", time.Time{})}, t0, nil},
 		}},
 		{"baseline recent failure in the future (clock skew) pages", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute))}, t0, []ev{{1, Failed, Outbound, "", "failed"}}},
+			{[]proxy.Interaction{ix(1, "received", "failed", t0.Add(time.Minute))}, t0, []ev{{1, Failed, Outbound, "", "failed"}}},
 		}},
 		{"baseline alert_recent 0 disables", Rules{AlertStatuses: r.AlertStatuses, StuckAfter: r.StuckAfter}, []step{
-			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "failed", t0)}, t0, nil},
 		}},
 		{"baseline of an empty listing then created", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(time.Minute), []ev{{1, Created, "", "", "delivered"}}},
+			{[]proxy.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(time.Minute), []ev{{1, Created, "", "", "delivered"}}},
 		}},
 		{"created then status changes per leg", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "receiving", "queued", t0)}, t0, []ev{{1, Created, "", "", "queued"}}},
-			{[]twilio.Interaction{ix(1, "received", "sent", t0.Add(time.Second))}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "receiving", "queued", t0)}, t0, []ev{{1, Created, "", "", "queued"}}},
+			{[]proxy.Interaction{ix(1, "received", "sent", t0.Add(time.Second))}, t0.Add(time.Minute),
 				[]ev{{1, StatusChanged, Inbound, "receiving", "received"}, {1, StatusChanged, Outbound, "queued", "sent"}}},
-			{[]twilio.Interaction{ix(1, "received", "delivered", t0.Add(2*time.Second))}, t0.Add(2 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "delivered", t0.Add(2*time.Second))}, t0.Add(2 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "sent", "delivered"}}},
 		}},
 		{"created directly failed pages", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0,
+			{[]proxy.Interaction{ix(1, "received", "undelivered", t0)}, t0,
 				[]ev{{1, Created, "", "", "undelivered"}, {1, Failed, Outbound, "", "undelivered"}}},
 		}},
 		{"entering failed pages, failed to undelivered does not page again", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "sent", "failed"}, {1, Failed, Outbound, "sent", "failed"}}},
-			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "failed", "undelivered"}}},
 		}},
 		{"backwards status is status_changed, not a second page", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "sent", "undelivered"}, {1, Failed, Outbound, "sent", "undelivered"}}},
-			{[]twilio.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute), nil},
-			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "undelivered", t0)}, t0.Add(2 * time.Minute), nil},
+			{[]proxy.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "undelivered", "failed"}}},
 		}},
 		{"fails, recovers, fails again pages again", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "failed", t0)}, t0.Add(time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "sent", "failed"}, {1, Failed, Outbound, "sent", "failed"}}},
-			{[]twilio.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(2 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "delivered", t0)}, t0.Add(2 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "failed", "delivered"}}},
-			{[]twilio.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "failed", t0)}, t0.Add(3 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "delivered", "failed"}, {1, Failed, Outbound, "delivered", "failed"}}},
 		}},
 		{"inbound leg failure pages", r, []step{
-			{[]twilio.Interaction{ix(1, "receiving", "", old)}, t0, nil},
-			{[]twilio.Interaction{ix(1, "failed", "", t0)}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "receiving", "", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "failed", "", t0)}, t0.Add(time.Minute),
 				[]ev{{1, StatusChanged, Inbound, "receiving", "failed"}, {1, Failed, Inbound, "receiving", "failed"}}},
 		}},
 		{"null and unknown statuses are values", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "", old)}, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "unknown", old)}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "unknown", old)}, t0.Add(time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "", "unknown"}}},
-			{[]twilio.Interaction{ix(1, "received", "brand-new-status", old)}, t0.Add(2 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "brand-new-status", old)}, t0.Add(2 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "unknown", "brand-new-status"}}},
-			{[]twilio.Interaction{ix(1, "received", "", old)}, t0.Add(3 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "", old)}, t0.Add(3 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "brand-new-status", ""}}},
 		}},
 		{"configured alert statuses", Rules{AlertStatuses: []string{"delivery-unknown"}}, []step{
-			{[]twilio.Interaction{ix(1, "received", "sent", old)}, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "failed", old)}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "sent", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "failed", old)}, t0.Add(time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "sent", "failed"}}},
-			{[]twilio.Interaction{ix(1, "received", "delivery-unknown", old)}, t0.Add(2 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "delivery-unknown", old)}, t0.Add(2 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "failed", "delivery-unknown"}, {1, Failed, Outbound, "failed", "delivery-unknown"}}},
 		}},
 		{"deleted when absent from a complete listing", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "delivered", old), ix(2, "received", "sent", old)}, t0, nil},
-			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(time.Minute), []ev{{1, Deleted, "", "delivered", ""}}},
+			{[]proxy.Interaction{ix(1, "received", "delivered", old), ix(2, "received", "sent", old)}, t0, nil},
+			{[]proxy.Interaction{ix(2, "received", "sent", old)}, t0.Add(time.Minute), []ev{{1, Deleted, "", "delivered", ""}}},
 			{nil, t0.Add(2 * time.Minute), []ev{{2, Deleted, "", "sent", ""}}},
-			{[]twilio.Interaction{ix(2, "received", "sent", old)}, t0.Add(3 * time.Minute), []ev{{2, Created, "", "", "sent"}}},
+			{[]proxy.Interaction{ix(2, "received", "sent", old)}, t0.Add(3 * time.Minute), []ev{{2, Created, "", "", "sent"}}},
 		}},
 		{"stuck once per interaction, after stuck_after from date_updated", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0, []ev{{1, Created, "", "", "queued"}}},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15*time.Minute - time.Second), nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15 * time.Minute), []ev{{1, Stuck, Outbound, "", "queued"}}},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0)}, t0.Add(time.Hour), nil},
-			{[]twilio.Interaction{ix(1, "received", "sending", t0.Add(time.Hour))}, t0.Add(3 * time.Hour),
+			{[]proxy.Interaction{ix(1, "received", "queued", t0)}, t0, []ev{{1, Created, "", "", "queued"}}},
+			{[]proxy.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15*time.Minute - time.Second), nil},
+			{[]proxy.Interaction{ix(1, "received", "queued", t0)}, t0.Add(15 * time.Minute), []ev{{1, Stuck, Outbound, "", "queued"}}},
+			{[]proxy.Interaction{ix(1, "received", "queued", t0)}, t0.Add(time.Hour), nil},
+			{[]proxy.Interaction{ix(1, "received", "sending", t0.Add(time.Hour))}, t0.Add(3 * time.Hour),
 				[]ev{{1, StatusChanged, Outbound, "queued", "sending"}}},
 		}},
 		{"stuck clock restarts when the outbound status changes", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "accepted", t0)}, t0, []ev{{1, Created, "", "", "accepted"}}},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(10 * time.Minute),
+			{[]proxy.Interaction{ix(1, "received", "accepted", t0)}, t0, []ev{{1, Created, "", "", "accepted"}}},
+			{[]proxy.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(10 * time.Minute),
 				[]ev{{1, StatusChanged, Outbound, "accepted", "queued"}}},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(20 * time.Minute), nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(25 * time.Minute), []ev{{1, Stuck, Outbound, "", "queued"}}},
+			{[]proxy.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(20 * time.Minute), nil},
+			{[]proxy.Interaction{ix(1, "received", "queued", t0.Add(10*time.Minute))}, t0.Add(25 * time.Minute), []ev{{1, Stuck, Outbound, "", "queued"}}},
 		}},
 		{"terminal outbound statuses are never stuck, null is", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0,
+			{[]proxy.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0,
 				[]ev{{1, Created, "", "", "sent"}, {2, Created, "", "", "delivered"}, {3, Created, "", "", ""},
 					{4, Created, "", "", "undelivered"}, {4, Failed, Outbound, "", "undelivered"}}},
-			{[]twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0.Add(time.Hour),
+			{[]proxy.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0), ix(3, "received", "", t0), ix(4, "received", "undelivered", t0)}, t0.Add(time.Hour),
 				[]ev{{3, Stuck, Outbound, "", ""}}},
 		}},
 		{"new interaction already overdue is created and stuck", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", t0.Add(-time.Hour))}, t0,
+			{[]proxy.Interaction{ix(1, "received", "queued", t0.Add(-time.Hour))}, t0,
 				[]ev{{1, Created, "", "", "queued"}, {1, Stuck, Outbound, "", "queued"}}},
 		}},
 		{"stuck at baseline is history", r, []step{
-			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0.Add(time.Hour), nil},
+			{[]proxy.Interaction{ix(1, "received", "queued", old)}, t0, nil},
+			{[]proxy.Interaction{ix(1, "received", "queued", old)}, t0.Add(time.Hour), nil},
 		}},
 		{"stuck_after 0 disables", Rules{AlertStatuses: r.AlertStatuses}, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0, []ev{{1, Created, "", "", "queued"}}},
-			{[]twilio.Interaction{ix(1, "received", "queued", old)}, t0.Add(24 * time.Hour), nil},
+			{[]proxy.Interaction{ix(1, "received", "queued", old)}, t0, []ev{{1, Created, "", "", "queued"}}},
+			{[]proxy.Interaction{ix(1, "received", "queued", old)}, t0.Add(24 * time.Hour), nil},
 		}},
 		{"duplicate SIDs: last occurrence wins", r, []step{
 			{nil, t0, nil},
-			{[]twilio.Interaction{ix(2, "received", "queued", t0), ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0)}, t0,
+			{[]proxy.Interaction{ix(2, "received", "queued", t0), ix(1, "received", "sent", t0), ix(2, "received", "delivered", t0)}, t0,
 				[]ev{{1, Created, "", "", "sent"}, {2, Created, "", "", "delivered"}}},
 		}},
 		{"event order: SID then kind", r, []step{
-			{[]twilio.Interaction{ix(1, "receiving", "queued", old), ix(3, "received", "sent", old)}, t0, nil},
-			{[]twilio.Interaction{ix(3, "received", "failed", old), ix(2, "received", "sent", old), ix(1, "failed", "failed", old)}, t0.Add(time.Minute),
+			{[]proxy.Interaction{ix(1, "receiving", "queued", old), ix(3, "received", "sent", old)}, t0, nil},
+			{[]proxy.Interaction{ix(3, "received", "failed", old), ix(2, "received", "sent", old), ix(1, "failed", "failed", old)}, t0.Add(time.Minute),
 				[]ev{
 					{1, StatusChanged, Inbound, "receiving", "failed"}, {1, StatusChanged, Outbound, "queued", "failed"},
 					{1, Failed, Inbound, "receiving", "failed"}, {1, Failed, Outbound, "queued", "failed"},
@@ -270,7 +269,7 @@ func TestChangeFields(t *testing.T) {
 	r := DefaultRules()
 	s := baselined(t, nil, t0, r)
 	it := ix(1, "received", "failed", t0)
-	evs, _ := Diff(s, []twilio.Interaction{it}, t0, r)
+	evs, _ := Diff(s, []proxy.Interaction{it}, t0, r)
 	if len(evs) != 2 {
 		t.Fatalf("got %d changes", len(evs))
 	}
@@ -287,7 +286,7 @@ func TestChangeFields(t *testing.T) {
 		t.Fatal("body copied without IncludeBody")
 	}
 	r.IncludeBody = true
-	evs, _ = Diff(s, []twilio.Interaction{it}, t0, r)
+	evs, _ = Diff(s, []proxy.Interaction{it}, t0, r)
 	if evs[0].Body != it.Data || evs[1].Body != it.Data {
 		t.Fatalf("IncludeBody: bodies %q %q", evs[0].Body, evs[1].Body)
 	}
@@ -295,11 +294,11 @@ func TestChangeFields(t *testing.T) {
 
 func TestDiffDoesNotModifyInputs(t *testing.T) {
 	r := DefaultRules()
-	listing := []twilio.Interaction{ix(3, "received", "sent", t0), ix(1, "received", "queued", t0), ix(2, "received", "sent", t0)}
+	listing := []proxy.Interaction{ix(3, "received", "sent", t0), ix(1, "received", "queued", t0), ix(2, "received", "sent", t0)}
 	s := baselined(t, listing, t0, r)
 	before := append([]Entry(nil), s.Entries...)
-	changed := []twilio.Interaction{ix(2, "received", "delivered", t0), ix(1, "received", "failed", t0)}
-	keep := append([]twilio.Interaction(nil), changed...)
+	changed := []proxy.Interaction{ix(2, "received", "delivered", t0), ix(1, "received", "failed", t0)}
+	keep := append([]proxy.Interaction(nil), changed...)
 	_, next := Diff(s, changed, t0.Add(time.Hour), r)
 	if d := cmp.Diff(before, s.Entries); d != "" {
 		t.Fatalf("prev modified:\n%s", d)
@@ -314,7 +313,7 @@ func TestDiffDoesNotModifyInputs(t *testing.T) {
 
 func TestUnchangedSharesEntries(t *testing.T) {
 	r := DefaultRules()
-	listing := []twilio.Interaction{ix(1, "received", "delivered", t0), ix(2, "received", "sent", t0)}
+	listing := []proxy.Interaction{ix(1, "received", "delivered", t0), ix(2, "received", "sent", t0)}
 	s := baselined(t, listing, t0, r)
 	evs, next := Diff(s, listing, t0.Add(time.Minute), r)
 	if len(evs) != 0 || &next.Entries[0] != &s.Entries[0] {
@@ -323,7 +322,7 @@ func TestUnchangedSharesEntries(t *testing.T) {
 }
 
 func TestFind(t *testing.T) {
-	s := baselined(t, []twilio.Interaction{ix(5, "", "sent", t0), ix(1, "", "sent", t0), ix(3, "", "queued", t0)}, t0, DefaultRules())
+	s := baselined(t, []proxy.Interaction{ix(5, "", "sent", t0), ix(1, "", "sent", t0), ix(3, "", "queued", t0)}, t0, DefaultRules())
 	for _, n := range []int{1, 3, 5} {
 		if e, ok := s.Find(sid(n)); !ok || e.SID != sid(n) {
 			t.Fatalf("Find(%d) = %v %v", n, e.SID, ok)
@@ -338,8 +337,8 @@ func TestFind(t *testing.T) {
 
 // Pure diff cost, without bbolt: what the state benchmarks add on top is
 // the disk. Figures in docs/performance.md.
-func benchTarget(n int) []twilio.Interaction {
-	listing := make([]twilio.Interaction, n)
+func benchTarget(n int) []proxy.Interaction {
+	listing := make([]proxy.Interaction, n)
 	// Twilio lists newest first, not by SID: start unsorted like the API.
 	for i := range listing {
 		listing[i] = ix(n-i, "received", "delivered", t0.Add(-time.Hour))
@@ -369,11 +368,11 @@ func BenchmarkDiffUnchanged(b *testing.B) {
 // a listing first; this is Diff's own guarantee.)
 func TestListingWithoutSIDChangesNothing(t *testing.T) {
 	r := DefaultRules()
-	prev := baselined(t, []twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "sent", t0)}, t0, r)
+	prev := baselined(t, []proxy.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "sent", t0)}, t0, r)
 	noSID := ix(2, "received", "failed", t0.Add(time.Minute))
 	noSID.SID = ""
 	for name, p := range map[string]Snapshot{"after the baseline": prev, "at the baseline": {}} {
-		evs, next := Diff(p, []twilio.Interaction{ix(1, "received", "failed", t0.Add(time.Minute)), noSID}, t0.Add(time.Minute), r)
+		evs, next := Diff(p, []proxy.Interaction{ix(1, "received", "failed", t0.Add(time.Minute)), noSID}, t0.Add(time.Minute), r)
 		if len(evs) != 0 {
 			t.Errorf("%s: events %v, want none", name, short(t, evs))
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func TestEncodingRoundTrip(t *testing.T) {
@@ -53,7 +53,7 @@ func TestEncodingEmpty(t *testing.T) {
 }
 
 func TestEncodingRejects(t *testing.T) {
-	good, _ := baselined(t, []twilio.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "sent", t0)}, t0, DefaultRules()).MarshalBinary()
+	good, _ := baselined(t, []proxy.Interaction{ix(1, "received", "sent", t0), ix(2, "received", "sent", t0)}, t0, DefaultRules()).MarshalBinary()
 	unsorted := Snapshot{Entries: []Entry{{SID: sid(2)}, {SID: sid(1)}}}
 	ub, _ := unsorted.MarshalBinary()
 	cases := map[string][]byte{
@@ -94,7 +94,7 @@ func FuzzUnmarshal(f *testing.F) {
 }
 
 func baselinedSnapshot() Snapshot {
-	_, s := Diff(Snapshot{}, []twilio.Interaction{ix(1, "received", "queued", t0), ix(2, "failed", "weird", time.Time{})}, t0, DefaultRules())
+	_, s := Diff(Snapshot{}, []proxy.Interaction{ix(1, "received", "queued", t0), ix(2, "failed", "weird", time.Time{})}, t0, DefaultRules())
 	return s
 }
 

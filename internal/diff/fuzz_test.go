@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // gen turns fuzz bytes into values from small pools, so that random input
@@ -43,11 +43,11 @@ func (g *gen) time() time.Time {
 	return t0.Add(time.Duration(int(c)-128) * time.Minute)
 }
 
-func (g *gen) listing() []twilio.Interaction {
+func (g *gen) listing() []proxy.Interaction {
 	n := int(g.next() % 32)
-	out := make([]twilio.Interaction, 0, n)
+	out := make([]proxy.Interaction, 0, n)
 	for i := 0; i < n; i++ {
-		it := twilio.Interaction{SID: g.sid(), Type: []string{"message", "voice", ""}[g.next()%3],
+		it := proxy.Interaction{SID: g.sid(), Type: []string{"message", "voice", ""}[g.next()%3],
 			InboundResourceStatus: g.status(), OutboundResourceStatus: g.status(), DateUpdated: g.time()}
 		if g.next()%2 == 0 {
 			it.OutboundResourceSID = fmt.Sprintf("SM%032x", g.next())
@@ -97,7 +97,7 @@ func FuzzDiff(f *testing.F) {
 
 		// A listing with an item that cannot be identified is not complete:
 		// nothing happens, and prev stands.
-		if slices.ContainsFunc(listing, func(it twilio.Interaction) bool { return it.SID == "" }) {
+		if slices.ContainsFunc(listing, func(it proxy.Interaction) bool { return it.SID == "" }) {
 			if len(evs) != 0 || !next.Equal(prev) {
 				t.Fatalf("listing with a null SID: %d events, next changed %v", len(evs), !next.Equal(prev))
 			}

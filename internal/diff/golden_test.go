@@ -13,15 +13,15 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // goldenTarget is the target of every scenario: its SIDs are part of the
 // events, not of their ids.
-var goldenTarget = twilio.Target{
-	Source:         twilio.SourceParticipant,
+var goldenTarget = proxy.Target{
+	Source:         proxy.SourceParticipant,
 	ServiceSID:     "KS" + strings.Repeat("0", 32),
 	SessionSID:     "KC" + strings.Repeat("0", 32),
 	ParticipantSID: "KP" + strings.Repeat("0", 32),
@@ -122,9 +122,9 @@ func runScenario(t *testing.T, sc *scenario) []byte {
 	var out bytes.Buffer
 	var snap diff.Snapshot
 	for i, st := range sc.Steps {
-		listing := make([]twilio.Interaction, len(st.Listing))
+		listing := make([]proxy.Interaction, len(st.Listing))
 		for j, l := range st.Listing {
-			listing[j] = twilio.Interaction{
+			listing[j] = proxy.Interaction{
 				SID: l.SID, Type: l.Type, InboundResourceStatus: l.In, OutboundResourceStatus: l.Out,
 				InboundResourceSID: l.InSID, OutboundResourceSID: l.OutSID, DateCreated: l.Created, DateUpdated: l.Updated,
 			}

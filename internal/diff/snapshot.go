@@ -3,7 +3,7 @@ package diff
 import (
 	"time"
 
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Snapshot is what a target looked like at its last complete listing: the
@@ -91,7 +91,7 @@ func norm(t time.Time) time.Time {
 }
 
 // sinceFor is when a status seen in it at now started holding.
-func sinceFor(it *twilio.Interaction, now time.Time) time.Time {
+func sinceFor(it *proxy.Interaction, now time.Time) time.Time {
 	if it.DateUpdated.IsZero() || it.DateUpdated.After(now) {
 		return now
 	}

@@ -31,8 +31,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/schedule"
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // Defaults for an Entry's zero fields.
@@ -55,8 +55,8 @@ const (
 // Errors are expected to name their listing ("list sessions: …"), as the
 // twilio client's do: discovery adds only the Service and session.
 type Lister interface {
-	ListSessions(ctx context.Context, serviceSID string) ([]twilio.Session, error)
-	ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]twilio.Participant, error)
+	ListSessions(ctx context.Context, serviceSID string) ([]proxy.Session, error)
+	ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]proxy.Participant, error)
 }
 
 // Sink receives a Service's complete discovered target set after every
@@ -64,7 +64,7 @@ type Lister interface {
 // target absent from the new set was dropped: the Sink stops polling it and
 // forgets its state, unless it is also configured.
 type Sink interface {
-	SetDiscovered(serviceSID string, targets []twilio.Target)
+	SetDiscovered(serviceSID string, targets []proxy.Target)
 }
 
 // Entry is one Service to discover, as the config's `discover` entry says.
@@ -72,9 +72,9 @@ type Entry struct {
 	// ServiceSID is the Service (KS…) whose sessions are followed.
 	ServiceSID string
 	// Source is what to poll for each discovered session: its participants'
-	// MessageInteractions (twilio.SourceParticipant, the default) or the
-	// session's Interactions (twilio.SourceSession).
-	Source twilio.Source
+	// MessageInteractions (proxy.SourceParticipant, the default) or the
+	// session's Interactions (proxy.SourceSession).
+	Source proxy.Source
 	// Statuses, when not empty, are the session statuses followed (e.g.
 	// "open", "in-progress"). Sessions that are closed or failed are never
 	// followed as live whatever this says. Empty: every other status.
@@ -122,8 +122,8 @@ type Discoverer struct {
 	log     *zap.Logger
 	entries []*entryState
 
-	mu        sync.Mutex              // guards published and sinking
-	published map[int][]twilio.Target // per entry index, last committed set
+	mu        sync.Mutex             // guards published and sinking
+	published map[int][]proxy.Target // per entry index, last committed set
 }
 
 // New checks cfg and returns a Discoverer. Every bad entry is reported,
@@ -148,7 +148,7 @@ func New(cfg Config) (*Discoverer, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	d := &Discoverer{cfg: cfg, log: log, published: map[int][]twilio.Target{}}
+	d := &Discoverer{cfg: cfg, log: log, published: map[int][]proxy.Target{}}
 	var errs []error
 	for i, e := range cfg.Entries {
 		st, err := newEntryState(e)
@@ -167,7 +167,7 @@ func New(cfg Config) (*Discoverer, error) {
 
 func newEntryState(e Entry) (*entryState, error) {
 	if e.Source == "" {
-		e.Source = twilio.SourceParticipant
+		e.Source = proxy.SourceParticipant
 	}
 	if e.Schedule == "" {
 		e.Schedule = DefaultSchedule
@@ -175,11 +175,11 @@ func newEntryState(e Entry) (*entryState, error) {
 	if e.ParticipantRefreshEvery == 0 {
 		e.ParticipantRefreshEvery = DefaultParticipantRefreshEvery
 	}
-	if err := twilio.CheckSID("service_sid", "KS", e.ServiceSID); err != nil {
+	if err := proxy.CheckSID("service_sid", "KS", e.ServiceSID); err != nil {
 		return nil, err
 	}
 	if !e.Source.Valid() {
-		return nil, fmt.Errorf("source: %q is not %q or %q", e.Source, twilio.SourceParticipant, twilio.SourceSession)
+		return nil, fmt.Errorf("source: %q is not %q or %q", e.Source, proxy.SourceParticipant, proxy.SourceSession)
 	}
 	if e.Grace < 0 {
 		return nil, fmt.Errorf("grace: %s is negative", e.Grace)
@@ -195,7 +195,7 @@ func newEntryState(e Entry) (*entryState, error) {
 		entry:    e,
 		sched:    sched,
 		sessions: map[string]*sessionCache{},
-		targets:  map[twilio.Target]time.Time{},
+		targets:  map[proxy.Target]time.Time{},
 	}, nil
 }
 
@@ -247,13 +247,13 @@ func (d *Discoverer) Refresh(ctx context.Context) error {
 
 // publish hands the Sink the union of every entry's set for a Service (two
 // entries may watch one Service with different filters).
-func (d *Discoverer) publish(st *entryState, set []twilio.Target) {
+func (d *Discoverer) publish(st *entryState, set []proxy.Target) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.published[st.index] = set
 	svc := st.entry.ServiceSID
-	seen := map[twilio.Target]bool{}
-	var union []twilio.Target
+	seen := map[proxy.Target]bool{}
+	var union []proxy.Target
 	for _, other := range d.entries {
 		if other.entry.ServiceSID != svc {
 			continue
@@ -270,6 +270,6 @@ func (d *Discoverer) publish(st *entryState, set []twilio.Target) {
 	d.cfg.Sink.SetDiscovered(svc, union)
 }
 
-func sortTargets(ts []twilio.Target) {
+func sortTargets(ts []proxy.Target) {
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Key() < ts[j].Key() })
 }

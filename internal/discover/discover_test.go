@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -233,17 +234,17 @@ func TestSessionSourceAndFilters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessionTarget := func(s twilio.Session) twilio.Target {
-		return twilio.Target{Source: twilio.SourceSession, ServiceSID: svc, SessionSID: s.SID}
+	sessionTarget := func(s proxy.Session) proxy.Target {
+		return proxy.Target{Source: proxy.SourceSession, ServiceSID: svc, SessionSID: s.SID}
 	}
-	var all []twilio.Target
+	var all []proxy.Target
 	for _, s := range sessions {
 		all = append(all, sessionTarget(s))
 	}
 
 	t.Run("session source", func(t *testing.T) {
 		rec := newRecorder()
-		d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: twilio.SourceSession, Grace: time.Hour})
+		d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: proxy.SourceSession, Grace: time.Hour})
 		w.resetCounts()
 		mustRefresh(t, d)
 		wantSet(t, rec, svc, all)
@@ -253,9 +254,9 @@ func TestSessionSourceAndFilters(t *testing.T) {
 	})
 	t.Run("unique_name prefix", func(t *testing.T) {
 		rec := newRecorder()
-		d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: twilio.SourceSession, UniqueNamePrefix: sessions[1].UniqueName})
+		d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: proxy.SourceSession, UniqueNamePrefix: sessions[1].UniqueName})
 		mustRefresh(t, d)
-		wantSet(t, rec, svc, []twilio.Target{sessionTarget(sessions[1])})
+		wantSet(t, rec, svc, []proxy.Target{sessionTarget(sessions[1])})
 	})
 	t.Run("no session matches", func(t *testing.T) {
 		rec := newRecorder()
@@ -275,7 +276,7 @@ func TestSessionSourceAndFilters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		byStatus := map[string][]twilio.Target{}
+		byStatus := map[string][]proxy.Target{}
 		for _, s := range sessions {
 			byStatus[s.Status] = append(byStatus[s.Status], sessionTarget(s))
 		}
@@ -284,7 +285,7 @@ func TestSessionSourceAndFilters(t *testing.T) {
 		}
 		for _, status := range []string{"open", "in-progress"} {
 			rec := newRecorder()
-			d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: twilio.SourceSession, Statuses: []string{status}})
+			d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: proxy.SourceSession, Statuses: []string{status}})
 			mustRefresh(t, d)
 			wantSet(t, rec, svc, byStatus[status])
 		}

@@ -3,7 +3,7 @@ package discover
 import (
 	"time"
 
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // sighting is what one complete refresh saw of one target.
@@ -36,8 +36,8 @@ type sighting struct {
 //     (clamped to now) if grace has not yet passed; otherwise ignored.
 //
 // A grace of zero drops a target at the first refresh that misses it.
-func nextSet(prev map[twilio.Target]time.Time, seen map[twilio.Target]sighting, now time.Time, grace time.Duration) (next map[twilio.Target]time.Time, dropped int) {
-	next = make(map[twilio.Target]time.Time, len(prev))
+func nextSet(prev map[proxy.Target]time.Time, seen map[proxy.Target]sighting, now time.Time, grace time.Duration) (next map[proxy.Target]time.Time, dropped int) {
+	next = make(map[proxy.Target]time.Time, len(prev))
 	for t, s := range seen {
 		if s.live {
 			next[t] = time.Time{}

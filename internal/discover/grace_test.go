@@ -5,11 +5,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
-func tgt(n byte) twilio.Target {
+func tgt(n byte) proxy.Target {
 	hex := func(c byte) string {
 		b := make([]byte, 32)
 		for i := range b {
@@ -17,8 +16,8 @@ func tgt(n byte) twilio.Target {
 		}
 		return string(b)
 	}
-	return twilio.Target{
-		Source:         twilio.SourceParticipant,
+	return proxy.Target{
+		Source:         proxy.SourceParticipant,
 		ServiceSID:     "KS" + hex('a'),
 		SessionSID:     "KC" + hex(n),
 		ParticipantSID: "KP" + hex(n),
@@ -35,106 +34,106 @@ func TestNextSet(t *testing.T) {
 
 	tests := []struct {
 		name        string
-		prev        map[twilio.Target]time.Time
-		seen        map[twilio.Target]sighting
+		prev        map[proxy.Target]time.Time
+		seen        map[proxy.Target]sighting
 		now         time.Time
 		grace       time.Duration
-		want        map[twilio.Target]time.Time
+		want        map[proxy.Target]time.Time
 		wantDropped int
 	}{
 		{
 			name: "first refresh: everything seen live is tracked live",
-			seen: map[twilio.Target]sighting{a: live, b: live},
+			seen: map[proxy.Target]sighting{a: live, b: live},
 			now:  t0,
-			want: map[twilio.Target]time.Time{a: zero, b: zero},
+			want: map[proxy.Target]time.Time{a: zero, b: zero},
 		},
 		{
 			name: "still live stays live",
-			prev: map[twilio.Target]time.Time{a: zero},
-			seen: map[twilio.Target]sighting{a: live},
+			prev: map[proxy.Target]time.Time{a: zero},
+			seen: map[proxy.Target]sighting{a: live},
 			now:  t0,
-			want: map[twilio.Target]time.Time{a: zero},
+			want: map[proxy.Target]time.Time{a: zero},
 		},
 		{
 			name: "live target missed: grace starts now",
-			prev: map[twilio.Target]time.Time{a: zero, b: zero},
-			seen: map[twilio.Target]sighting{a: live},
+			prev: map[proxy.Target]time.Time{a: zero, b: zero},
+			seen: map[proxy.Target]sighting{a: live},
 			now:  t0,
-			want: map[twilio.Target]time.Time{a: zero, b: t0},
+			want: map[proxy.Target]time.Time{a: zero, b: t0},
 		},
 		{
 			name: "in grace, still missing, grace not over: keeps its start",
-			prev: map[twilio.Target]time.Time{b: t0},
+			prev: map[proxy.Target]time.Time{b: t0},
 			now:  t0.Add(59 * time.Minute),
-			want: map[twilio.Target]time.Time{b: t0},
+			want: map[proxy.Target]time.Time{b: t0},
 		},
 		{
 			name:        "grace over exactly: dropped",
-			prev:        map[twilio.Target]time.Time{b: t0},
+			prev:        map[proxy.Target]time.Time{b: t0},
 			now:         t0.Add(time.Hour),
-			want:        map[twilio.Target]time.Time{},
+			want:        map[proxy.Target]time.Time{},
 			wantDropped: 1,
 		},
 		{
 			name:        "grace long over: dropped",
-			prev:        map[twilio.Target]time.Time{a: zero, b: t0},
-			seen:        map[twilio.Target]sighting{a: live},
+			prev:        map[proxy.Target]time.Time{a: zero, b: t0},
+			seen:        map[proxy.Target]sighting{a: live},
 			now:         t0.Add(3 * time.Hour),
-			want:        map[twilio.Target]time.Time{a: zero},
+			want:        map[proxy.Target]time.Time{a: zero},
 			wantDropped: 1,
 		},
 		{
 			name: "in grace, seen live again: live, grace cleared",
-			prev: map[twilio.Target]time.Time{b: t0},
-			seen: map[twilio.Target]sighting{b: live},
+			prev: map[proxy.Target]time.Time{b: t0},
+			seen: map[proxy.Target]sighting{b: live},
 			now:  t0.Add(30 * time.Minute),
-			want: map[twilio.Target]time.Time{b: zero},
+			want: map[proxy.Target]time.Time{b: zero},
 		},
 		{
 			name: "tracked target seen ended: grace from when monitord noticed, not date_ended",
-			prev: map[twilio.Target]time.Time{a: zero},
-			seen: map[twilio.Target]sighting{a: endedAt(-50 * time.Minute)},
+			prev: map[proxy.Target]time.Time{a: zero},
+			seen: map[proxy.Target]sighting{a: endedAt(-50 * time.Minute)},
 			now:  t0,
-			want: map[twilio.Target]time.Time{a: t0},
+			want: map[proxy.Target]time.Time{a: t0},
 		},
 		{
 			name: "in grace and seen ended again: keeps its start",
-			prev: map[twilio.Target]time.Time{a: t0},
-			seen: map[twilio.Target]sighting{a: endedAt(-50 * time.Minute)},
+			prev: map[proxy.Target]time.Time{a: t0},
+			seen: map[proxy.Target]sighting{a: endedAt(-50 * time.Minute)},
 			now:  t0.Add(10 * time.Minute),
-			want: map[twilio.Target]time.Time{a: t0},
+			want: map[proxy.Target]time.Time{a: t0},
 		},
 		{
 			name: "untracked, ended recently (restart): tracked from date_ended",
-			seen: map[twilio.Target]sighting{c: endedAt(-20 * time.Minute)},
+			seen: map[proxy.Target]sighting{c: endedAt(-20 * time.Minute)},
 			now:  t0,
-			want: map[twilio.Target]time.Time{c: t0.Add(-20 * time.Minute)},
+			want: map[proxy.Target]time.Time{c: t0.Add(-20 * time.Minute)},
 		},
 		{
 			name: "untracked, ended longer ago than grace: ignored",
-			seen: map[twilio.Target]sighting{c: endedAt(-time.Hour)},
+			seen: map[proxy.Target]sighting{c: endedAt(-time.Hour)},
 			now:  t0,
-			want: map[twilio.Target]time.Time{},
+			want: map[proxy.Target]time.Time{},
 		},
 		{
 			name: "untracked, ended in the future (clock skew): from now",
-			seen: map[twilio.Target]sighting{c: endedAt(5 * time.Minute)},
+			seen: map[proxy.Target]sighting{c: endedAt(5 * time.Minute)},
 			now:  t0,
-			want: map[twilio.Target]time.Time{c: t0},
+			want: map[proxy.Target]time.Time{c: t0},
 		},
 		{
 			name:        "zero grace: dropped at the first miss",
-			prev:        map[twilio.Target]time.Time{a: zero, b: zero},
-			seen:        map[twilio.Target]sighting{a: live, c: endedAt(-time.Second)},
+			prev:        map[proxy.Target]time.Time{a: zero, b: zero},
+			seen:        map[proxy.Target]sighting{a: live, c: endedAt(-time.Second)},
 			now:         t0,
 			grace:       -1, // replaced by 0 below
-			want:        map[twilio.Target]time.Time{a: zero},
+			want:        map[proxy.Target]time.Time{a: zero},
 			wantDropped: 1,
 		},
 		{
 			name: "nothing seen, nothing tracked",
 			now:  t0,
-			want: map[twilio.Target]time.Time{},
+			want: map[proxy.Target]time.Time{},
 		},
 	}
 	for _, tt := range tests {
@@ -143,7 +142,7 @@ func TestNextSet(t *testing.T) {
 			if tt.grace < 0 {
 				g = 0
 			}
-			prevCopy := map[twilio.Target]time.Time{}
+			prevCopy := map[proxy.Target]time.Time{}
 			for k, v := range tt.prev {
 				prevCopy[k] = v
 			}
@@ -166,10 +165,10 @@ func TestNextSetWalk(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	a := tgt('1')
 	step := 5 * time.Minute
-	var set map[twilio.Target]time.Time
+	var set map[proxy.Target]time.Time
 	for i := 0; i <= 20; i++ {
 		now := t0.Add(time.Duration(i) * step)
-		seen := map[twilio.Target]sighting{}
+		seen := map[proxy.Target]sighting{}
 		if i < 4 { // live for the first four refreshes, then the session closes
 			seen[a] = sighting{live: true}
 		}

@@ -11,8 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/schedule"
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // entryState is one entry's committed view, touched by one refresh at a time.
@@ -30,7 +30,7 @@ type entryState struct {
 	live map[string]bool
 	// targets is the committed set: zero time while live, else the instant
 	// it stopped being live (its grace runs from there).
-	targets map[twilio.Target]time.Time
+	targets map[proxy.Target]time.Time
 }
 
 type sessionCache struct {
@@ -60,7 +60,7 @@ func (e Entry) follows(status string) bool {
 
 // plan is one session a refresh takes targets from.
 type plan struct {
-	session twilio.Session
+	session proxy.Session
 	sight   sighting
 }
 
@@ -110,7 +110,7 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 		trackedSessions[t.SessionSID] = true
 	}
 
-	seen := map[twilio.Target]sighting{}
+	seen := map[proxy.Target]sighting{}
 	live := map[string]bool{}
 	var plans []plan
 	for _, s := range sessions {
@@ -137,14 +137,14 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 		if sight.live {
 			live[s.SID] = true
 		}
-		if e.Source == twilio.SourceSession {
-			seen[twilio.Target{Source: twilio.SourceSession, ServiceSID: e.ServiceSID, SessionSID: s.SID}] = sight
+		if e.Source == proxy.SourceSession {
+			seen[proxy.Target{Source: proxy.SourceSession, ServiceSID: e.ServiceSID, SessionSID: s.SID}] = sight
 			continue
 		}
 		plans = append(plans, plan{session: s, sight: sight})
 	}
 
-	if e.Source == twilio.SourceParticipant {
+	if e.Source == proxy.SourceParticipant {
 		gone, err := d.listParticipants(ctx, st, plans, res)
 		if err != nil {
 			return err
@@ -154,7 +154,7 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 				continue
 			}
 			for _, kp := range st.sessions[p.session.SID].participants {
-				t := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: e.ServiceSID, SessionSID: p.session.SID, ParticipantSID: kp}
+				t := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: e.ServiceSID, SessionSID: p.session.SID, ParticipantSID: kp}
 				seen[t] = p.sight
 			}
 		}
@@ -186,7 +186,7 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 	st.live = live
 	st.targets = next
 	st.refreshes++
-	set := make([]twilio.Target, 0, len(next))
+	set := make([]proxy.Target, 0, len(next))
 	for t, since := range next {
 		set = append(set, t)
 		if !since.IsZero() {
@@ -205,7 +205,7 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 // afterwards; so at 10,000 sessions this turns ~10,000 requests per refresh
 // into the new sessions' few. The session's date_updated is no signal: it
 // moves with every interaction, not with its participants.
-func (st *entryState) needsParticipants(s twilio.Session) bool {
+func (st *entryState) needsParticipants(s proxy.Session) bool {
 	c := st.sessions[s.SID]
 	return c == nil ||
 		len(c.participants) < 2 ||
@@ -217,14 +217,14 @@ func (st *entryState) needsParticipants(s twilio.Session) bool {
 // 404 was deleted since the sessions list: it is returned in gone, not as an
 // error. Any other error cancels the rest and is returned.
 func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans []plan, res *RefreshResult) (gone map[string]bool, err error) {
-	var todo []twilio.Session
+	var todo []proxy.Session
 	for _, p := range plans {
 		if st.needsParticipants(p.session) {
 			todo = append(todo, p.session)
 		}
 	}
 	type result struct {
-		ps  []twilio.Participant
+		ps  []proxy.Participant
 		err error
 	}
 	results := make([]result, len(todo))
@@ -247,7 +247,7 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 			defer func() { <-sem }()
 			ps, err := d.cfg.Lister.ListParticipants(lctx, st.entry.ServiceSID, s.SID)
 			results[i] = result{ps, err}
-			if err != nil && !twilio.IsNotFound(err) {
+			if err != nil && !errors.Is(err, proxy.ErrNotFound) {
 				cancel()
 			}
 		}()
@@ -267,7 +267,7 @@ func (d *Discoverer) listParticipants(ctx context.Context, st *entryState, plans
 			st.sessions[s.SID] = &sessionCache{participants: present(r.ps), listedAt: listedAt}
 			continue
 		}
-		if twilio.IsNotFound(r.err) {
+		if errors.Is(r.err, proxy.ErrNotFound) {
 			res.ParticipantLists++
 			gone[s.SID] = true
 			delete(st.sessions, s.SID)
@@ -302,7 +302,7 @@ func phase(sessionSID string, every int) int {
 }
 
 // present returns the SIDs of participants not removed from the session.
-func present(ps []twilio.Participant) []string {
+func present(ps []proxy.Participant) []string {
 	out := make([]string, 0, len(ps))
 	for _, p := range ps {
 		if p.DateDeleted.IsZero() {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -143,17 +144,17 @@ func (w *world) listedPerSession() map[string]int {
 // recorder is a Sink and an Observer that keeps what it was given.
 type recorder struct {
 	mu      sync.Mutex
-	sets    map[string][]twilio.Target
+	sets    map[string][]proxy.Target
 	calls   int
 	results []RefreshResult
 	changed chan struct{}
 }
 
 func newRecorder() *recorder {
-	return &recorder{sets: map[string][]twilio.Target{}, changed: make(chan struct{}, 1)}
+	return &recorder{sets: map[string][]proxy.Target{}, changed: make(chan struct{}, 1)}
 }
 
-func (r *recorder) SetDiscovered(svc string, ts []twilio.Target) {
+func (r *recorder) SetDiscovered(svc string, ts []proxy.Target) {
 	r.mu.Lock()
 	r.sets[svc] = ts
 	r.calls++
@@ -170,10 +171,10 @@ func (r *recorder) Refreshed(res RefreshResult) {
 	r.results = append(r.results, res)
 }
 
-func (r *recorder) set(svc string) map[twilio.Target]bool {
+func (r *recorder) set(svc string) map[proxy.Target]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := map[twilio.Target]bool{}
+	m := map[proxy.Target]bool{}
 	for _, t := range r.sets[svc] {
 		m[t] = true
 	}
@@ -192,10 +193,10 @@ func (r *recorder) last() RefreshResult {
 	return r.results[len(r.results)-1]
 }
 
-func participantTargets(ts []proxysim.Target) []twilio.Target {
-	out := make([]twilio.Target, len(ts))
+func participantTargets(ts []proxysim.Target) []proxy.Target {
+	out := make([]proxy.Target, len(ts))
 	for i, t := range ts {
-		out[i] = twilio.Target{Source: twilio.SourceParticipant, ServiceSID: t.ServiceSID, SessionSID: t.SessionSID, ParticipantSID: t.ParticipantSID}
+		out[i] = proxy.Target{Source: proxy.SourceParticipant, ServiceSID: t.ServiceSID, SessionSID: t.SessionSID, ParticipantSID: t.ParticipantSID}
 	}
 	return out
 }
@@ -217,7 +218,7 @@ func mustRefresh(t *testing.T, d *Discoverer) {
 }
 
 // wantSet checks that the recorded set of svc is exactly want.
-func wantSet(t *testing.T, rec *recorder, svc string, want ...[]twilio.Target) {
+func wantSet(t *testing.T, rec *recorder, svc string, want ...[]proxy.Target) {
 	t.Helper()
 	got := rec.set(svc)
 	n := 0

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/diff"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // FromChanges turns the changes diff.Diff found in a complete listing of
@@ -17,7 +17,7 @@ import (
 // status left out for created and deleted: a created or deleted event is
 // one per interaction whatever its status, and two instances (or one
 // replaying after a crash) derive the same id for the same change.
-func FromChanges(t twilio.Target, now time.Time, changes []diff.Change) []Event {
+func FromChanges(t proxy.Target, now time.Time, changes []diff.Change) []Event {
 	if len(changes) == 0 {
 		return nil
 	}

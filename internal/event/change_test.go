@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/monitord/monitord/internal/diff"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // TestFromChangesIDs pins the id of each interaction kind to the value the
@@ -95,14 +95,14 @@ func TestFromChangesFields(t *testing.T) {
 func BenchmarkDiffToEvents(b *testing.B) {
 	const n = 200
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	listing := func(changed int, out string) []twilio.Interaction {
-		l := make([]twilio.Interaction, n)
+	listing := func(changed int, out string) []proxy.Interaction {
+		l := make([]proxy.Interaction, n)
 		for i := range l {
 			st := "sent"
 			if i < changed {
 				st = out
 			}
-			l[i] = twilio.Interaction{
+			l[i] = proxy.Interaction{
 				SID: fmt.Sprintf("KI%032x", n-i), Type: "message",
 				InboundResourceSID: fmt.Sprintf("SM%032x", 1000+i), InboundResourceStatus: "received",
 				OutboundResourceSID: fmt.Sprintf("SM%032x", 2000+i), OutboundResourceStatus: st,

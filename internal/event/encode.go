@@ -5,7 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // The encoders below write the CloudEvents JSON by appending to one
@@ -35,7 +35,7 @@ func appendMid(b []byte, typeGroup string, k Kind, subject string, at time.Time)
 	return append(b, `,"datacontenttype":"application/json","data":{`...)
 }
 
-func appendTargetFields(b []byte, t twilio.Target) []byte {
+func appendTargetFields(b []byte, t proxy.Target) []byte {
 	b = append(b, `"target_source":`...)
 	b = appendString(b, string(t.Source))
 	b = append(b, `,"service_sid":`...)
@@ -49,12 +49,12 @@ func appendTargetFields(b []byte, t twilio.Target) []byte {
 // Twilio resource path the target lists, the same on every instance, so
 // two instances' copies of an event are identical. The SIDs were
 // validated: no escaping needed.
-func appendSource(b []byte, t twilio.Target) []byte {
+func appendSource(b []byte, t proxy.Target) []byte {
 	b = append(b, "/v1/Services/"...)
 	b = append(b, t.ServiceSID...)
 	b = append(b, "/Sessions/"...)
 	b = append(b, t.SessionSID...)
-	if t.Source == twilio.SourceParticipant {
+	if t.Source == proxy.SourceParticipant {
 		b = append(b, "/Participants/"...)
 		b = append(b, t.ParticipantSID...)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/diff"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Kind is what happened.
@@ -64,7 +64,7 @@ const (
 type Event struct {
 	ID     string
 	Kind   Kind
-	Target twilio.Target
+	Target proxy.Target
 	Time   time.Time // when monitord detected it
 
 	InteractionSID      string
@@ -124,7 +124,7 @@ func InteractionID(interactionSID string, kind Kind, leg Leg, status string) str
 
 // TargetID is the deterministic id of a target_error or target_recovered
 // event for the given outage number of the target.
-func TargetID(t twilio.Target, kind Kind, outage uint64) string {
+func TargetID(t proxy.Target, kind Kind, outage uint64) string {
 	return hashID("t", t.Key(), string(kind), strconv.FormatUint(outage, 10))
 }
 
@@ -148,9 +148,9 @@ const DefaultPrefix = "monitord"
 
 // Subject is the NATS subject of an event of kind k about target t:
 // <prefix>.<kind>.<service>.<session>.<participant or "_">. The SID tokens
-// come from a target that passed twilio.Target.Validate, so they can hold no
+// come from a target that passed proxy.Target.Validate, so they can hold no
 // '.', '*' or '>'.
-func Subject(prefix string, k Kind, t twilio.Target) string {
+func Subject(prefix string, k Kind, t proxy.Target) string {
 	p := t.ParticipantSID
 	if p == "" {
 		p = "_"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // This file is the reference encoding: the event as encoding/json renders
@@ -123,9 +123,9 @@ func newTargetData(e Event) targetData {
 // targetSource is the CloudEvents source of a target's events: the Twilio
 // resource path the target lists, the same on every instance, so two
 // instances' copies of an event are identical.
-func targetSource(t twilio.Target) string {
+func targetSource(t proxy.Target) string {
 	s := "/v1/Services/" + t.ServiceSID + "/Sessions/" + t.SessionSID
-	if t.Source == twilio.SourceParticipant {
+	if t.Source == proxy.SourceParticipant {
 		s += "/Participants/" + t.ParticipantSID
 	}
 	return s

@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 var update = flag.Bool("update", false, "rewrite the examples in docs/events.md from Render")
@@ -24,8 +23,8 @@ const (
 )
 
 var (
-	exTarget = twilio.Target{
-		Source:         twilio.SourceParticipant,
+	exTarget = proxy.Target{
+		Source:         proxy.SourceParticipant,
 		ServiceSID:     "KS2b2e4d7f6c0a4d3e9b1f5a8c7d6e5f40",
 		SessionSID:     "KC9a8b7c6d5e4f30211f2e3d4c5b6a7980",
 		ParticipantSID: "KP0f1e2d3c4b5a69788796a5b4c3d2e1f0",
@@ -211,7 +210,7 @@ func variants() map[string]Event {
 		}
 		cases[string(e.Kind)+"/sparse"] = sparse
 		session := sparse
-		session.Target = twilio.Target{Source: twilio.SourceSession, ServiceSID: exTarget.ServiceSID, SessionSID: exTarget.SessionSID}
+		session.Target = proxy.Target{Source: proxy.SourceSession, ServiceSID: exTarget.ServiceSID, SessionSID: exTarget.SessionSID}
 		cases[string(e.Kind)+"/session"] = session
 		full := e
 		full.Body, full.ErrorCode, full.ErrorMessage = `{"body": "hello"}`, 30003, "Unreachable destination handset"

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func TestMain(m *testing.M) {
@@ -186,8 +186,8 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-var testTarget = twilio.Target{
-	Source:         twilio.SourceParticipant,
+var testTarget = proxy.Target{
+	Source:         proxy.SourceParticipant,
 	ServiceSID:     "KS" + strings.Repeat("0", 31) + "1",
 	SessionSID:     "KC" + strings.Repeat("0", 31) + "2",
 	ParticipantSID: "KP" + strings.Repeat("0", 31) + "3",

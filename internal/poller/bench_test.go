@@ -14,6 +14,7 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/twilio"
@@ -71,7 +72,7 @@ func benchPoll(b *testing.B, gz bool) {
 	if len(st) != 1 {
 		b.Fatalf("%d simulated targets, want 1", len(st))
 	}
-	t := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: st[0].ServiceSID,
+	t := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: st[0].ServiceSID,
 		SessionSID: st[0].SessionSID, ParticipantSID: st[0].ParticipantSID}
 	if err := p.SetTargets([]TargetSpec{{Target: t, Lister: c}}); err != nil {
 		b.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -73,7 +74,7 @@ func classify(err error) (f failure, immediate bool) {
 // health and, when this failure starts an outage, the target_error event:
 // exactly one per outage, whose id (TargetID with the outage counter) is
 // the same if a crash makes the poller derive it twice.
-func failed(t twilio.Target, h state.Health, err error, now time.Time, threshold int) (state.Health, *event.Event) {
+func failed(t proxy.Target, h state.Health, err error, now time.Time, threshold int) (state.Health, *event.Event) {
 	if threshold < 1 {
 		threshold = 1
 	}
@@ -108,7 +109,7 @@ func failed(t twilio.Target, h state.Health, err error, now time.Time, threshold
 
 // succeeded is the health transition of a complete listing: a target that
 // was failing produces target_recovered for the same outage number.
-func succeeded(t twilio.Target, h state.Health, now time.Time) (state.Health, *event.Event) {
+func succeeded(t proxy.Target, h state.Health, now time.Time) (state.Health, *event.Event) {
 	var ev *event.Event
 	if h.Failing {
 		ev = &event.Event{

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -47,7 +48,7 @@ func TestClassify(t *testing.T) {
 // through failed/succeeded and checks the events, and that ids repeat for
 // the same outage and differ between outages.
 func TestHealthTransitions(t *testing.T) {
-	tg := twilio.Target{Source: twilio.SourceSession, ServiceSID: "KS" + zeros, SessionSID: "KC" + zeros}
+	tg := proxy.Target{Source: proxy.SourceSession, ServiceSID: "KS" + zeros, SessionSID: "KC" + zeros}
 	e5 := apiErr(500, 0)
 	tests := []struct {
 		name  string
@@ -99,7 +100,7 @@ func TestHealthTransitions(t *testing.T) {
 }
 
 func TestTargetErrorFields(t *testing.T) {
-	tg := twilio.Target{Source: twilio.SourceSession, ServiceSID: "KS" + zeros, SessionSID: "KC" + zeros}
+	tg := proxy.Target{Source: proxy.SourceSession, ServiceSID: "KS" + zeros, SessionSID: "KC" + zeros}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	h, _ := failed(tg, state.Health{Outage: 4}, apiErr(503, 20500), t0, 2)
 	h, ev := failed(tg, h, apiErr(503, 20500), t0.Add(time.Minute), 2)

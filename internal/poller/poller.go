@@ -34,19 +34,19 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/schedule"
 	"github.com/monitord/monitord/internal/state"
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // Lister lists every interaction of a target: a complete listing or an
 // error. *twilio.Client implements it.
 type Lister interface {
-	ListInteractions(ctx context.Context, t twilio.Target) ([]twilio.Interaction, error)
+	ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error)
 }
 
 // Store is the per-target state the poller reads and commits, keyed by
-// twilio.Target.Key. *state.DB and *state.Memory implement it; nothing
+// proxy.Target.Key. *state.DB and *state.Memory implement it; nothing
 // here assumes one process owns every key: a commit names the revision it
 // was computed from, and fails with state.ErrConflict when another writer
 // got there first.
@@ -98,7 +98,7 @@ const (
 
 // TargetSpec is one target to poll and how.
 type TargetSpec struct {
-	Target   twilio.Target
+	Target   proxy.Target
 	Schedule string // cron spec; "" means Config.DefaultSchedule
 	Lister   Lister // the client of the target's account
 	// Messages fetches the reasons of failed events (the account's

@@ -16,6 +16,7 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/twilio"
@@ -86,7 +87,7 @@ func (f *fixture) specs(l Lister) []TargetSpec {
 	}
 	var out []TargetSpec
 	for _, st := range f.sim.Targets() {
-		out = append(out, TargetSpec{Target: twilio.Target{Source: twilio.SourceParticipant,
+		out = append(out, TargetSpec{Target: proxy.Target{Source: proxy.SourceParticipant,
 			ServiceSID: st.ServiceSID, SessionSID: st.SessionSID, ParticipantSID: st.ParticipantSID}, Lister: l})
 	}
 	return out

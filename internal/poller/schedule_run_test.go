@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -21,7 +22,7 @@ type hookLister struct {
 	hook func(ctx context.Context)
 }
 
-func (h hookLister) ListInteractions(ctx context.Context, t twilio.Target) ([]twilio.Interaction, error) {
+func (h hookLister) ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error) {
 	h.hook(ctx)
 	return h.next.ListInteractions(ctx, t)
 }

@@ -6,9 +6,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"go.uber.org/zap"
-
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // activate serves one due tick of the scheduler, from the scheduler's
@@ -54,7 +53,7 @@ func (p *Poller) activate(tick Tick) {
 // returns the result (see the Result constants); an error only when t is
 // not one of the current targets (SetTargets). ctx bounds the wait for a
 // worker and the poll. A zero tick.Due means "now" (PollAll).
-func (p *Poller) Poll(ctx context.Context, t twilio.Target, tick Tick) (string, error) {
+func (p *Poller) Poll(ctx context.Context, t proxy.Target, tick Tick) (string, error) {
 	key := t.Key()
 	p.mu.Lock()
 	e, ok := p.entries[key]

@@ -218,7 +218,7 @@ func (s *Sim) now() int64 { return s.clock().Unix() }
 
 // Target is one listing the simulator serves: a participant's
 // MessageInteractions, or with the same Service and Session, the session's
-// Interactions. It mirrors twilio.Target without importing it, so the
+// Interactions. It mirrors proxy.Target without importing it, so the
 // client's own tests can use the simulator without an import cycle.
 type Target struct {
 	ServiceSID     string

@@ -13,7 +13,7 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Benchmarks of the poller's hot path, load → diff → commit, against a real
@@ -25,12 +25,12 @@ const benchPerTarget = 200
 // benchListing is target tn's listing: n interactions, the first one's
 // outbound status set to out. SIDs are built without fmt: at 2 million
 // interactions the generator would otherwise dominate the measurement.
-func benchListing(tn, n int, out string) []twilio.Interaction {
-	listing := make([]twilio.Interaction, n)
+func benchListing(tn, n int, out string) []proxy.Interaction {
+	listing := make([]proxy.Interaction, n)
 	at := t0.Add(-time.Hour)
 	for i := range listing {
 		id := uint64(tn)<<20 | uint64(i)
-		listing[i] = twilio.Interaction{
+		listing[i] = proxy.Interaction{
 			SID: benchSID("KI", id), Type: "message",
 			InboundResourceSID: benchSID("SM", id<<1), InboundResourceStatus: "received",
 			OutboundResourceSID: benchSID("SM", id<<1|1), OutboundResourceStatus: "delivered",
@@ -91,7 +91,7 @@ func benchDB(b *testing.B) *DB {
 }
 
 // pollOnce is the poller's path for one target: load, diff, render, commit.
-func pollOnce(b *testing.B, db *DB, tn int, listing []twilio.Interaction, now time.Time) int {
+func pollOnce(b *testing.B, db *DB, tn int, listing []proxy.Interaction, now time.Time) int {
 	tg := target(tn)
 	ts, rev, err := db.Load(tg.Key())
 	if err != nil {
@@ -112,7 +112,7 @@ func BenchmarkDiffSaveUnchanged(b *testing.B) {
 	const targets = 100
 	db := benchDB(b)
 	seed(b, db, targets, benchPerTarget)
-	listings := make([][]twilio.Interaction, targets)
+	listings := make([][]proxy.Interaction, targets)
 	for tn := range listings {
 		listings[tn] = benchListing(tn, benchPerTarget, "delivered")
 	}
@@ -134,7 +134,7 @@ func BenchmarkDiffSaveChanged(b *testing.B) {
 	db := benchDB(b)
 	seed(b, db, targets, benchPerTarget)
 	statuses := []string{"sent", "delivered"}
-	listings := make([][2][]twilio.Interaction, targets)
+	listings := make([][2][]proxy.Interaction, targets)
 	for tn := range listings {
 		for j, s := range statuses {
 			listings[tn][j] = benchListing(tn, benchPerTarget, s)
@@ -170,7 +170,7 @@ func BenchmarkDiffSaveChangedParallel(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		tn := int(nextTarget.Add(1)-1) % targets
-		listings := [2][]twilio.Interaction{benchListing(tn, benchPerTarget, statuses[0]), benchListing(tn, benchPerTarget, statuses[1])}
+		listings := [2][]proxy.Interaction{benchListing(tn, benchPerTarget, statuses[0]), benchListing(tn, benchPerTarget, statuses[1])}
 		for round := 0; pb.Next(); round++ {
 			if n := pollOnce(b, db, tn, listings[round%2], t0.Add(time.Duration(round)*time.Second)); n == 0 {
 				b.Error("no event from a changed listing")

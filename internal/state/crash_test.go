@@ -18,7 +18,7 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // crash simulates a process dying: the file is closed without Close's
@@ -37,8 +37,8 @@ func TestCrashBetweenSaveAndPublishRepublishesSameIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := target(1)
-	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0)
-	committed := poll(t, db, tg, []twilio.Interaction{ix(1, "failed", t0), ix(2, "delivered", t0), ix(3, "queued", t0)}, t0.Add(time.Minute))
+	poll(t, db, tg, []proxy.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0)
+	committed := poll(t, db, tg, []proxy.Interaction{ix(1, "failed", t0), ix(2, "delivered", t0), ix(3, "queued", t0)}, t0.Add(time.Minute))
 	if len(committed) == 0 {
 		t.Fatal("no events to publish")
 	}
@@ -57,7 +57,7 @@ func TestCrashBetweenSaveAndPublishRepublishesSameIDs(t *testing.T) {
 		t.Fatalf("republished (-committed +outbox):\n%s", d)
 	}
 	// And the next poll of the same listing adds nothing: the snapshot was saved with them.
-	if again := poll(t, db, tg, []twilio.Interaction{ix(1, "failed", t0), ix(2, "delivered", t0), ix(3, "queued", t0)}, t0.Add(2*time.Minute)); len(again) != 0 {
+	if again := poll(t, db, tg, []proxy.Interaction{ix(1, "failed", t0), ix(2, "delivered", t0), ix(3, "queued", t0)}, t0.Add(2*time.Minute)); len(again) != 0 {
 		t.Fatalf("re-derived after commit: %v", ids(again))
 	}
 }
@@ -69,8 +69,8 @@ func TestCrashBeforeSaveRederivesSameEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := target(1)
-	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0)
-	listing := []twilio.Interaction{ix(1, "undelivered", t0), ix(3, "sent", t0)}
+	poll(t, db, tg, []proxy.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0)
+	listing := []proxy.Interaction{ix(1, "undelivered", t0), ix(3, "sent", t0)}
 	ts, _, _ := db.Load(tg.Key())
 	changes, _ := diff.Diff(ts.Snapshot, listing, t0.Add(time.Minute), diff.DefaultRules())
 	lost := event.FromChanges(tg, t0.Add(time.Minute), changes)
@@ -91,7 +91,7 @@ func TestCrashBeforeSaveRederivesSameEvents(t *testing.T) {
 func TestFailedPollChangesNothing(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
-	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
+	poll(t, db, tg, []proxy.Interaction{ix(1, "sent", t0)}, t0)
 	before, rev, _ := db.Load(tg.Key())
 	// A failed poll has no listing: the poller records only health.
 	h := before.Health
@@ -120,9 +120,9 @@ const crashChildEnv = "MONITORD_STATE_CRASH_CHILD"
 
 var crashTarget = target(42)
 
-func crashListing(n int) []twilio.Interaction {
+func crashListing(n int) []proxy.Interaction {
 	// 300 interactions so each snapshot spans several pages.
-	listing := make([]twilio.Interaction, 300)
+	listing := make([]proxy.Interaction, 300)
 	for i := range listing {
 		listing[i] = ix(i, "delivered", t0)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func TestMain(m *testing.M) {
@@ -29,17 +29,17 @@ func TestMain(m *testing.M) {
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-func target(n int) twilio.Target {
-	return twilio.Target{
-		Source:         twilio.SourceParticipant,
+func target(n int) proxy.Target {
+	return proxy.Target{
+		Source:         proxy.SourceParticipant,
 		ServiceSID:     "KS" + strings.Repeat("0", 32),
 		SessionSID:     fmt.Sprintf("KC%032x", n),
 		ParticipantSID: fmt.Sprintf("KP%032x", n),
 	}
 }
 
-func ix(n int, out string, updated time.Time) twilio.Interaction {
-	return twilio.Interaction{
+func ix(n int, out string, updated time.Time) proxy.Interaction {
+	return proxy.Interaction{
 		SID: fmt.Sprintf("KI%032x", n), Type: "message",
 		InboundResourceSID: fmt.Sprintf("SM%032x", 1000+n), InboundResourceStatus: "received",
 		OutboundResourceSID: fmt.Sprintf("SM%032x", 2000+n), OutboundResourceStatus: out,
@@ -83,7 +83,7 @@ func txid(t *testing.T, db *DB) int {
 
 // poll is one successful poll the way the poller does it: load, diff,
 // render, commit.
-func poll(t *testing.T, db *DB, tg twilio.Target, listing []twilio.Interaction, now time.Time) []event.Message {
+func poll(t *testing.T, db *DB, tg proxy.Target, listing []proxy.Interaction, now time.Time) []event.Message {
 	t.Helper()
 	ts, rev, err := db.Load(tg.Key())
 	if err != nil {
@@ -120,7 +120,7 @@ func TestCommitLoadRoundTrip(t *testing.T) {
 	if _, rev, err := db.Load(tg.Key()); err != nil || rev != 0 {
 		t.Fatalf("Load of unknown target: rev=%v err=%v", rev, err)
 	}
-	_, snap := diff.Diff(diff.Snapshot{}, []twilio.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
+	_, snap := diff.Diff(diff.Snapshot{}, []proxy.Interaction{ix(1, "sent", t0), ix(2, "queued", t0)}, t0, diff.DefaultRules())
 	ts := TargetState{Snapshot: snap, Health: Health{
 		LastAttempt: t0, LastSuccess: t0.Add(-time.Minute), FailingSince: t0.Add(-time.Hour),
 		ConsecutiveFailures: 3, Failing: true, Outage: 7, LastError: "list interactions: 503",
@@ -140,7 +140,7 @@ func TestCommitLoadRoundTrip(t *testing.T) {
 func TestUnchangedListingWritesNothing(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
-	listing := []twilio.Interaction{ix(1, "delivered", t0), ix(2, "sent", t0)}
+	listing := []proxy.Interaction{ix(1, "delivered", t0), ix(2, "sent", t0)}
 	poll(t, db, tg, listing, t0)
 	before := txid(t, db)
 	for i := 1; i <= 3; i++ {
@@ -157,7 +157,7 @@ func TestUnchangedListingWritesNothing(t *testing.T) {
 		t.Fatalf("LastSuccess %v, want %v", ts.Health.LastSuccess, want)
 	}
 	// ...and a change writes once.
-	poll(t, db, tg, []twilio.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(4*time.Minute))
+	poll(t, db, tg, []proxy.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(4*time.Minute))
 	if after := txid(t, db); after != before+1 {
 		t.Fatalf("a changed poll wrote %d transactions", after-before)
 	}
@@ -185,7 +185,7 @@ func TestPollTimesSurviveClose(t *testing.T) {
 func TestHealthOnlyCommitLeavesSnapshot(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
-	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
+	poll(t, db, tg, []proxy.Interaction{ix(1, "sent", t0)}, t0)
 	before, rev, _ := db.Load(tg.Key())
 	h := Health{LastAttempt: t0.Add(time.Minute), LastSuccess: t0, FailingSince: t0.Add(time.Minute), ConsecutiveFailures: 1, Failing: true, Outage: 1, LastError: "auth"}
 	msg := event.Message{ID: event.TargetID(tg, event.TargetError, 1), Subject: "s", Data: []byte("{}")}
@@ -279,7 +279,7 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{MaxOutboxEvents: 3})
 	tg := target(1)
 	poll(t, db, tg, nil, t0)
-	msgs := poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0) // 2 created
+	msgs := poll(t, db, tg, []proxy.Interaction{ix(1, "sent", t0), ix(2, "sent", t0)}, t0) // 2 created
 	if len(msgs) != 2 {
 		t.Fatalf("%d events", len(msgs))
 	}
@@ -287,7 +287,7 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 	beforeTx := txid(t, db)
 	// Two more events would make 4 > 3: nothing may be committed.
 	ts, rev, _ := db.Load(tg.Key())
-	changes, next := diff.Diff(ts.Snapshot, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
+	changes, next := diff.Diff(ts.Snapshot, []proxy.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(time.Minute), diff.DefaultRules())
 	evs := event.FromChanges(tg, t0.Add(time.Minute), changes)
 	_, err := db.Commit(tg.Key(), rev, Next{Snapshot: &next, Health: Health{LastSuccess: t0.Add(time.Minute)}}, render(evs))
 	if !errors.Is(err, ErrOutboxFull) {
@@ -302,7 +302,7 @@ func TestOutboxFullCommitsNothing(t *testing.T) {
 	if err := db.Delete([]event.Position{recs[0].Position, recs[1].Position}); err != nil {
 		t.Fatal(err)
 	}
-	if got := poll(t, db, tg, []twilio.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(2*time.Minute)); !cmp.Equal(ids(got), ids(render(evs))) {
+	if got := poll(t, db, tg, []proxy.Interaction{ix(1, "failed", t0), ix(2, "sent", t0)}, t0.Add(2*time.Minute)); !cmp.Equal(ids(got), ids(render(evs))) {
 		t.Fatalf("retried poll: %v, want %v", ids(got), ids(render(evs)))
 	}
 }
@@ -324,7 +324,7 @@ func TestOutboxFullBytes(t *testing.T) {
 func TestKeysForget(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	for i := 1; i <= 3; i++ {
-		poll(t, db, target(i), []twilio.Interaction{ix(i, "sent", t0)}, t0)
+		poll(t, db, target(i), []proxy.Interaction{ix(i, "sent", t0)}, t0)
 	}
 	if _, err := db.Commit(target(4).Key(), 0, Next{Health: Health{Failing: true}}, nil); err != nil {
 		t.Fatal(err)
@@ -433,7 +433,7 @@ func TestBaselineAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := target(1)
-	first := poll(t, db, tg, []twilio.Interaction{ix(1, "delivered", t0.Add(-time.Hour)), ix(2, "failed", t0.Add(-time.Minute)), ix(3, "failed", t0.Add(-time.Hour))}, t0)
+	first := poll(t, db, tg, []proxy.Interaction{ix(1, "delivered", t0.Add(-time.Hour)), ix(2, "failed", t0.Add(-time.Minute)), ix(3, "failed", t0.Add(-time.Hour))}, t0)
 	if d := cmp.Diff([]string{event.InteractionID(ix(2, "", t0).SID, event.Failed, event.Outbound, "failed")}, ids(first)); d != "" {
 		t.Fatalf("baseline events (-want +got):\n%s", d)
 	}
@@ -446,7 +446,7 @@ func TestBaselineAcrossRestart(t *testing.T) {
 		t.Fatalf("after restart: rev=%v baselined=%v err=%v", rev, ts.Snapshot.Baselined, err)
 	}
 	// The same listing (and a fresh failure) after the restart: only the change.
-	again := poll(t, db, tg, []twilio.Interaction{ix(1, "undelivered", t0), ix(2, "failed", t0.Add(-time.Minute)), ix(3, "failed", t0.Add(-time.Hour))}, t0.Add(time.Minute))
+	again := poll(t, db, tg, []proxy.Interaction{ix(1, "undelivered", t0), ix(2, "failed", t0.Add(-time.Minute)), ix(3, "failed", t0.Add(-time.Hour))}, t0.Add(time.Minute))
 	want := []string{
 		event.InteractionID(ix(1, "", t0).SID, event.StatusChanged, event.Outbound, "undelivered"),
 		event.InteractionID(ix(1, "", t0).SID, event.Failed, event.Outbound, "undelivered"),
@@ -459,7 +459,7 @@ func TestBaselineAcrossRestart(t *testing.T) {
 func TestDamagedValueNamesTarget(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
-	poll(t, db, tg, []twilio.Interaction{ix(1, "sent", t0)}, t0)
+	poll(t, db, tg, []proxy.Interaction{ix(1, "sent", t0)}, t0)
 	err := db.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSnapshots).Put([]byte(tg.Key()), []byte{9, 9, 9})
 	})
@@ -476,7 +476,7 @@ func TestDamagedValueNamesTarget(t *testing.T) {
 // exactly when the diff's next snapshot holds what the loaded one held.
 func TestSnapshotIfChanged(t *testing.T) {
 	rules := diff.DefaultRules()
-	listing := []twilio.Interaction{ix(1, "sent", t0), ix(2, "delivered", t0)}
+	listing := []proxy.Interaction{ix(1, "sent", t0), ix(2, "delivered", t0)}
 	_, base := diff.Diff(diff.Snapshot{}, listing, t0, rules)
 	enc, _ := base.MarshalBinary()
 	var loaded diff.Snapshot
@@ -484,7 +484,7 @@ func TestSnapshotIfChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, same := diff.Diff(loaded, listing, t0.Add(time.Minute), rules)
-	_, moved := diff.Diff(loaded, []twilio.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(time.Minute), rules)
+	_, moved := diff.Diff(loaded, []proxy.Interaction{ix(1, "delivered", t0), ix(2, "delivered", t0)}, t0.Add(time.Minute), rules)
 	_, grown := diff.Diff(loaded, append(listing, ix(3, "sent", t0)), t0.Add(time.Minute), rules)
 	_, firstEmpty := diff.Diff(diff.Snapshot{}, nil, t0, rules)
 	copied := diff.Snapshot{Baselined: true, Entries: slices.Clone(loaded.Entries)}
@@ -565,7 +565,7 @@ func mustAtoi(t *testing.T, s string) int {
 func TestUnchangedCommitKeepsRevision(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	tg := target(1)
-	listing := []twilio.Interaction{ix(1, "delivered", t0)}
+	listing := []proxy.Interaction{ix(1, "delivered", t0)}
 	poll(t, db, tg, listing, t0)
 	_, rev, _ := db.Load(tg.Key())
 	poll(t, db, tg, listing, t0.Add(time.Minute))

@@ -4,7 +4,7 @@ import (
 	"sort"
 
 	"github.com/monitord/monitord/internal/poller"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Merge is the poller's target list: every configured spec in its order,
@@ -14,10 +14,10 @@ import (
 // configured: the config's schedule and labels apply, and discovery
 // dropping it after its session's grace period does not stop its polls.
 // It also returns how many of each origin the list holds.
-func Merge(configured []poller.TargetSpec, discovered map[string][]twilio.Target,
+func Merge(configured []poller.TargetSpec, discovered map[string][]proxy.Target,
 	templates map[string]poller.TargetSpec) (specs []poller.TargetSpec, nConfigured, nDiscovered int) {
 	specs = make([]poller.TargetSpec, 0, len(configured))
-	have := make(map[twilio.Target]bool, len(configured))
+	have := make(map[proxy.Target]bool, len(configured))
 	for _, s := range configured {
 		if have[s.Target] {
 			continue
@@ -37,7 +37,7 @@ func Merge(configured []poller.TargetSpec, discovered map[string][]twilio.Target
 		if !ok {
 			continue
 		}
-		ts := append([]twilio.Target(nil), discovered[svc]...)
+		ts := append([]proxy.Target(nil), discovered[svc]...)
 		sort.Slice(ts, func(i, j int) bool { return ts[i].Key() < ts[j].Key() })
 		for _, t := range ts {
 			if have[t] {

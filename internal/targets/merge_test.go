@@ -8,28 +8,28 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/monitord/monitord/internal/poller"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func sid(prefix string, c byte) string { return prefix + strings.Repeat(string(c), 32) }
 
-func tgt(svc string, n byte) twilio.Target {
-	return twilio.Target{Source: twilio.SourceParticipant, ServiceSID: svc, SessionSID: sid("KC", n), ParticipantSID: sid("KP", n)}
+func tgt(svc string, n byte) proxy.Target {
+	return proxy.Target{Source: proxy.SourceParticipant, ServiceSID: svc, SessionSID: sid("KC", n), ParticipantSID: sid("KP", n)}
 }
 
 func TestMerge(t *testing.T) {
 	svc, other := sid("KS", 'a'), sid("KS", 'b')
 	a, b, c, d := tgt(svc, '1'), tgt(svc, '2'), tgt(svc, '3'), tgt(svc, '4')
 	o := tgt(other, '5')
-	sessionA := twilio.Target{Source: twilio.SourceSession, ServiceSID: svc, SessionSID: a.SessionSID}
-	conf := func(t twilio.Target) poller.TargetSpec {
+	sessionA := proxy.Target{Source: proxy.SourceSession, ServiceSID: svc, SessionSID: a.SessionSID}
+	conf := func(t proxy.Target) poller.TargetSpec {
 		return poller.TargetSpec{Target: t, Schedule: "@every 10s", Origin: poller.OriginConfigured, Labels: map[string]string{"k": "v"}}
 	}
 	templates := map[string]poller.TargetSpec{
 		svc:   {Schedule: "@every 1m", Labels: map[string]string{"d": "1"}},
 		other: {Schedule: "@every 2m"},
 	}
-	disc := func(t twilio.Target) poller.TargetSpec {
+	disc := func(t proxy.Target) poller.TargetSpec {
 		s := templates[t.ServiceSID]
 		s.Target, s.Origin = t, poller.OriginDiscovered
 		return s
@@ -37,24 +37,24 @@ func TestMerge(t *testing.T) {
 	tests := []struct {
 		name       string
 		configured []poller.TargetSpec
-		discovered map[string][]twilio.Target
+		discovered map[string][]proxy.Target
 		templates  map[string]poller.TargetSpec
 		want       []poller.TargetSpec
 	}{
 		{"nothing", nil, nil, templates, nil},
 		{"configured only, order kept", []poller.TargetSpec{conf(b), conf(a)}, nil, templates, []poller.TargetSpec{conf(b), conf(a)}},
-		{"discovered only, sorted", nil, map[string][]twilio.Target{svc: {c, a}}, templates, []poller.TargetSpec{disc(a), disc(c)}},
+		{"discovered only, sorted", nil, map[string][]proxy.Target{svc: {c, a}}, templates, []poller.TargetSpec{disc(a), disc(c)}},
 		{
 			name:       "both configured and discovered: once, as configured",
 			configured: []poller.TargetSpec{conf(b)},
-			discovered: map[string][]twilio.Target{svc: {a, b, c}},
+			discovered: map[string][]proxy.Target{svc: {a, b, c}},
 			templates:  templates,
 			want:       []poller.TargetSpec{conf(b), disc(a), disc(c)},
 		},
 		{
 			name:       "two Services sorted by Service, a duplicate discovered once",
 			configured: []poller.TargetSpec{conf(d)},
-			discovered: map[string][]twilio.Target{other: {o}, svc: {a, a}},
+			discovered: map[string][]proxy.Target{other: {o}, svc: {a, a}},
 			templates:  templates,
 			want:       []poller.TargetSpec{conf(d), disc(a), disc(o)},
 		},
@@ -62,14 +62,14 @@ func TestMerge(t *testing.T) {
 		{
 			name:       "same SIDs, other source: two targets",
 			configured: []poller.TargetSpec{conf(sessionA)},
-			discovered: map[string][]twilio.Target{svc: {a}},
+			discovered: map[string][]proxy.Target{svc: {a}},
 			templates:  templates,
 			want:       []poller.TargetSpec{conf(sessionA), disc(a)},
 		},
 		{
 			name:       "a Service without a template is skipped",
 			configured: []poller.TargetSpec{conf(a)},
-			discovered: map[string][]twilio.Target{svc: {a, b}, other: {o}},
+			discovered: map[string][]proxy.Target{svc: {a, b}, other: {o}},
 			templates:  map[string]poller.TargetSpec{svc: templates[svc]},
 			want:       []poller.TargetSpec{conf(a), disc(b)},
 		},

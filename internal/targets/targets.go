@@ -26,7 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/monitord/monitord/internal/poller"
-	"github.com/monitord/monitord/internal/twilio"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Setter is the poller's half the target set drives. SetTargets replaces
@@ -69,7 +69,7 @@ type Set struct {
 	mu         sync.Mutex // serialises changes, so a reload and a refresh never undo each other
 	configured []poller.TargetSpec
 	templates  map[string]poller.TargetSpec // by Service: how its discovered targets are polled
-	discovered map[string][]twilio.Target   // by Service, as discovery last set it
+	discovered map[string][]proxy.Target    // by Service, as discovery last set it
 	applied    map[string]bool              // keys the poller polls now
 	pruned     map[string]bool              // Services whose stale state was forgotten
 	started    bool                         // Configure has succeeded once
@@ -87,7 +87,7 @@ func New(cfg Config) (*Set, error) {
 	return &Set{
 		cfg: cfg, log: log,
 		templates:  map[string]poller.TargetSpec{},
-		discovered: map[string][]twilio.Target{},
+		discovered: map[string][]proxy.Target{},
 		applied:    map[string]bool{},
 		pruned:     map[string]bool{},
 	}, nil
@@ -150,10 +150,10 @@ func (s *Set) Configure(configured []poller.TargetSpec, templates map[string]pol
 // set is no longer polled, and its state is forgotten, unless it is also
 // configured. The first set of a Service also forgets the state of its
 // targets that nothing polls any more (dropped while monitord was stopped).
-func (s *Set) SetDiscovered(svc string, discovered []twilio.Target) {
+func (s *Set) SetDiscovered(svc string, discovered []proxy.Target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make(map[string][]twilio.Target, len(s.discovered)+1)
+	next := make(map[string][]proxy.Target, len(s.discovered)+1)
 	for k, v := range s.discovered {
 		next[k] = v
 	}
@@ -187,7 +187,7 @@ func (s *Set) Specs() []poller.TargetSpec {
 // applyLocked hands the poller the merge of configured and discovered, and
 // forgets the state of the targets it no longer polls. s.mu is held.
 func (s *Set) applyLocked(configured []poller.TargetSpec, templates map[string]poller.TargetSpec,
-	discovered map[string][]twilio.Target) error {
+	discovered map[string][]proxy.Target) error {
 	specs, nConf, nDisc := Merge(configured, discovered, templates)
 	if err := s.cfg.Poller.SetTargets(specs); err != nil {
 		return err
@@ -245,7 +245,7 @@ func (s *Set) forget(keys []string, msg string, fields ...zap.Field) error {
 	return s.cfg.Store.Forget(keys...)
 }
 
-// serviceOf returns the Service SID of a target key (twilio.Target.Key:
+// serviceOf returns the Service SID of a target key (proxy.Target.Key:
 // "participant/KS…/KC…/KP…" or "session/KS…/KC…"), "" if it has none.
 func serviceOf(key string) string {
 	_, rest, ok := strings.Cut(key, "/")

@@ -17,6 +17,7 @@ import (
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/poller"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/twilio"
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type world struct {
 	client  *twilio.Client
 	db      *state.DB
-	targets []twilio.Target // two Services, one session each, two participants each
+	targets []proxy.Target // two Services, one session each, two participants each
 }
 
 func newWorld(t *testing.T) *world {
@@ -51,10 +52,10 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { db.Close() })
 	w := &world{client: c, db: db}
 	for _, st := range sim.Targets() {
-		w.targets = append(w.targets, twilio.Target{Source: twilio.SourceParticipant,
+		w.targets = append(w.targets, proxy.Target{Source: proxy.SourceParticipant,
 			ServiceSID: st.ServiceSID, SessionSID: st.SessionSID, ParticipantSID: st.ParticipantSID})
 	}
-	slices.SortFunc(w.targets, func(a, b twilio.Target) int { return compareKeys(a.Key(), b.Key()) })
+	slices.SortFunc(w.targets, func(a, b proxy.Target) int { return compareKeys(a.Key(), b.Key()) })
 	if len(w.targets) != 4 || w.targets[0].ServiceSID == w.targets[2].ServiceSID {
 		t.Fatalf("simulator targets %v, want two Services of two", w.targets)
 	}
@@ -88,7 +89,7 @@ func (w *world) poller(t *testing.T) *poller.Poller {
 	return p
 }
 
-func (w *world) specs(ts ...twilio.Target) []poller.TargetSpec {
+func (w *world) specs(ts ...proxy.Target) []poller.TargetSpec {
 	out := make([]poller.TargetSpec, len(ts))
 	for i, t := range ts {
 		out[i] = poller.TargetSpec{Target: t, Lister: w.client, Account: "default"}
@@ -106,7 +107,7 @@ func (w *world) keys(t *testing.T) []string {
 	return keys
 }
 
-func keysOf(ts ...twilio.Target) []string {
+func keysOf(ts ...proxy.Target) []string {
 	out := make([]string, len(ts))
 	for i, t := range ts {
 		out[i] = t.Key()
@@ -159,7 +160,7 @@ func TestStateForgottenOnePath(t *testing.T) {
 	}
 
 	// Discovery's first set of B has b1 only: b2 ended while stopped.
-	s.SetDiscovered(svcB, []twilio.Target{b1})
+	s.SetDiscovered(svcB, []proxy.Target{b1})
 	if got, want := w.keys(t), keysOf(a1, b1); !slices.Equal(got, want) {
 		t.Fatalf("state after B's first discovered set %v, want %v", got, want)
 	}
@@ -259,7 +260,7 @@ func TestRefusedChangesNothing(t *testing.T) {
 	if err := s.Configure(w.specs(a1, a2), map[string]poller.TargetSpec{svc: {}}); err != nil {
 		t.Fatal(err)
 	}
-	s.SetDiscovered(svc, []twilio.Target{w.targets[2]})
+	s.SetDiscovered(svc, []proxy.Target{w.targets[2]})
 	if got := len(p.Status()); got != 2 {
 		t.Errorf("polled %d after a refused discovered set, want 2", got)
 	}
@@ -330,7 +331,7 @@ func TestReloadKeepsDiscoverEntries(t *testing.T) {
 	if err := s.Configure(w.specs(a1), map[string]poller.TargetSpec{svcB: tmpl}); err != nil {
 		t.Fatal(err)
 	}
-	s.SetDiscovered(svcB, []twilio.Target{b1})
+	s.SetDiscovered(svcB, []proxy.Target{b1})
 
 	// The entry is gone from the config: b1 is still polled, as before.
 	if err := s.Configure(w.specs(a1), nil); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/monitord/monitord/internal/proxy"
 	twclient "github.com/twilio/twilio-go/client"
 	proxyv1 "github.com/twilio/twilio-go/rest/proxy/v1"
 )
@@ -108,7 +109,7 @@ func BenchmarkDecodePage(b *testing.B) {
 		defer reportCPU(b)()
 		for b.Loop() {
 			// Sized up front as list does: growth would be measured otherwise.
-			_, items, err := decodePage(body, "interactions", make([]Interaction, 0, 1000), decodeInteraction)
+			_, items, err := decodePage(body, "interactions", make([]proxy.Interaction, 0, 1000), decodeInteraction)
 			if err != nil || len(items) != 1000 {
 				b.Fatal(err)
 			}

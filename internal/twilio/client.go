@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Client reads Twilio Proxy listings. Create it with New.
@@ -100,7 +102,7 @@ func (c *Client) Close() {
 // ListInteractions returns the complete listing of a target: every item of
 // every page, or an error and no items. The result shares no memory with
 // the response bodies: they are reused once decoded.
-func (c *Client) ListInteractions(ctx context.Context, t Target) ([]Interaction, error) {
+func (c *Client) ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error) {
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("list interactions: %w", err)
 	}
@@ -121,7 +123,7 @@ func (c *Client) ListInteractions(ctx context.Context, t Target) ([]Interaction,
 // item would report the SID it had last time as deleted (and created when
 // it came back). So it fails like a bad page, and the previous snapshot
 // stands.
-func identified(items []Interaction, listURL string) error {
+func identified(items []proxy.Interaction, listURL string) error {
 	for i := range items {
 		if items[i].SID == "" {
 			return &DecodeError{URL: listURL, Path: "interactions[" + strconv.Itoa(i) + "].sid", Offset: -1,
@@ -132,12 +134,12 @@ func identified(items []Interaction, listURL string) error {
 }
 
 // FetchInteraction fetches one interaction of a target's list by its SID.
-func (c *Client) FetchInteraction(ctx context.Context, t Target, sid string) (Interaction, error) {
-	var it Interaction
+func (c *Client) FetchInteraction(ctx context.Context, t proxy.Target, sid string) (proxy.Interaction, error) {
+	var it proxy.Interaction
 	if err := t.Validate(); err != nil {
 		return it, fmt.Errorf("fetch interaction: %w", err)
 	}
-	if err := CheckSID("sid", "KI", sid); err != nil {
+	if err := proxy.CheckSID("sid", "KI", sid); err != nil {
 		return it, fmt.Errorf("fetch interaction: %w", err)
 	}
 	u := c.interactionsPath(t) + "/" + sid
@@ -148,14 +150,14 @@ func (c *Client) FetchInteraction(ctx context.Context, t Target, sid string) (In
 		setDecodeURL(err, u)
 	}
 	if err != nil {
-		return Interaction{}, fmt.Errorf("fetch interaction: %w", err)
+		return proxy.Interaction{}, fmt.Errorf("fetch interaction: %w", err)
 	}
 	return it, nil
 }
 
 // ListSessions returns every Session of a Service.
-func (c *Client) ListSessions(ctx context.Context, serviceSID string) ([]Session, error) {
-	if err := CheckSID("service_sid", "KS", serviceSID); err != nil {
+func (c *Client) ListSessions(ctx context.Context, serviceSID string) ([]proxy.Session, error) {
+	if err := proxy.CheckSID("service_sid", "KS", serviceSID); err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions"
@@ -167,11 +169,11 @@ func (c *Client) ListSessions(ctx context.Context, serviceSID string) ([]Session
 }
 
 // ListParticipants returns every Participant of a Session.
-func (c *Client) ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]Participant, error) {
-	if err := CheckSID("service_sid", "KS", serviceSID); err != nil {
+func (c *Client) ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]proxy.Participant, error) {
+	if err := proxy.CheckSID("service_sid", "KS", serviceSID); err != nil {
 		return nil, fmt.Errorf("list participants: %w", err)
 	}
-	if err := CheckSID("session_sid", "KC", sessionSID); err != nil {
+	if err := proxy.CheckSID("session_sid", "KC", sessionSID); err != nil {
 		return nil, fmt.Errorf("list participants: %w", err)
 	}
 	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions/" + sessionSID + "/Participants"
@@ -183,9 +185,9 @@ func (c *Client) ListParticipants(ctx context.Context, serviceSID, sessionSID st
 }
 
 // interactionsPath is the list URL of a validated target, without query.
-func (c *Client) interactionsPath(t Target) string {
+func (c *Client) interactionsPath(t proxy.Target) string {
 	p := c.basePath + "/v1/Services/" + t.ServiceSID + "/Sessions/" + t.SessionSID
-	if t.Source == SourceSession {
+	if t.Source == proxy.SourceSession {
 		return p + "/Interactions"
 	}
 	return p + "/Participants/" + t.ParticipantSID + "/MessageInteractions"

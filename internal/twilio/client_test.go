@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func TestListFollowsNextPageURLUntilNull(t *testing.T) {
@@ -261,7 +263,7 @@ func TestOtherListings(t *testing.T) {
 	if err != nil || len(parts) != 1 || parts[0].Identifier != "+14155551212" || parts[0].ProxyIdentifierSID == "" {
 		t.Fatalf("participants: err %v, %+v", err, parts)
 	}
-	st := Target{Source: SourceSession, ServiceSID: testService, SessionSID: testSession}
+	st := proxy.Target{Source: proxy.SourceSession, ServiceSID: testService, SessionSID: testSession}
 	its, err := c.ListInteractions(ctx, st)
 	if err != nil || len(its) != 2 {
 		t.Fatalf("session interactions: err %v, %d items", err, len(its))
@@ -293,17 +295,5 @@ func TestListCanonicalisesSIDCase(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].SID != sid || got[0].OutboundResourceSID != sm || got[0].ServiceSID != testService {
 		t.Fatalf("got %+v, want sid %s, outbound %s", got, sid, sm)
-	}
-}
-
-func TestCanonicalSID(t *testing.T) {
-	for in, want := range map[string]string{
-		"KI0123456789ABCDEF0123456789abcdef": "KI0123456789abcdef0123456789abcdef",
-		"KI0123456789abcdef0123456789abcdef": "KI0123456789abcdef0123456789abcdef",
-		"sm0123456789abcdef0123456789ABCDEF": "sm0123456789abcdef0123456789abcdef", // the letters are kept
-	} {
-		if got := CanonicalSID(in); got != want {
-			t.Errorf("CanonicalSID(%s) = %s, want %s", in, got, want)
-		}
 	}
 }

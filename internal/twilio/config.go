@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Config configures a Client. Zero values take the defaults documented on
@@ -210,14 +212,14 @@ func (c *Config) validate() (base, messages *url.URL, _ error) {
 	if c.MessagesInFlight < 0 {
 		bad("MessagesInFlight: must be positive")
 	}
-	if err := CheckSID("AccountSID", "AC", c.AccountSID); err != nil {
+	if err := proxy.CheckSID("AccountSID", "AC", c.AccountSID); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
 	case c.APIKeySID != "" && c.AuthToken != "":
 		bad("APIKeySID and AuthToken: set one way to authenticate, not both")
 	case c.APIKeySID != "":
-		if err := CheckSID("APIKeySID", "SK", c.APIKeySID); err != nil {
+		if err := proxy.CheckSID("APIKeySID", "SK", c.APIKeySID); err != nil {
 			errs = append(errs, err)
 		}
 		if c.APIKeySecret == "" {

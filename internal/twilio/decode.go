@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Decoding rules, the same for every resource:
@@ -187,14 +189,14 @@ func (d *scanner) sidKeep(dst *string, prefix string, slot int) error {
 	if err != nil {
 		return err
 	}
-	if v != "" && !ValidSID(prefix, v) {
+	if v != "" && !proxy.ValidSID(prefix, v) {
 		p := prefix
 		if p == "" {
 			p = "[a-zA-Z]{2}"
 		}
 		return &DecodeError{Offset: start, Reason: quoteShort(v) + " does not match ^" + p + "[0-9a-fA-F]{32}$"}
 	}
-	v = CanonicalSID(v)
+	v = proxy.CanonicalSID(v)
 	if slot < 0 {
 		*dst, err = d.k.keep(d.s, v)
 	} else {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func readTestdata(t testing.TB, name string) string {
@@ -37,7 +38,7 @@ func TestDecodeSpecExamples(t *testing.T) {
 		t.Fatalf("next %q, %d items, err %v", next, len(items), err)
 	}
 	day := time.Date(2015, 7, 30, 20, 0, 0, 0, time.UTC)
-	want := Interaction{
+	want := proxy.Interaction{
 		SID:                    "KIaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 		AccountSID:             "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 		ServiceSID:             "KSaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -65,7 +66,7 @@ func TestDecodeSpecExamples(t *testing.T) {
 	}
 
 	for _, file := range []string{"spec_interaction_fetch.json", "spec_message_interaction_fetch.json", "spec_message_interaction_create.json"} {
-		var it Interaction
+		var it proxy.Interaction
 		if err := decodeOne(readTestdata(t, file), &it, decodeInteraction); err != nil || it.SID == "" || !it.DateCreated.Equal(day) {
 			t.Errorf("%s: err %v, %+v", file, err, it)
 		}
@@ -102,21 +103,21 @@ func TestDecodeNullInEveryField(t *testing.T) {
 			var n int
 			switch key {
 			case "interactions":
-				var items []Interaction
+				var items []proxy.Interaction
 				_, items, err = decodePage(body, key, nil, decodeInteraction)
-				if n = len(items); n == 1 && items[0] != (Interaction{}) {
-					t.Errorf("%s %s: %+v, want the zero Interaction", key, value, items[0])
+				if n = len(items); n == 1 && items[0] != (proxy.Interaction{}) {
+					t.Errorf("%s %s: %+v, want the zero proxy.Interaction", key, value, items[0])
 				}
 			case "sessions":
-				var items []Session
+				var items []proxy.Session
 				_, items, err = decodePage(body, key, nil, decodeSession)
-				if n = len(items); n == 1 && items[0] != (Session{}) {
+				if n = len(items); n == 1 && items[0] != (proxy.Session{}) {
 					t.Errorf("%s: %+v", key, items[0])
 				}
 			case "participants":
-				var items []Participant
+				var items []proxy.Participant
 				_, items, err = decodePage(body, key, nil, decodeParticipant)
-				if n = len(items); n == 1 && items[0] != (Participant{}) {
+				if n = len(items); n == 1 && items[0] != (proxy.Participant{}) {
 					t.Errorf("%s: %+v", key, items[0])
 				}
 			}
@@ -218,7 +219,7 @@ func TestDecodeDatesLikeTimeParse(t *testing.T) {
 // unlike timing, so it can be a test; speed is in the benchmarks.
 func TestDecodeAllocations(t *testing.T) {
 	body := pageJSON(0, 1000, "")
-	out := make([]Interaction, 0, 1000)
+	out := make([]proxy.Interaction, 0, 1000)
 	allocs := testing.AllocsPerRun(20, func() {
 		var err error
 		if _, out, err = decodePage(body, "interactions", out[:0], decodeInteraction); err != nil || len(out) != 1000 {

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/redact"
 )
 
@@ -126,6 +127,13 @@ func boundText(s string, max int) string {
 // TwilioCodeTooManyRequests is Twilio's error code for the account-wide
 // concurrency limit; like HTTP 429 it is safe to retry after backing off.
 const TwilioCodeTooManyRequests = 20429
+
+// Is lets errors.Is(err, proxy.ErrNotFound) recognise a 404, so that
+// callers outside this package need not import it to tell "gone" from
+// "failing".
+func (e *APIError) Is(target error) bool {
+	return target == proxy.ErrNotFound && e.HTTPStatus == http.StatusNotFound
+}
 
 // IsNotFound reports whether err is (or wraps) an API 404: the Service,
 // Session or Participant does not exist (any more).

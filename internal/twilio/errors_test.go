@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 func TestListRetriesRateLimited(t *testing.T) {
@@ -159,6 +161,11 @@ func TestListClientErrorsAreNotRetried(t *testing.T) {
 			}
 			if !tc.check(err) || IsRetryable(err) {
 				t.Errorf("classified wrongly: %v", err)
+			}
+			// Packages that must not import the client (discover) tell a
+			// 404 from the domain's sentinel.
+			if got, want := errors.Is(err, proxy.ErrNotFound), tc.status == 404; got != want {
+				t.Errorf("errors.Is(err, proxy.ErrNotFound) = %v, want %v", got, want)
 			}
 			if n := a.requests.Load(); n != 1 {
 				t.Errorf("%d requests, want 1", n)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // FuzzDecodePage holds the hand-written scanner to encoding/json: on any
@@ -71,7 +72,7 @@ func FuzzDecodePage(f *testing.F) {
 
 // referenceDecodePage decodes a page with encoding/json and the rules of
 // decode.go, slowly and plainly.
-func referenceDecodePage(body []byte) (string, []Interaction, error) {
+func referenceDecodePage(body []byte) (string, []proxy.Interaction, error) {
 	if !json.Valid(body) {
 		return "", nil, errors.New("invalid JSON")
 	}
@@ -79,7 +80,7 @@ func referenceDecodePage(body []byte) (string, []Interaction, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	var items []Interaction
+	var items []proxy.Interaction
 	var next string
 	var haveItems, haveNext bool
 	seen := map[string]bool{}
@@ -132,8 +133,8 @@ func referenceDecodePage(body []byte) (string, []Interaction, error) {
 	return next, items, nil
 }
 
-func referenceInteraction(raw []byte) (Interaction, error) {
-	var it Interaction
+func referenceInteraction(raw []byte) (proxy.Interaction, error) {
+	var it proxy.Interaction
 	ms, err := members(raw)
 	if err != nil {
 		return it, err
@@ -178,7 +179,7 @@ func referenceInteraction(raw []byte) (Interaction, error) {
 				}
 				*f.date = t.UTC()
 			}
-		case f.prefix != "-" && s != "" && !ValidSID(f.prefix, s):
+		case f.prefix != "-" && s != "" && !proxy.ValidSID(f.prefix, s):
 			return it, errors.New("bad SID in " + m.key)
 		case f.prefix != "-" && s != "":
 			*f.dst = s[:2] + strings.ToLower(s[2:]) // lower-case hex, as Twilio writes

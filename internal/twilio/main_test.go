@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"go.uber.org/goleak"
 )
 
@@ -27,7 +28,7 @@ const (
 	basePath    = "/proxy" // the API is served under a non-empty path
 )
 
-var testTarget = Target{Source: SourceParticipant, ServiceSID: testService, SessionSID: testSession, ParticipantSID: testPart}
+var testTarget = proxy.Target{Source: proxy.SourceParticipant, ServiceSID: testService, SessionSID: testSession, ParticipantSID: testPart}
 
 // api is an httptest server that serves a test's pages for the seed
 // endpoint under basePath. Page n is asked for with PageToken=PTn (page 0

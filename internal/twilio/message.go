@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/monitord/monitord/internal/proxy"
 )
 
 // Message is what monitord reads of a Message resource: its status and why
@@ -22,7 +24,7 @@ type Message struct {
 // IsMessageSID reports whether sid names a Message resource (SM… for SMS,
 // MM… for MMS): the only resource SIDs of an interaction's legs that
 // FetchMessage can explain.
-func IsMessageSID(sid string) bool { return ValidSID("SM", sid) || ValidSID("MM", sid) }
+func IsMessageSID(sid string) bool { return proxy.ValidSID("SM", sid) || proxy.ValidSID("MM", sid) }
 
 // FetchMessage fetches a Message of the client's account from the
 // 2010-04-01 API (Config.MessagesBaseURL), within its own budget

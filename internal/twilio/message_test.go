@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -82,7 +83,7 @@ func TestFetchMessageFromSimulator(t *testing.T) {
 	c := simClient(t, sim, func(c *twilio.Config) { c.BaseURL, c.MessagesBaseURL, c.MessagesPerSecond = srv.URL, srv.URL, 1000 })
 	ctx := context.Background()
 	tg := sim.Targets()[0]
-	its, err := c.ListInteractions(ctx, twilio.Target{Source: twilio.SourceParticipant,
+	its, err := c.ListInteractions(ctx, proxy.Target{Source: proxy.SourceParticipant,
 		ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +196,7 @@ func TestFetchMessageOwnBudget(t *testing.T) {
 	tg := sim.Targets()[0]
 	lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer lcancel()
-	if _, err := c.ListInteractions(lctx, twilio.Target{Source: twilio.SourceParticipant,
+	if _, err := c.ListInteractions(lctx, proxy.Target{Source: proxy.SourceParticipant,
 		ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}); err != nil {
 		t.Errorf("listing while messages hang: %v", err)
 	}

@@ -1,12 +1,14 @@
 package twilio
 
+import "github.com/monitord/monitord/internal/proxy"
+
 // The item decoders map each known key to its field. A bit per known key
 // catches duplicates (see decode.go); unknown keys (links, ttl, anything
 // Twilio adds later) are skipped.
 
 // decodeInteraction decodes one item of an Interactions or
 // MessageInteractions list (or a fetched interaction).
-func decodeInteraction(d *scanner, it *Interaction) error {
+func decodeInteraction(d *scanner, it *proxy.Interaction) error {
 	if err := d.openObject(); err != nil {
 		return err
 	}
@@ -68,7 +70,7 @@ func decodeInteraction(d *scanner, it *Interaction) error {
 }
 
 // decodeSession decodes one item of a Service's Sessions list.
-func decodeSession(d *scanner, s *Session) error {
+func decodeSession(d *scanner, s *proxy.Session) error {
 	if err := d.openObject(); err != nil {
 		return err
 	}
@@ -118,7 +120,7 @@ func decodeSession(d *scanner, s *Session) error {
 }
 
 // decodeParticipant decodes one item of a Session's Participants list.
-func decodeParticipant(d *scanner, p *Participant) error {
+func decodeParticipant(d *scanner, p *proxy.Participant) error {
 	if err := d.openObject(); err != nil {
 		return err
 	}

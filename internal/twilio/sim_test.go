@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
 )
@@ -50,7 +51,7 @@ func TestSimulatorListings(t *testing.T) {
 	if err != nil || len(parts) != 2 {
 		t.Fatalf("participants: %d, err %v", len(parts), err)
 	}
-	pt := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: service, SessionSID: sessions[0].SID, ParticipantSID: parts[0].SID}
+	pt := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: service, SessionSID: sessions[0].SID, ParticipantSID: parts[0].SID}
 	its, err := c.ListInteractions(ctx, pt)
 	if err != nil || len(its) < 1000 { // 3 pages of 500; deletions may remove a few
 		t.Fatalf("participant interactions: %d, err %v", len(its), err)
@@ -62,7 +63,7 @@ func TestSimulatorListings(t *testing.T) {
 		}
 		seen[it.SID] = true
 	}
-	st := twilio.Target{Source: twilio.SourceSession, ServiceSID: service, SessionSID: sessions[0].SID}
+	st := proxy.Target{Source: proxy.SourceSession, ServiceSID: service, SessionSID: sessions[0].SID}
 	all, err := c.ListInteractions(ctx, st)
 	if err != nil || len(all) < len(its) {
 		t.Fatalf("session interactions: %d, err %v", len(all), err)
@@ -87,7 +88,7 @@ func TestSimulatorFaults(t *testing.T) {
 	sim := proxysim.New(proxysim.Options{Seed: 3, Interactions: 20})
 	c := simClient(t, sim, func(c *twilio.Config) { c.MaxAttempts = 2 })
 	tg := sim.Targets()[0]
-	target := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}
+	target := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}
 	cases := []struct {
 		name   string
 		faults proxysim.Faults
@@ -131,7 +132,7 @@ func TestSimulatorConcurrentListingsNeverRateLimited(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				target := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}
+				target := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}
 				if _, err := c.ListInteractions(context.Background(), target); err != nil {
 					t.Error(err)
 				}

@@ -15,10 +15,8 @@ import (
 const module = "github.com/monitord/monitord"
 
 // domain is the package of the Proxy API's nouns (Target, Interaction, the
-// SID rules). PENDING(rename): today they live in the client package; the
-// lead's mechanical rename moves them to internal/proxy, and this constant
-// becomes "internal/proxy" with it.
-const domain = "internal/twilio"
+// SID rules).
+const domain = "internal/proxy"
 
 // ioParts are the packages that do I/O or own long-running state: a pure
 // package (diff, event, config, schedule) must never reach one of them.
@@ -54,10 +52,9 @@ var rules = []importRule{
 		Why:   "diff is pure: (previous snapshot, listing, now, rules) → changes, no I/O, no config file",
 	},
 	{
-		From:    []string{"internal/diff"},
-		Only:    []string{domain},
-		Why:     "diff depends on the domain nouns only",
-		Pending: "j-diffdomain (diff returns changes; internal/event builds the events)",
+		From: []string{"internal/diff"},
+		Only: []string{domain},
+		Why:  "diff depends on the domain nouns only",
 	},
 	{
 		From:  []string{"internal/event", "internal/config"},
@@ -65,16 +62,14 @@ var rules = []importRule{
 		Why:   "event kinds, ids and encoding, and the config, are data: no part that does I/O",
 	},
 	{
-		From:    []string{"internal/diff", "internal/event", "internal/config"},
-		Never:   []string{"internal/twilio"},
-		Why:     "the pure packages take the Proxy nouns from the domain package, never from the HTTP client",
-		Pending: "the rename of the Proxy nouns to internal/proxy",
+		From:  []string{"internal/diff", "internal/event", "internal/config", "internal/discover"},
+		Never: []string{"internal/twilio"},
+		Why:   "the pure packages and discovery take the Proxy nouns from the domain package, never from the HTTP client",
 	},
 	{
-		From:    []string{"internal/proxy"},
-		Only:    []string{},
-		Why:     "the domain package is the bottom layer: it imports nothing of monitord",
-		Pending: "the rename of the Proxy nouns to internal/proxy (the package does not exist yet)",
+		From: []string{"internal/proxy"},
+		Only: []string{},
+		Why:  "the domain package is the bottom layer: it imports nothing of monitord",
 	},
 	{
 		From: []string{"internal/twilio"},

@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/monitord/monitord/internal/diff"
+	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/state"
-	"github.com/monitord/monitord/internal/twilio"
 )
 
 // testStartup is scenario 7: start-up with a large state file. The state
@@ -135,7 +135,7 @@ func writeBigState(path string, targets []proxysim.Target, perTarget int) (int, 
 						OutboundSince:       at.Add(30 * time.Second),
 					}
 				}
-				key := twilio.Target{Source: twilio.SourceParticipant, ServiceSID: tg.ServiceSID,
+				key := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: tg.ServiceSID,
 					SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}.Key()
 				next := state.Next{
 					Snapshot: &diff.Snapshot{Baselined: true, Entries: entries},

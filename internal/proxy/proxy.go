@@ -1,6 +1,13 @@
-package twilio
+// Package proxy holds the Twilio Proxy API's nouns as monitord uses them:
+// a Target (which listing is polled), the Interaction, Session and
+// Participant items, and the rules of Twilio SIDs. It is the domain layer:
+// it imports nothing of monitord, so the pure packages (diff, event,
+// config) and discovery use these nouns without depending on the HTTP
+// client in internal/twilio, which decodes the API into them.
+package proxy
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -124,3 +131,9 @@ type Participant struct {
 	DateUpdated        time.Time
 	URL                string
 }
+
+// ErrNotFound is what an API client's error matches (errors.Is) when the
+// Service, Session, Participant or Message asked for does not exist (any
+// more): a 404 from Twilio. Packages that only need to tell "gone" from
+// "failing" test for it without importing the client.
+var ErrNotFound = errors.New("not found")

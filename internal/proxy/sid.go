@@ -1,4 +1,4 @@
-package twilio
+package proxy
 
 import "fmt"
 
