@@ -169,6 +169,59 @@ func TestDeletedBetweenLists(t *testing.T) {
 	}
 }
 
+// TestEndedSessionsListedOnce: the participants of an ended session are
+// listed only while the Sink does not track its targets and InGrace says
+// its grace is not over. A closed session the Sink tracks costs no request
+// however many refreshes it stays in grace, and neither does one that
+// ended longer ago than the grace. Discovery plans from what the Sink
+// answered, so the requests do not depend on where the grace rule lives.
+func TestEndedSessionsListedOnce(t *testing.T) {
+	w := newWorld(t, proxysim.Options{Seed: 12, Sessions: 3, Participants: 2})
+	svc := w.sim.Services()[0]
+	rec := newRecorder()
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: 1000}))
+	ts := participantTargets(w.sim.Targets())
+	mustRefresh(t, d)
+
+	if err := w.sim.CloseSession(svc, ts[0].SessionSID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		w.clock.Advance(5 * time.Minute)
+		w.resetCounts()
+		mustRefresh(t, d)
+		if n := w.participantsReqs.Load(); n != 0 {
+			t.Errorf("refresh %d after the close: %d participants requests, want 0 (the closed session is tracked)", i, n)
+		}
+	}
+	wantSet(t, rec, svc, ts)
+
+	// A restart: a new Discoverer and target set. The session ended 15
+	// minutes ago: listed once, then tracked.
+	rec2 := newRecorder()
+	d2 := w.newDiscoverer(rec2, rec2.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: 1000}))
+	w.resetCounts()
+	mustRefresh(t, d2)
+	if got := w.listedPerSession()[ts[0].SessionSID]; got != 1 {
+		t.Errorf("after a restart the ended session was listed %d times, want 1", got)
+	}
+	w.resetCounts()
+	mustRefresh(t, d2)
+	if n := w.participantsReqs.Load(); n != 0 {
+		t.Errorf("second refresh after a restart: %d participants requests, want 0", n)
+	}
+
+	// Beyond its grace (as the Sink says), another restart lists it no more.
+	w.clock.Advance(time.Hour)
+	rec3 := newRecorder()
+	d3 := w.newDiscoverer(rec3, rec3.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: 1000}))
+	w.resetCounts()
+	mustRefresh(t, d3)
+	if got := w.listedPerSession()[ts[0].SessionSID]; got != 0 {
+		t.Errorf("a session ended beyond its grace was listed %d times, want 0", got)
+	}
+}
+
 // TestParticipantsListedOnlyWhenNeeded: known sessions with their two
 // participants are re-listed once every N refreshes, spread so that each
 // refresh takes its share; a session with fewer is re-listed every time
