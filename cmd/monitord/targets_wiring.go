@@ -36,8 +36,9 @@ type targetWiring struct {
 }
 
 // accountLister is an account's client behind a pointer a reload swaps, so
-// a Discoverer keeps its caches and grace timers across reloads and always
-// shares the budget of the client the account's polls use.
+// a Discoverer keeps its caches (and the target set its grace timers)
+// across reloads and always shares the budget of the client the account's
+// polls use.
 type accountLister struct{ c atomic.Pointer[twilio.Client] }
 
 func (l *accountLister) ListSessions(ctx context.Context, serviceSID string) ([]proxy.Session, error) {
@@ -88,11 +89,15 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 		l.c.Store(clients[a.Name].client)
 		w.listers[a.Name] = l
 		entries := make([]discover.Entry, 0, len(a.Discover))
-		for _, dsc := range a.Discover {
-			entries = append(entries, discoverEntry(dsc))
+		for i, dsc := range a.Discover {
+			tr, err := set.Tracker(dsc.ServiceSID, dsc.Grace)
+			if err != nil {
+				return nil, fmt.Errorf("account %s: discover[%d].%w", a.Name, i, err)
+			}
+			entries = append(entries, discoverEntry(dsc, tr))
 		}
 		dsc, err := discover.New(discover.Config{
-			Entries: entries, Lister: l, Sink: set, Observer: w, Location: loc,
+			Entries: entries, Lister: l, Observer: w, Location: loc,
 			Logger: dlog.With(zap.String("account", a.Name)),
 		})
 		if err != nil {
@@ -103,11 +108,12 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 	return w, nil
 }
 
-// discoverEntry converts one config entry.
-func discoverEntry(d config.Discover) discover.Entry {
+// discoverEntry converts one config entry; its grace period is applied by
+// sink, the entry's Tracker in the target set.
+func discoverEntry(d config.Discover, sink discover.Sink) discover.Entry {
 	return discover.Entry{
 		ServiceSID: d.ServiceSID, Source: d.Source, Statuses: d.SessionStatus,
-		UniqueNamePrefix: d.UniqueNamePrefix, Schedule: d.Schedule, Grace: d.Grace,
+		UniqueNamePrefix: d.UniqueNamePrefix, Schedule: d.Schedule, Sink: sink,
 		ParticipantRefreshEvery: d.ParticipantRefreshEvery,
 	}
 }

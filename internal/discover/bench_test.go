@@ -25,10 +25,10 @@ func BenchmarkRefresh10kSessions(b *testing.B) {
 		c.RequestsPerSecond, c.Burst, c.MaxInFlight = 1e6, 1e6, 16
 	})
 	svc := w.sim.Services()[0]
-	entry := Entry{ServiceSID: svc, Grace: time.Hour, ParticipantRefreshEvery: DefaultParticipantRefreshEvery}
+	entry := Entry{ServiceSID: svc, ParticipantRefreshEvery: DefaultParticipantRefreshEvery}
 	newD := func() (*Discoverer, *recorder) {
 		rec := newRecorder()
-		d, err := New(Config{Entries: []Entry{entry}, Lister: w.client, Sink: rec, Observer: rec, Now: w.clock.Now, Concurrency: 16})
+		d, err := New(Config{Entries: []Entry{rec.entry(time.Hour, entry)}, Lister: w.client, Observer: rec, Now: w.clock.Now, Concurrency: 16})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -127,7 +127,7 @@ func BenchmarkRefreshAt25rps(b *testing.B) {
 	svc := w.sim.Services()[0]
 	for b.Loop() {
 		rec := newRecorder()
-		d, err := New(Config{Entries: []Entry{{ServiceSID: svc, Grace: time.Hour}}, Lister: w.client, Sink: rec})
+		d, err := New(Config{Entries: []Entry{rec.entry(time.Hour, Entry{ServiceSID: svc})}, Lister: w.client})
 		if err != nil {
 			b.Fatal(err)
 		}

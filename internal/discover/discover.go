@@ -1,31 +1,31 @@
 // Package discover finds the targets of a whole Proxy Service by itself: on a
 // cron schedule it lists the Service's sessions, and the participants of each
-// open one, and hands the complete discovered target set to a Sink (the
-// target set, internal/targets, which decides what is polled). Proxy
-// sessions are short-lived, so a hand-written target list is out of date
-// within the hour; discovery follows them instead.
+// open one, and reports what it saw to each entry's Sink (a Tracker of the
+// target set, internal/targets, which applies the grace period and decides
+// what is polled). Proxy sessions are short-lived, so a hand-written target
+// list is out of date within the hour; discovery follows them instead.
 //
 // Three promises, each tested:
 //   - A refresh either sees everything (every sessions page, every
-//     participants list it needed) or changes nothing: an error keeps the
+//     participants list it needed) or reports nothing: an error keeps the
 //     previous set whole, so an API hiccup never drops a target.
-//   - A session that closes, fails or disappears stays a target for a grace
-//     period (late delivery receipts still arrive), then is dropped, and the
-//     Sink forgets its state.
+//   - What a refresh reports says which sessions are live and which were
+//     first seen already ended, with their end; a target that is in neither
+//     has vanished. The Sink turns that into the set polled, grace included.
 //   - Discovery's requests go through the same twilio.Client as the polls,
 //     so they share the per-Service rate budget.
 //
-// The grace period is measured here, not in the target set, because a
-// refresh commits a Service's set, with its targets in grace, as one step:
-// which ended sessions it lists participants for depends on which of their
-// targets it still tracks.
+// Discovery keeps only the planning of its requests: which sessions'
+// participants to list. That depends on the grace period (an ended session
+// is listed only while its targets would still be followed: Sink.InGrace)
+// and on what the Sink still tracks (Saw's answer), never on a grace rule
+// of its own.
 package discover
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -38,7 +38,6 @@ import (
 // Defaults for an Entry's zero fields.
 const (
 	DefaultSchedule = "@every 5m"
-	DefaultGrace    = time.Hour
 	// DefaultParticipantRefreshEvery re-lists the participants of an
 	// already-known, complete session every 12th refresh (an hour at the
 	// default schedule). See Entry.ParticipantRefreshEvery.
@@ -59,12 +58,18 @@ type Lister interface {
 	ListParticipants(ctx context.Context, serviceSID, sessionSID string) ([]proxy.Participant, error)
 }
 
-// Sink receives a Service's complete discovered target set after every
-// successful refresh (live targets and those in their grace period). A
-// target absent from the new set was dropped: the Sink stops polling it and
-// forgets its state, unless it is also configured.
+// Sink is the target set's half of one entry (*targets.Tracker satisfies
+// it): it applies the grace period to what each complete refresh saw.
 type Sink interface {
-	SetDiscovered(serviceSID string, targets []proxy.Target)
+	// InGrace reports whether a session that ended at ended is still in its
+	// grace period at now: only then are the participants of an ended
+	// session that is not tracked listed.
+	InGrace(ended, now time.Time) bool
+	// Saw takes one complete refresh at now: the targets of live sessions,
+	// and the targets of sessions first seen already ended with their end.
+	// It returns what the entry tracks afterwards (zero time: live; else
+	// in grace since then) and how many targets were dropped.
+	Saw(now time.Time, live []proxy.Target, ended map[proxy.Target]time.Time) (tracked map[proxy.Target]time.Time, dropped int)
 }
 
 // Entry is one Service to discover, as the config's `discover` entry says.
@@ -85,10 +90,8 @@ type Entry struct {
 	// Schedule is the refresh cron spec (seconds optional, descriptors such
 	// as "@every 5m"); "" is DefaultSchedule.
 	Schedule string
-	// Grace is how long targets of a closed or vanished session are still
-	// polled. It is taken as given: 0 drops them at the first refresh that
-	// misses them. The config's default is DefaultGrace.
-	Grace time.Duration
+	// Sink applies the grace period to this entry's refreshes; required.
+	Sink Sink
 	// ParticipantRefreshEvery: participants of a known session are re-listed
 	// only when the session is new, has fewer than two participants (Proxy's
 	// maximum, so a session still being set up), or every Nth refresh. 1 re-lists every refresh; 0 is
@@ -102,12 +105,12 @@ type Config struct {
 	// Lister is the API client; use the same *twilio.Client as the poller
 	// so discovery's requests share each Service's rate budget.
 	Lister Lister
-	Sink   Sink
 	// Observer receives one RefreshResult per refresh; may be nil.
 	Observer Observer
 	// Logger may be nil.
 	Logger *zap.Logger
-	// Now is the clock the grace period is measured with; nil is time.Now.
+	// Now is the clock a refresh is dated with (the Sink measures the grace
+	// period from it); nil is time.Now.
 	Now func() time.Time
 	// Location is the time zone of the cron schedules; nil is UTC.
 	Location *time.Location
@@ -121,9 +124,6 @@ type Discoverer struct {
 	cfg     Config
 	log     *zap.Logger
 	entries []*entryState
-
-	mu        sync.Mutex             // guards published and sinking
-	published map[int][]proxy.Target // per entry index, last committed set
 }
 
 // New checks cfg and returns a Discoverer. Every bad entry is reported,
@@ -131,9 +131,6 @@ type Discoverer struct {
 func New(cfg Config) (*Discoverer, error) {
 	if cfg.Lister == nil {
 		return nil, errors.New("discover: lister is nil")
-	}
-	if cfg.Sink == nil {
-		return nil, errors.New("discover: sink is nil")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -148,7 +145,7 @@ func New(cfg Config) (*Discoverer, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	d := &Discoverer{cfg: cfg, log: log, published: map[int][]proxy.Target{}}
+	d := &Discoverer{cfg: cfg, log: log}
 	var errs []error
 	for i, e := range cfg.Entries {
 		st, err := newEntryState(e)
@@ -156,7 +153,6 @@ func New(cfg Config) (*Discoverer, error) {
 			errs = append(errs, fmt.Errorf("discover[%d].%w", i, err))
 			continue
 		}
-		st.index = i
 		d.entries = append(d.entries, st)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -181,15 +177,15 @@ func newEntryState(e Entry) (*entryState, error) {
 	if !e.Source.Valid() {
 		return nil, fmt.Errorf("source: %q is not %q or %q", e.Source, proxy.SourceParticipant, proxy.SourceSession)
 	}
-	if e.Grace < 0 {
-		return nil, fmt.Errorf("grace: %s is negative", e.Grace)
-	}
 	if e.ParticipantRefreshEvery < 0 {
 		return nil, fmt.Errorf("participant_refresh_every: %d is negative", e.ParticipantRefreshEvery)
 	}
 	sched, err := schedule.Parse(e.Schedule)
 	if err != nil {
 		return nil, fmt.Errorf("schedule: %w", err)
+	}
+	if e.Sink == nil {
+		return nil, errors.New("sink is nil")
 	}
 	return &entryState{
 		entry:    e,
@@ -243,33 +239,4 @@ func (d *Discoverer) Refresh(ctx context.Context) error {
 		errs = append(errs, d.refresh(ctx, st))
 	}
 	return errors.Join(errs...)
-}
-
-// publish hands the Sink the union of every entry's set for a Service (two
-// entries may watch one Service with different filters).
-func (d *Discoverer) publish(st *entryState, set []proxy.Target) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.published[st.index] = set
-	svc := st.entry.ServiceSID
-	seen := map[proxy.Target]bool{}
-	var union []proxy.Target
-	for _, other := range d.entries {
-		if other.entry.ServiceSID != svc {
-			continue
-		}
-		for _, t := range d.published[other.index] {
-			if !seen[t] {
-				seen[t] = true
-				union = append(union, t)
-			}
-		}
-	}
-	sortTargets(union)
-	// Under d.mu so two entries of one Service never deliver out of order.
-	d.cfg.Sink.SetDiscovered(svc, union)
-}
-
-func sortTargets(ts []proxy.Target) {
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Key() < ts[j].Key() })
 }

@@ -19,7 +19,7 @@ func TestDiscoveryFollowsSessions(t *testing.T) {
 	w := newWorld(t, proxysim.Options{Seed: 1, Sessions: 3, Participants: 2})
 	svc := w.sim.Services()[0]
 	rec := newRecorder()
-	d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Grace: time.Hour})
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc}))
 
 	initial := participantTargets(w.sim.Targets())
 	if len(initial) != 6 {
@@ -92,7 +92,7 @@ func TestFailedRefreshKeepsPreviousSet(t *testing.T) {
 	w := newWorld(t, proxysim.Options{Seed: 2, Sessions: 2, Participants: 2})
 	svc := w.sim.Services()[0]
 	rec := newRecorder()
-	d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Grace: time.Hour})
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc}))
 	initial := participantTargets(w.sim.Targets())
 	mustRefresh(t, d)
 	wantSet(t, rec, svc, initial)
@@ -152,7 +152,7 @@ func TestDeletedBetweenLists(t *testing.T) {
 	w := newWorld(t, proxysim.Options{Seed: 3, Sessions: 2, Participants: 2})
 	svc := w.sim.Services()[0]
 	rec := newRecorder()
-	d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Grace: time.Hour, ParticipantRefreshEvery: 1})
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: 1}))
 	initial := participantTargets(w.sim.Targets())
 	mustRefresh(t, d)
 
@@ -169,6 +169,59 @@ func TestDeletedBetweenLists(t *testing.T) {
 	}
 }
 
+// TestEndedSessionsListedOnce: the participants of an ended session are
+// listed only while the Sink does not track its targets and InGrace says
+// its grace is not over. A closed session the Sink tracks costs no request
+// however many refreshes it stays in grace, and neither does one that
+// ended longer ago than the grace. Discovery plans from what the Sink
+// answered, so the requests do not depend on where the grace rule lives.
+func TestEndedSessionsListedOnce(t *testing.T) {
+	w := newWorld(t, proxysim.Options{Seed: 12, Sessions: 3, Participants: 2})
+	svc := w.sim.Services()[0]
+	rec := newRecorder()
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: 1000}))
+	ts := participantTargets(w.sim.Targets())
+	mustRefresh(t, d)
+
+	if err := w.sim.CloseSession(svc, ts[0].SessionSID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		w.clock.Advance(5 * time.Minute)
+		w.resetCounts()
+		mustRefresh(t, d)
+		if n := w.participantsReqs.Load(); n != 0 {
+			t.Errorf("refresh %d after the close: %d participants requests, want 0 (the closed session is tracked)", i, n)
+		}
+	}
+	wantSet(t, rec, svc, ts)
+
+	// A restart: a new Discoverer and target set. The session ended 15
+	// minutes ago: listed once, then tracked.
+	rec2 := newRecorder()
+	d2 := w.newDiscoverer(rec2, rec2.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: 1000}))
+	w.resetCounts()
+	mustRefresh(t, d2)
+	if got := w.listedPerSession()[ts[0].SessionSID]; got != 1 {
+		t.Errorf("after a restart the ended session was listed %d times, want 1", got)
+	}
+	w.resetCounts()
+	mustRefresh(t, d2)
+	if n := w.participantsReqs.Load(); n != 0 {
+		t.Errorf("second refresh after a restart: %d participants requests, want 0", n)
+	}
+
+	// Beyond its grace (as the Sink says), another restart lists it no more.
+	w.clock.Advance(time.Hour)
+	rec3 := newRecorder()
+	d3 := w.newDiscoverer(rec3, rec3.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: 1000}))
+	w.resetCounts()
+	mustRefresh(t, d3)
+	if got := w.listedPerSession()[ts[0].SessionSID]; got != 0 {
+		t.Errorf("a session ended beyond its grace was listed %d times, want 0", got)
+	}
+}
+
 // TestParticipantsListedOnlyWhenNeeded: known sessions with their two
 // participants are re-listed once every N refreshes, spread so that each
 // refresh takes its share; a session with fewer is re-listed every time
@@ -178,7 +231,7 @@ func TestParticipantsListedOnlyWhenNeeded(t *testing.T) {
 	w := newWorld(t, proxysim.Options{Seed: 4, Sessions: 12, Participants: 2})
 	svc := w.sim.Services()[0]
 	rec := newRecorder()
-	d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Grace: time.Hour, ParticipantRefreshEvery: every})
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc, ParticipantRefreshEvery: every}))
 
 	mustRefresh(t, d)
 	if n := w.participantsReqs.Load(); n != 12 {
@@ -244,7 +297,7 @@ func TestSessionSourceAndFilters(t *testing.T) {
 
 	t.Run("session source", func(t *testing.T) {
 		rec := newRecorder()
-		d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: proxy.SourceSession, Grace: time.Hour})
+		d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc, Source: proxy.SourceSession}))
 		w.resetCounts()
 		mustRefresh(t, d)
 		wantSet(t, rec, svc, all)
@@ -254,13 +307,13 @@ func TestSessionSourceAndFilters(t *testing.T) {
 	})
 	t.Run("unique_name prefix", func(t *testing.T) {
 		rec := newRecorder()
-		d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: proxy.SourceSession, UniqueNamePrefix: sessions[1].UniqueName})
+		d := w.newDiscoverer(rec, rec.entry(0, Entry{ServiceSID: svc, Source: proxy.SourceSession, UniqueNamePrefix: sessions[1].UniqueName}))
 		mustRefresh(t, d)
 		wantSet(t, rec, svc, []proxy.Target{sessionTarget(sessions[1])})
 	})
 	t.Run("no session matches", func(t *testing.T) {
 		rec := newRecorder()
-		d := w.newDiscoverer(rec, Entry{ServiceSID: svc, UniqueNamePrefix: "no such prefix"})
+		d := w.newDiscoverer(rec, rec.entry(0, Entry{ServiceSID: svc, UniqueNamePrefix: "no such prefix"}))
 		mustRefresh(t, d)
 		wantSet(t, rec, svc)
 		if rec.sinkCalls() != 1 {
@@ -285,7 +338,7 @@ func TestSessionSourceAndFilters(t *testing.T) {
 		}
 		for _, status := range []string{"open", "in-progress"} {
 			rec := newRecorder()
-			d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Source: proxy.SourceSession, Statuses: []string{status}})
+			d := w.newDiscoverer(rec, rec.entry(0, Entry{ServiceSID: svc, Source: proxy.SourceSession, Statuses: []string{status}}))
 			mustRefresh(t, d)
 			wantSet(t, rec, svc, byStatus[status])
 		}
@@ -309,7 +362,7 @@ func TestRestartFollowsRecentlyClosed(t *testing.T) {
 	w.clock.Advance(20 * time.Minute)
 
 	rec := newRecorder()
-	d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Grace: time.Hour})
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc}))
 	mustRefresh(t, d)
 	wantSet(t, rec, svc, ts[2:])
 	if r := rec.last(); r.InGrace != 2 || r.SessionsSeen != 1 {
@@ -326,7 +379,7 @@ func TestRunRefreshesOnSchedule(t *testing.T) {
 	w := newWorld(t, proxysim.Options{Seed: 7, Sessions: 1, Participants: 2})
 	svc := w.sim.Services()[0]
 	rec := newRecorder()
-	d := w.newDiscoverer(rec, Entry{ServiceSID: svc, Schedule: "@every 1s", Grace: time.Hour})
+	d := w.newDiscoverer(rec, rec.entry(time.Hour, Entry{ServiceSID: svc, Schedule: "@every 1s"}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -366,13 +419,14 @@ func waitFor(t *testing.T, rec *recorder, within time.Duration, cond func() bool
 func TestNewRejectsBadEntries(t *testing.T) {
 	var c *twilio.Client
 	ok := "KS" + strings.Repeat("0", 32)
-	_, err := New(Config{Lister: c, Sink: newRecorder(), Entries: []Entry{
-		{ServiceSID: "KS12"},
-		{ServiceSID: ok, Source: "conversation"},
-		{ServiceSID: ok, Schedule: "every tuesday"},
-		{ServiceSID: ok, Grace: -time.Second},
-		{ServiceSID: ok, ParticipantRefreshEvery: -1},
+	rec := newRecorder()
+	_, err := New(Config{Lister: c, Entries: []Entry{
+		rec.entry(0, Entry{ServiceSID: "KS12"}),
+		rec.entry(0, Entry{ServiceSID: ok, Source: "conversation"}),
+		rec.entry(0, Entry{ServiceSID: ok, Schedule: "every tuesday"}),
 		{ServiceSID: ok},
+		rec.entry(0, Entry{ServiceSID: ok, ParticipantRefreshEvery: -1}),
+		rec.entry(0, Entry{ServiceSID: ok}),
 	}})
 	if err == nil {
 		t.Fatal("New accepted bad entries")
@@ -381,7 +435,7 @@ func TestNewRejectsBadEntries(t *testing.T) {
 		`discover[0].service_sid: "KS12" does not match`,
 		`discover[1].source: "conversation" is not`,
 		`discover[2].schedule: "every tuesday"`,
-		`discover[3].grace: -1s is negative`,
+		`discover[3].sink is nil`,
 		`discover[4].participant_refresh_every: -1 is negative`,
 	} {
 		if !strings.Contains(err.Error(), want) {

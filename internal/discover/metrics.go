@@ -23,7 +23,8 @@ type RefreshResult struct {
 	// (closed, failed, gone, filtered out); their targets enter grace.
 	SessionsClosed int
 	// Targets tracked after the refresh, InGrace of them in their grace
-	// period; Dropped: targets whose grace ended in this refresh.
+	// period; Dropped: targets whose grace ended in this refresh. The Sink
+	// decides all three; discovery passes on its answer.
 	Targets, InGrace, Dropped int
 	// ParticipantLists: participants listings made (one or more requests
 	// each, one page at Proxy's two participants per session).

@@ -56,7 +56,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
-	d, err := New(Config{Entries: []Entry{{ServiceSID: svc, Grace: time.Hour}}, Lister: w.client, Sink: rec, Observer: m, Now: w.clock.Now})
+	d, err := New(Config{Entries: []Entry{rec.entry(time.Hour, Entry{ServiceSID: svc})}, Lister: w.client, Observer: m, Now: w.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

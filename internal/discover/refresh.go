@@ -17,7 +17,6 @@ import (
 
 // entryState is one entry's committed view, touched by one refresh at a time.
 type entryState struct {
-	index int
 	entry Entry
 	sched schedule.Schedule
 
@@ -28,8 +27,9 @@ type entryState struct {
 	sessions map[string]*sessionCache
 	// live is the set of sessions followed as live at the last commit.
 	live map[string]bool
-	// targets is the committed set: zero time while live, else the instant
-	// it stopped being live (its grace runs from there).
+	// targets is what the Sink said it tracks after the last commit: zero
+	// time while live, else the instant its grace started. Only the
+	// sessions it names matter here: an ended one is not listed again.
 	targets map[proxy.Target]time.Time
 }
 
@@ -38,8 +38,8 @@ type sessionCache struct {
 	listedAt     int      // entryState.refreshes when listed
 }
 
-// ended reports whether a session status is final: its targets go into
-// their grace period.
+// ended reports whether a session status is final: its targets are no
+// longer live (the Sink keeps them for their grace period).
 func ended(status string) bool { return status == "closed" || status == "failed" }
 
 // follows reports whether a session in this status is followed as live.
@@ -61,7 +61,9 @@ func (e Entry) follows(status string) bool {
 // plan is one session a refresh takes targets from.
 type plan struct {
 	session proxy.Session
-	sight   sighting
+	// endedAt is zero for a live session, else the end of a session first
+	// seen already ended.
+	endedAt time.Time
 }
 
 // refresh runs one refresh of st, observes and logs it.
@@ -110,38 +112,43 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 		trackedSessions[t.SessionSID] = true
 	}
 
-	seen := map[proxy.Target]sighting{}
+	var liveTargets []proxy.Target
+	endedTargets := map[proxy.Target]time.Time{}
+	see := func(t proxy.Target, endedAt time.Time) {
+		if endedAt.IsZero() {
+			liveTargets = append(liveTargets, t)
+		} else {
+			endedTargets[t] = endedAt
+		}
+	}
 	live := map[string]bool{}
 	var plans []plan
 	for _, s := range sessions {
 		if !strings.HasPrefix(s.UniqueName, e.UniqueNamePrefix) {
 			continue
 		}
-		var sight sighting
+		var endedAt time.Time
 		switch {
 		case e.follows(s.Status):
-			sight.live = true
+			live[s.SID] = true
 		case ended(s.Status) && !trackedSessions[s.SID]:
 			// First seen already ended: after a restart, follow it for the
-			// rest of its grace period.
-			sight.endedAt = s.DateEnded
-			if sight.endedAt.IsZero() {
-				sight.endedAt = s.DateUpdated
+			// rest of its grace period, if any is left.
+			endedAt = s.DateEnded
+			if endedAt.IsZero() {
+				endedAt = s.DateUpdated
 			}
-			if sight.endedAt.IsZero() || now.Sub(sight.endedAt) >= e.Grace {
+			if endedAt.IsZero() || !e.Sink.InGrace(endedAt, now) {
 				continue
 			}
 		default:
 			continue
 		}
-		if sight.live {
-			live[s.SID] = true
-		}
 		if e.Source == proxy.SourceSession {
-			seen[proxy.Target{Source: proxy.SourceSession, ServiceSID: e.ServiceSID, SessionSID: s.SID}] = sight
+			see(proxy.Target{Source: proxy.SourceSession, ServiceSID: e.ServiceSID, SessionSID: s.SID}, endedAt)
 			continue
 		}
-		plans = append(plans, plan{session: s, sight: sight})
+		plans = append(plans, plan{session: s, endedAt: endedAt})
 	}
 
 	if e.Source == proxy.SourceParticipant {
@@ -154,8 +161,7 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 				continue
 			}
 			for _, kp := range st.sessions[p.session.SID].participants {
-				t := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: e.ServiceSID, SessionSID: p.session.SID, ParticipantSID: kp}
-				seen[t] = p.sight
+				see(proxy.Target{Source: proxy.SourceParticipant, ServiceSID: e.ServiceSID, SessionSID: p.session.SID, ParticipantSID: kp}, p.endedAt)
 			}
 		}
 		for sid := range gone {
@@ -170,7 +176,6 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	next, dropped := nextSet(st.targets, seen, now, e.Grace)
 
 	// Commit.
 	for sid := range st.live {
@@ -184,18 +189,16 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 		}
 	}
 	st.live = live
-	st.targets = next
 	st.refreshes++
-	set := make([]proxy.Target, 0, len(next))
-	for t, since := range next {
-		set = append(set, t)
+	tracked, dropped := e.Sink.Saw(now, liveTargets, endedTargets)
+	st.targets = tracked
+	for _, since := range tracked {
 		if !since.IsZero() {
 			res.InGrace++
 		}
 	}
-	res.Targets = len(next)
+	res.Targets = len(tracked)
 	res.Dropped = dropped
-	d.publish(st, set)
 	return nil
 }
 

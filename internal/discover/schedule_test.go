@@ -18,7 +18,8 @@ func TestNewUsesTheOneScheduleParser(t *testing.T) {
 		"@every 100ms": `discover[0].schedule: "@every 100ms": interval must be whole seconds, at least 1s`,
 		"0 0 30 2 *":   `discover[0].schedule: "0 0 30 2 *" never fires`,
 	} {
-		_, err := New(Config{Lister: c, Sink: newRecorder(), Entries: []Entry{{ServiceSID: ok, Schedule: spec}}})
+		rec := newRecorder()
+		_, err := New(Config{Lister: c, Entries: []Entry{rec.entry(0, Entry{ServiceSID: ok, Schedule: spec})}})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("schedule %q: New error %v, want %s", spec, err, want)
 		}

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
+	"github.com/monitord/monitord/internal/targets"
 	"github.com/monitord/monitord/internal/twilio"
 )
 
@@ -141,28 +143,68 @@ func (w *world) listedPerSession() map[string]int {
 	return maps.Clone(w.perSess)
 }
 
-// recorder is a Sink and an Observer that keeps what it was given.
+// recorder is an Observer, and the poller of a real target set
+// (internal/targets) whose Trackers are the entries' Sinks: it keeps the
+// discovered sets the target set hands on, grace applied.
 type recorder struct {
 	mu      sync.Mutex
+	targets *targets.Set
 	sets    map[string][]proxy.Target
 	calls   int
 	results []RefreshResult
 	changed chan struct{}
+	tmpl    map[string]poller.TargetSpec
 }
 
 func newRecorder() *recorder {
-	return &recorder{sets: map[string][]proxy.Target{}, changed: make(chan struct{}, 1)}
+	r := &recorder{sets: map[string][]proxy.Target{}, changed: make(chan struct{}, 1), tmpl: map[string]poller.TargetSpec{}}
+	set, err := targets.New(targets.Config{Poller: r})
+	if err != nil {
+		panic(err) // only a nil poller fails
+	}
+	r.targets = set
+	return r
 }
 
-func (r *recorder) SetDiscovered(svc string, ts []proxy.Target) {
+// entry returns e with its Sink: a Tracker of r's target set with grace.
+func (r *recorder) entry(grace time.Duration, e Entry) Entry {
 	r.mu.Lock()
-	r.sets[svc] = ts
+	r.tmpl[e.ServiceSID] = poller.TargetSpec{Schedule: "@every 1m"}
+	tmpl := maps.Clone(r.tmpl)
+	r.mu.Unlock()
+	// Configure polls discovered targets of the Service at all; it hands
+	// the poller a set too, which is not one of discovery's.
+	if err := r.targets.Configure(nil, tmpl); err != nil {
+		panic(err) // r accepts every set
+	}
+	r.mu.Lock()
+	r.calls = 0
+	r.mu.Unlock()
+	tr, err := r.targets.Tracker(e.ServiceSID, grace)
+	if err != nil {
+		panic(err)
+	}
+	e.Sink = tr
+	return e
+}
+
+// SetTargets implements targets.Setter: the discovered targets by Service.
+func (r *recorder) SetTargets(specs []poller.TargetSpec) error {
+	r.mu.Lock()
+	clear(r.sets)
+	for svc := range r.tmpl {
+		r.sets[svc] = nil
+	}
+	for _, sp := range specs {
+		r.sets[sp.Target.ServiceSID] = append(r.sets[sp.Target.ServiceSID], sp.Target)
+	}
 	r.calls++
 	r.mu.Unlock()
 	select {
 	case r.changed <- struct{}{}:
 	default:
 	}
+	return nil
 }
 
 func (r *recorder) Refreshed(res RefreshResult) {
@@ -203,7 +245,7 @@ func participantTargets(ts []proxysim.Target) []proxy.Target {
 
 func (w *world) newDiscoverer(rec *recorder, entries ...Entry) *Discoverer {
 	w.t.Helper()
-	d, err := New(Config{Entries: entries, Lister: w.client, Sink: rec, Observer: rec, Now: w.clock.Now})
+	d, err := New(Config{Entries: entries, Lister: w.client, Observer: rec, Now: w.clock.Now})
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -13,8 +13,11 @@
 //     period) removes a target from the poller: after the poller has
 //     cancelled and awaited that target's poll, so no commit follows.
 //
-// The grace period itself is measured by discovery (internal/discover), whose
-// refresh commits a Service's set, with its targets in grace, as one step.
+// It also applies the grace period: discovery (internal/discover) reports
+// what each refresh saw to a Tracker (one per discover entry), and the
+// Tracker decides which targets of ended or vanished sessions are still
+// polled, and when one is dropped. Discovery keeps only the planning of
+// its requests, from what the Tracker says it still tracks.
 package targets
 
 import (
@@ -69,7 +72,8 @@ type Set struct {
 	mu         sync.Mutex // serialises changes, so a reload and a refresh never undo each other
 	configured []poller.TargetSpec
 	templates  map[string]poller.TargetSpec // by Service: how its discovered targets are polled
-	discovered map[string][]proxy.Target    // by Service, as discovery last set it
+	discovered map[string][]proxy.Target    // by Service, as its Trackers last set it
+	trackers   map[string][]*Tracker        // by Service, one per discover entry
 	applied    map[string]bool              // keys the poller polls now
 	pruned     map[string]bool              // Services whose stale state was forgotten
 	started    bool                         // Configure has succeeded once
@@ -88,6 +92,7 @@ func New(cfg Config) (*Set, error) {
 		cfg: cfg, log: log,
 		templates:  map[string]poller.TargetSpec{},
 		discovered: map[string][]proxy.Target{},
+		trackers:   map[string][]*Tracker{},
 		applied:    map[string]bool{},
 		pruned:     map[string]bool{},
 	}, nil
@@ -145,14 +150,13 @@ func (s *Set) Configure(configured []poller.TargetSpec, templates map[string]pol
 	return nil
 }
 
-// SetDiscovered implements discover.Sink: svc's complete discovered set
-// (live targets and those in their grace period). A target that left the
-// set is no longer polled, and its state is forgotten, unless it is also
-// configured. The first set of a Service also forgets the state of its
-// targets that nothing polls any more (dropped while monitord was stopped).
-func (s *Set) SetDiscovered(svc string, discovered []proxy.Target) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// setDiscoveredLocked takes svc's complete discovered set (live targets
+// and those in their grace period), as its Trackers decided it. A target
+// that left the set is no longer polled, and its state is forgotten, unless
+// it is also configured. The first set of a Service also forgets the state
+// of its targets that nothing polls any more (dropped while monitord was
+// stopped). s.mu is held.
+func (s *Set) setDiscoveredLocked(svc string, discovered []proxy.Target) {
 	next := make(map[string][]proxy.Target, len(s.discovered)+1)
 	for k, v := range s.discovered {
 		next[k] = v

@@ -160,7 +160,7 @@ func TestStateForgottenOnePath(t *testing.T) {
 	}
 
 	// Discovery's first set of B has b1 only: b2 ended while stopped.
-	s.SetDiscovered(svcB, []proxy.Target{b1})
+	setDiscovered(s, svcB, []proxy.Target{b1})
 	if got, want := w.keys(t), keysOf(a1, b1); !slices.Equal(got, want) {
 		t.Fatalf("state after B's first discovered set %v, want %v", got, want)
 	}
@@ -173,7 +173,7 @@ func TestStateForgottenOnePath(t *testing.T) {
 	}
 
 	// b1's grace ends: it leaves the set and its state goes.
-	s.SetDiscovered(svcB, nil)
+	setDiscovered(s, svcB, nil)
 	if got, want := w.keys(t), keysOf(a1); !slices.Equal(got, want) {
 		t.Fatalf("state after b1 was dropped %v, want %v", got, want)
 	}
@@ -260,7 +260,7 @@ func TestRefusedChangesNothing(t *testing.T) {
 	if err := s.Configure(w.specs(a1, a2), map[string]poller.TargetSpec{svc: {}}); err != nil {
 		t.Fatal(err)
 	}
-	s.SetDiscovered(svc, []proxy.Target{w.targets[2]})
+	setDiscovered(s, svc, []proxy.Target{w.targets[2]})
 	if got := len(p.Status()); got != 2 {
 		t.Errorf("polled %d after a refused discovered set, want 2", got)
 	}
@@ -331,7 +331,7 @@ func TestReloadKeepsDiscoverEntries(t *testing.T) {
 	if err := s.Configure(w.specs(a1), map[string]poller.TargetSpec{svcB: tmpl}); err != nil {
 		t.Fatal(err)
 	}
-	s.SetDiscovered(svcB, []proxy.Target{b1})
+	setDiscovered(s, svcB, []proxy.Target{b1})
 
 	// The entry is gone from the config: b1 is still polled, as before.
 	if err := s.Configure(w.specs(a1), nil); err != nil {
@@ -364,4 +364,12 @@ func TestReloadKeepsDiscoverEntries(t *testing.T) {
 	if !slices.Equal(msgs, want) {
 		t.Errorf("warnings %q, want %q", msgs, want)
 	}
+}
+
+// setDiscovered hands s a Service's discovered set as its Trackers would,
+// for tests of what follows from a set rather than of the grace rule.
+func setDiscovered(s *Set, svc string, discovered []proxy.Target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setDiscoveredLocked(svc, discovered)
 }
