@@ -14,10 +14,21 @@ import (
 // end of the test unless the test does it first.
 func startServer(t testing.TB, storeDir string, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: storeDir,
-		NoLog: true, NoSigs: true,
-	})
+	return startServerOpts(t, &server.Options{Port: port, StoreDir: storeDir})
+}
+
+// startSyncServer is startServer with every JetStream write flushed to
+// disk before it is acknowledged (sync_interval: always), as the bbolt
+// store's commits are; the server's default flushes every two minutes.
+func startSyncServer(t testing.TB, storeDir string) *server.Server {
+	t.Helper()
+	return startServerOpts(t, &server.Options{Port: -1, StoreDir: storeDir, SyncAlways: true})
+}
+
+func startServerOpts(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.Host, opts.JetStream, opts.NoLog, opts.NoSigs = "127.0.0.1", true, true, true
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats-server: %v", err)
 	}
@@ -52,6 +63,7 @@ func connect(t testing.TB, s *server.Server) jetstream.JetStream {
 // StartServer and Connect are the helpers above, for the external test
 // package.
 var (
-	StartServer = startServer
-	Connect     = connect
+	StartServer     = startServer
+	StartSyncServer = startSyncServer
+	Connect         = connect
 )
