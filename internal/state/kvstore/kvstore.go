@@ -18,11 +18,10 @@
 // publisher's view costs a listing of those markers, not a read of every
 // target (marker.go).
 //
-// A record must fit in one value: the bucket's max value size, or the
-// server's max payload when the bucket sets none (1 MiB by default, about
-// 12,000 interactions). Splitting larger targets into chunk keys is not
-// built yet; Commit refuses such a value with an error naming its size and
-// the limit.
+// A record larger than one value (the bucket's max value size, or the
+// server's max payload when the bucket sets none: 1 MiB by default, about
+// 12,000 interactions) is split into chunk keys under a manifest
+// (chunk.go).
 package kvstore
 
 import (
@@ -44,6 +43,9 @@ const (
 	DefaultBucket   = "monitord_state"
 	DefaultReplicas = 3
 	DefaultTimeout  = 5 * time.Second
+	// DefaultMaxRecord bounds one target's record, chunks included: some
+	// 800,000 interactions, far past what one poll can list in time.
+	DefaultMaxRecord = 64 << 20
 )
 
 // maxRetries bounds how often one operation re-reads a key whose KV
@@ -62,11 +64,17 @@ type Config struct {
 	// Timeout bounds each operation against the server: the contract's
 	// methods take no context.
 	Timeout time.Duration
+	// MaxRecord bounds one target's record in bytes: a commit past it is
+	// refused, naming the size and the limit.
+	MaxRecord int
 }
 
 func (c Config) withDefaults() (Config, error) {
-	if c.Replicas < 0 || c.Replicas > 5 || c.Timeout < 0 {
-		return c, fmt.Errorf("kv state config: replicas %d (want 1 to 5) or timeout %v out of range", c.Replicas, c.Timeout)
+	if c.Replicas < 0 || c.Replicas > 5 || c.Timeout < 0 || c.MaxRecord < 0 {
+		return c, fmt.Errorf("kv state config: replicas %d (want 1 to 5), timeout %v or max record %d out of range", c.Replicas, c.Timeout, c.MaxRecord)
+	}
+	if c.MaxRecord == 0 {
+		c.MaxRecord = DefaultMaxRecord
 	}
 	if c.Bucket == "" {
 		c.Bucket = DefaultBucket
@@ -88,6 +96,10 @@ type Store struct {
 	kv       jetstream.KeyValue
 	cfg      Config
 	maxValue int
+	// stream and subjectPrefix are the bucket's stream, for purging
+	// chunk sets (chunk.go).
+	stream        jetstream.Stream
+	subjectPrefix string
 
 	mu    sync.Mutex
 	times map[string]pollTimes // see Commit
@@ -133,54 +145,41 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 			limit = m
 		}
 	}
+	stream, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open kv state bucket %s: stream: %w", cfg.Bucket, err)
+	}
 	// The KV key and the publish headers travel with the value.
 	const overhead = 512
-	return &Store{kv: kv, cfg: cfg, maxValue: limit - overhead, times: map[string]pollTimes{}}, nil
+	return &Store{kv: kv, cfg: cfg, maxValue: limit - overhead, stream: stream, subjectPrefix: "$KV." + cfg.Bucket + ".",
+		times: map[string]pollTimes{}}, nil
 }
 
-// MaxValue is the largest record Commit writes, in bytes.
+// MaxValue is the largest record stored in one value, in bytes; larger
+// ones are chunked.
 func (s *Store) MaxValue() int { return s.maxValue }
 
 func (s *Store) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.cfg.Timeout)
 }
 
-// get reads a target's record; found is false when the key has none.
-func (s *Store) get(ctx context.Context, name string, events bool) (r record, kvRev uint64, found bool, err error) {
-	e, err := s.kv.Get(ctx, recordPrefix+name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return record{}, 0, false, nil
+// get reads a target's record; st.found is false when the key has none.
+func (s *Store) get(ctx context.Context, name string, events bool) (record, stored, error) {
+	v, st, err := s.read(ctx, name)
+	if err != nil || !st.found {
+		return record{}, st, err
 	}
+	r, err := decodeRecord(v, events)
 	if err != nil {
-		return record{}, 0, false, err
+		return record{}, stored{}, fmt.Errorf("revision %d: %w", st.rev, err)
 	}
-	r, err = decodeRecord(e.Value(), events)
-	if err != nil {
-		return record{}, 0, false, fmt.Errorf("revision %d: %w", e.Revision(), err)
-	}
-	return r, e.Revision(), true, nil
+	return r, st, nil
 }
 
-// put writes r over the value read at kvRev (create when !found). ok is
-// false when another writer got there first.
-func (s *Store) put(ctx context.Context, key, name string, r *record, kvRev uint64, found bool) (newRev uint64, ok bool, err error) {
-	v := r.appendTo(make([]byte, 0, r.size()))
-	if len(v) > s.maxValue {
-		return 0, false, fmt.Errorf("state of %d bytes (%d pending events) is over the bucket's limit of %d bytes per value (chunking large targets is not implemented)",
-			len(v), len(r.events), s.maxValue)
-	}
-	if found {
-		newRev, err = s.kv.Update(ctx, recordPrefix+name, v, kvRev)
-	} else {
-		newRev, err = s.kv.Create(ctx, recordPrefix+name, v)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	return newRev, true, nil
+// put writes r over the record read as st. ok is false when another
+// writer got there first.
+func (s *Store) put(ctx context.Context, name string, r *record, st stored) (newRev uint64, ok bool, err error) {
+	return s.write(ctx, name, r.appendTo(make([]byte, 0, r.size())), st)
 }
 
 // Load returns the stored state of the target with the given key and its
@@ -188,11 +187,11 @@ func (s *Store) put(ctx context.Context, key, name string, r *record, kvRev uint
 func (s *Store) Load(key string) (state.TargetState, state.Revision, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	r, kvRev, found, err := s.get(ctx, keyName(key), false)
+	r, st, err := s.get(ctx, keyName(key), false)
 	if err != nil {
 		return state.TargetState{}, 0, fmt.Errorf("load state of %s: %w", key, err)
 	}
-	if !found || !r.live {
+	if !st.found || !r.live {
 		return state.TargetState{}, 0, nil
 	}
 	ts, err := r.targetState()
@@ -205,7 +204,7 @@ func (s *Store) Load(key string) (state.TargetState, state.Revision, error) {
 		ts.Health.LastSuccess = laterOf(ts.Health.LastSuccess, pt.success)
 	}
 	s.mu.Unlock()
-	return ts, r.revision(kvRev), nil
+	return ts, r.revision(st.rev), nil
 }
 
 func (r *record) targetState() (state.TargetState, error) {
@@ -234,7 +233,7 @@ func (r *record) targetState() (state.TargetState, error) {
 // nothing: the two times stay in memory (Load returns them) until the
 // target's next write or Close. Here that saves a replicated write per
 // unchanged poll. There is no bound across targets (state.ErrOutboxFull)
-// yet: a target's pending events are bounded by the value size.
+// yet: a target's pending events are bounded by Config.MaxRecord.
 func (s *Store) Commit(key string, rev state.Revision, next state.Next, events []event.Message) (state.Revision, error) {
 	nrev, err := s.commit(key, rev, next, events)
 	if err != nil {
@@ -257,11 +256,11 @@ func (s *Store) commit(key string, rev state.Revision, next state.Next, events [
 	health := state.AppendHealth(nil, next.Health)
 	now := time.Now()
 	for range maxRetries {
-		cur, kvRev, found, err := s.get(ctx, name, true)
+		cur, st, err := s.get(ctx, name, true)
 		if err != nil {
 			return 0, err
 		}
-		if got := cur.revision(kvRev); got != rev {
+		if got := cur.revision(st.rev); got != rev {
 			return 0, fmt.Errorf("%w: loaded at revision %d, now at %d", state.ErrConflict, rev, got)
 		}
 		if cur.live && len(events) == 0 && next.Snapshot == nil {
@@ -288,7 +287,7 @@ func (s *Store) commit(key string, rev state.Revision, next state.Next, events [
 				return 0, err
 			}
 		}
-		newRev, ok, err := s.put(ctx, key, name, &nr, kvRev, found)
+		newRev, ok, err := s.put(ctx, name, &nr, st)
 		if err != nil {
 			return 0, err
 		}
@@ -338,16 +337,16 @@ func (s *Store) Forget(keys ...string) error {
 func (s *Store) forget(ctx context.Context, key string) error {
 	name := keyName(key)
 	for range maxRetries {
-		cur, kvRev, found, err := s.get(ctx, name, true)
-		if err != nil || !found || !cur.live {
+		cur, st, err := s.get(ctx, name, true)
+		if err != nil || !st.found || !cur.live {
 			return err
 		}
 		var ok bool
 		if len(cur.events) == 0 {
-			ok, err = s.deleteAt(ctx, recordPrefix+name, kvRev)
+			ok, err = s.deleteRecord(ctx, name, st)
 		} else {
 			nr := record{markerRev: cur.markerRev, nextSeq: cur.nextSeq, events: cur.events}
-			_, ok, err = s.put(ctx, key, name, &nr, kvRev, true)
+			_, ok, err = s.put(ctx, name, &nr, st)
 		}
 		if err != nil || ok {
 			return err
@@ -384,11 +383,11 @@ func (s *Store) Keys() ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list state keys: %w", err)
 		}
-		r, _, found, err := s.get(ctx, n, false)
+		r, st, err := s.get(ctx, n, false)
 		if err != nil {
 			return nil, fmt.Errorf("list state keys: %s: %w", key, err)
 		}
-		if found && r.live {
+		if st.found && r.live {
 			keys = append(keys, key)
 		}
 	}
@@ -441,8 +440,8 @@ func (s *Store) Close() error {
 
 func (s *Store) writeTimes(ctx context.Context, key string, pt pollTimes) error {
 	name := keyName(key)
-	cur, kvRev, found, err := s.get(ctx, name, true)
-	if err != nil || !found || !cur.live {
+	cur, st, err := s.get(ctx, name, true)
+	if err != nil || !st.found || !cur.live {
 		return err
 	}
 	h, err := state.DecodeHealth(cur.health)
@@ -451,9 +450,9 @@ func (s *Store) writeTimes(ctx context.Context, key string, pt pollTimes) error 
 	}
 	h.LastAttempt, h.LastSuccess = laterOf(h.LastAttempt, pt.attempt), laterOf(h.LastSuccess, pt.success)
 	nr := cur
-	nr.commitRev = uint64(cur.revision(kvRev)) // the times move no revision
+	nr.commitRev = uint64(cur.revision(st.rev)) // the times move no revision
 	nr.health = state.AppendHealth(nil, h)
-	_, _, err = s.put(ctx, key, name, &nr, kvRev, true) // lost to a newer write: it has newer times
+	_, _, err = s.put(ctx, name, &nr, st) // lost to a newer write: it has newer times
 	return err
 }
 

@@ -265,14 +265,17 @@ func TestForgetThenDeleteRemovesTheKey(t *testing.T) {
 	}
 }
 
-// A value over the bucket's limit is refused with an error naming the size
-// and the limit, and writes nothing.
+// A record over MaxRecord is refused with an error naming the target, the
+// size and the limit, and writes nothing.
 func TestOversizeCommitNamesSizeAndLimit(t *testing.T) {
 	srv := startServer(t, t.TempDir(), -1)
-	st := open(t, connect(t, srv), bucketName())
-	big := event.Message{ID: "big", Subject: "monitord.failed.x", Data: make([]byte, st.MaxValue())}
-	_, err := st.Commit(tkey, 0, state.Next{Snapshot: snap("KI1")}, []event.Message{big})
-	if err == nil || !strings.Contains(err.Error(), "over the bucket's limit") || !strings.Contains(err.Error(), tkey) {
+	st, err := kvstore.Open(t.Context(), connect(t, srv), kvstore.Config{Bucket: bucketName(), Replicas: 1, MaxRecord: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := event.Message{ID: "big", Subject: "monitord.failed.x", Data: make([]byte, 5000)}
+	_, err = st.Commit(tkey, 0, state.Next{Snapshot: snap("KI1")}, []event.Message{big})
+	if err == nil || !strings.Contains(err.Error(), tkey) || !strings.Contains(err.Error(), "over the limit of 4096 bytes") {
 		t.Fatalf("oversize commit: %v", err)
 	}
 	if _, rev, err := st.Load(tkey); err != nil || rev != 0 {

@@ -77,11 +77,11 @@ func (s *Store) Peek(after event.Position, max int) ([]event.Record, error) {
 		if after != (event.Position{}) && (key < after.Target || key == after.Target && after.Seq == math.MaxUint64) {
 			continue
 		}
-		r, _, found, err := s.get(ctx, names[key], true)
+		r, st, err := s.get(ctx, names[key], true)
 		if err != nil {
 			return nil, fmt.Errorf("peek outbox: %s: %w", key, err)
 		}
-		if !found {
+		if !st.found {
 			continue
 		}
 		for _, e := range r.events {
@@ -122,8 +122,8 @@ func (s *Store) Delete(ps []event.Position) error {
 func (s *Store) deleteEvents(ctx context.Context, key string, seqs []uint64) error {
 	name := keyName(key)
 	for range maxRetries {
-		cur, kvRev, found, err := s.get(ctx, name, true)
-		if err != nil || !found {
+		cur, st, err := s.get(ctx, name, true)
+		if err != nil || !st.found {
 			return err
 		}
 		rest := slices.DeleteFunc(slices.Clone(cur.events), func(e pending) bool { return slices.Contains(seqs, e.seq) })
@@ -133,12 +133,12 @@ func (s *Store) deleteEvents(ctx context.Context, key string, seqs []uint64) err
 		var ok bool
 		if !cur.live && len(rest) == 0 {
 			// A forgotten target's last events: the key goes with them.
-			ok, err = s.deleteAt(ctx, recordPrefix+name, kvRev)
+			ok, err = s.deleteRecord(ctx, name, st)
 		} else {
 			nr := cur
-			nr.commitRev = uint64(cur.revision(kvRev))
+			nr.commitRev = uint64(cur.revision(st.rev))
 			nr.events = rest
-			_, ok, err = s.put(ctx, key, name, &nr, kvRev, true)
+			_, ok, err = s.put(ctx, name, &nr, st)
 		}
 		if err != nil {
 			return err
@@ -172,11 +172,11 @@ func (s *Store) OutboxStats() (events int, size int64, oldest time.Time, err err
 		return 0, 0, time.Time{}, fmt.Errorf("outbox stats: %w", err)
 	}
 	for _, key := range keys {
-		r, _, found, err := s.get(ctx, names[key], true)
+		r, st, err := s.get(ctx, names[key], true)
 		if err != nil {
 			return 0, 0, time.Time{}, fmt.Errorf("outbox stats: %s: %w", key, err)
 		}
-		if !found {
+		if !st.found {
 			continue
 		}
 		for _, e := range r.events {

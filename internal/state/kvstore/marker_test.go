@@ -98,7 +98,7 @@ func TestMarkerNeverMissingUnderConcurrentDrain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, key := range targets {
-		r, _, _, err := publisher.get(ctx, keyName(key), true)
+		r, _, err := publisher.get(ctx, keyName(key), true)
 		if err != nil {
 			t.Fatal(err)
 		}
