@@ -166,6 +166,18 @@ func TestServerRestartKeepsPendingEvents(t *testing.T) {
 	if err != nil || n != 3 || oldest.IsZero() {
 		t.Fatalf("outbox stats after restart: %d events, oldest %v, err %v", n, oldest, err)
 	}
+	// The revision loaded before the restart still commits, after the
+	// pending events.
+	if _, err := st.Commit(tkey, rev, state.Next{Snapshot: snap("KI1")}, []event.Message{msg("d")}); err != nil {
+		t.Fatalf("commit after restart: %v", err)
+	}
+	recs, err = st.Peek(event.Position{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(recs); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("pending after a commit after restart: %v", got)
+	}
 }
 
 // The publisher's view: counts and age over the targets with pending
@@ -285,8 +297,15 @@ func TestOversizeCommitNamesSizeAndLimit(t *testing.T) {
 
 func TestOpenRejectsBadConfig(t *testing.T) {
 	srv := startServer(t, t.TempDir(), -1)
-	_, err := kvstore.Open(t.Context(), connect(t, srv), kvstore.Config{Replicas: 7})
+	js := connect(t, srv)
+	_, err := kvstore.Open(t.Context(), js, kvstore.Config{Replicas: 7})
 	if err == nil || !strings.Contains(err.Error(), "replicas 7") {
 		t.Fatalf("open with 7 replicas: %v", err)
+	}
+	// The default of 3 replicas needs a cluster: a single server says so,
+	// and the error names the bucket.
+	_, err = kvstore.Open(t.Context(), js, kvstore.Config{})
+	if err == nil || !strings.Contains(err.Error(), kvstore.DefaultBucket) || !strings.Contains(err.Error(), "replicas") {
+		t.Fatalf("open with 3 replicas on one server: %v", err)
 	}
 }
