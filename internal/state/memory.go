@@ -74,7 +74,7 @@ func (m *Memory) Commit(key string, rev Revision, next Next, events []event.Mess
 	if cur != rev {
 		return 0, fmt.Errorf("commit state of %s: %w: loaded at revision %d, now at %d", key, ErrConflict, rev, cur)
 	}
-	if ok && len(events) == 0 && next.Snapshot == nil && t.ts.Health.durableEqual(next.Health) {
+	if ok && len(events) == 0 && next.Snapshot == nil && t.ts.Health.DurableEqual(next.Health) {
 		t.ts.Health.LastAttempt, t.ts.Health.LastSuccess = next.Health.LastAttempt, next.Health.LastSuccess
 		return rev, nil
 	}

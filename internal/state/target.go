@@ -35,9 +35,10 @@ type Health struct {
 	LastError string
 }
 
-// durableEqual compares everything but LastAttempt and LastSuccess: the
-// fields whose change is worth a disk write on its own.
-func (h Health) durableEqual(o Health) bool {
+// DurableEqual compares everything but LastAttempt and LastSuccess: the
+// fields whose change is worth a write on its own. Every store uses it to
+// decide that a commit has nothing to write.
+func (h Health) DurableEqual(o Health) bool {
 	return h.FailingSince.Equal(o.FailingSince) && h.ConsecutiveFailures == o.ConsecutiveFailures &&
 		h.Failing == o.Failing && h.Outage == o.Outage && h.LastError == o.LastError
 }
@@ -182,7 +183,7 @@ func (db *DB) commit(key string, rev Revision, next Next, events []event.Message
 			if stored.rev != rev {
 				return fmt.Errorf("%w: loaded at revision %d, now at %d", ErrConflict, rev, stored.rev)
 			}
-			same = stored.health.durableEqual(next.Health)
+			same = stored.health.DurableEqual(next.Health)
 			return nil
 		})
 		if err != nil {
@@ -320,14 +321,14 @@ type targetRecord struct {
 func appendTargetRecord(b []byte, tr targetRecord) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(tr.rev))
 	b = binary.BigEndian.AppendUint64(b, tr.nextSeq)
-	return appendHealth(b, tr.health)
+	return AppendHealth(b, tr.health)
 }
 
 func decodeTargetRecord(v []byte) (targetRecord, error) {
 	if len(v) < 16 {
 		return targetRecord{}, errBadHealth
 	}
-	h, err := decodeHealth(v[16:])
+	h, err := DecodeHealth(v[16:])
 	if err != nil {
 		return targetRecord{}, err
 	}
@@ -340,7 +341,10 @@ func decodeTargetRecord(v []byte) (targetRecord, error) {
 // uvarint Outage | uvarint length + LastError.
 const healthVersion = 1
 
-func appendHealth(b []byte, h Health) []byte {
+// AppendHealth appends h's encoding to b. It is exported so that every
+// store keeps health in the one encoding (the JetStream KV store puts it
+// in its per-target record).
+func AppendHealth(b []byte, h Health) []byte {
 	b = append(b, healthVersion)
 	for _, t := range [...]time.Time{h.LastAttempt, h.LastSuccess, h.FailingSince} {
 		if t.IsZero() {
@@ -364,7 +368,8 @@ func appendHealth(b []byte, h Health) []byte {
 
 var errBadHealth = errors.New("bad health encoding")
 
-func decodeHealth(b []byte) (Health, error) {
+// DecodeHealth decodes what AppendHealth wrote; b must hold nothing else.
+func DecodeHealth(b []byte) (Health, error) {
 	var h Health
 	if len(b) == 0 || b[0] != healthVersion {
 		return h, errBadHealth

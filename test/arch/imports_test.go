@@ -21,7 +21,7 @@ const domain = "internal/proxy"
 // ioParts are the packages that do I/O or own long-running state: a pure
 // package (diff, event, config, schedule) must never reach one of them.
 var ioParts = []string{
-	"internal/state", "internal/notify", "internal/poller", "internal/admin",
+	"internal/state", "internal/state/kvstore", "internal/notify", "internal/poller", "internal/admin",
 	"internal/discover", "internal/targets", "internal/proxysim",
 }
 
@@ -90,6 +90,16 @@ var rules = []importRule{
 		From:  []string{"internal/state"},
 		Never: []string{"internal/poller", "internal/notify", "internal/discover", "internal/targets", "internal/admin", "internal/config"},
 		Why:   "the store contract lives in state; its consumers (poller, publisher) depend on it, never the reverse",
+	},
+	{
+		From:  []string{"internal/state/kvstore"},
+		Never: []string{"internal/poller", "internal/notify", "internal/discover", "internal/targets", "internal/admin", "internal/config"},
+		Why:   "the JetStream KV store implements the store contract of state; its consumers choose it, it knows none of them",
+	},
+	{
+		From: []string{"internal/state/kvstore"},
+		Only: []string{"internal/state", "internal/diff", "internal/event"},
+		Why:  "the KV store takes its types and encodings from state, diff and event, and nothing else of monitord",
 	},
 	{
 		From:  []string{"internal/notify"},
