@@ -210,8 +210,11 @@ func TestReasonWaitCancelledCommitsNothing(t *testing.T) {
 	msgKey := proxysim.Key{Endpoint: proxysim.EndpointMessage}
 	waitFor(t, "the message fetch", 5*time.Second, func() bool { return f.sim.Stats().Endpoints[msgKey].Requests > 0 })
 	cancel()
-	if res := <-done; res[ResultCancelled] != 1 {
-		t.Errorf("results %v, want one cancelled", res)
+	// The failing target's poll is the one waiting for its reason; the
+	// other target's poll may have finished or, on a loaded machine, may
+	// still be listing and be cancelled too. Neither commits anything then.
+	if res := <-done; res[ResultCancelled] < 1 || res[ResultCancelled]+res[ResultOK] != 2 {
+		t.Errorf("results %v, want the failing target's poll cancelled and the other ok or cancelled", res)
 	}
 	if evs := f.drain(t); len(evs) != 0 {
 		t.Fatalf("cancelled poll committed %+v", evs)
