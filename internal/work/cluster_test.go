@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/monitord/monitord/internal/natstest"
+	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/proxy"
 )
 
@@ -46,9 +47,13 @@ func TestClusterThreeSchedulersOneTaskPerTick(t *testing.T) {
 	}
 
 	polls := j.snapshot()
+	// A poll cut by its instance's stop is nak'ed and polled again by
+	// the next owner: only complete polls count.
 	polled := map[string]int{}
 	for _, p := range polls {
-		polled[p.tickID]++
+		if p.result == poller.ResultOK {
+			polled[p.tickID]++
+		}
 	}
 	for id, n := range polled {
 		if n != 1 {
@@ -263,7 +268,10 @@ func TestClusterNodeStoppedPublishingAndPullingResume(t *testing.T) {
 			twice++
 		}
 	}
-	t.Logf("%d polls, %d ticks polled more than once across the node stop and restart", len(polls), twice)
+	// A leader change can move the pin while the old owner's polls run
+	// (docs/ha.md): reported, not failed, as it is allowed for one poll.
+	t.Logf("%d polls, %d ticks polled more than once across the node stop and restart; overlap: %q",
+		len(polls), twice, overlaps(polls))
 }
 
 // lastFirstPoll is how long after since the last target's first poll of

@@ -66,6 +66,7 @@ type poll struct {
 	service    string
 	tickID     string
 	start, end time.Time
+	result     string // poller.ResultOK, or ResultCancelled when its instance stopped
 }
 
 // journal records the polls of every instance of a test.
@@ -133,7 +134,7 @@ func (p *recPoller) Poll(ctx context.Context, t proxy.Target, tick poller.Tick) 
 		res = poller.ResultCancelled
 	case <-tm.C:
 	}
-	p.j.add(poll{inst: p.inst, service: t.ServiceSID, tickID: tick.ID(), start: start, end: time.Now()})
+	p.j.add(poll{inst: p.inst, service: t.ServiceSID, tickID: tick.ID(), start: start, end: time.Now(), result: res})
 	return res, nil
 }
 

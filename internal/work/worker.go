@@ -94,15 +94,22 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 		return fmt.Errorf("look up consumer %s: %w", ConsumerName(svc), err)
 	}
 	var (
-		polls sync.WaitGroup
-		pinMu sync.Mutex
-		pin   string // the pin id of the last task delivered to us
+		polls    sync.WaitGroup
+		mu       sync.Mutex
+		pin      string // the pin id of the last task delivered to us
+		stopping bool   // set before polls.Wait: no poll starts after it
 	)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopping {
+			// Stop does not wait for a callback under way: a task
+			// delivered now goes straight back for the next owner.
+			_ = m.Nak()
+			return
+		}
 		if id := m.Headers().Get("Nats-Pin-Id"); id != "" {
-			pinMu.Lock()
 			pin = id
-			pinMu.Unlock()
 		}
 		w.handle(ctx, svc, m, &polls, log)
 	},
@@ -117,10 +124,11 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 	}
 	<-ctx.Done()
 	cc.Stop()
-	polls.Wait()
-	pinMu.Lock()
+	mu.Lock()
+	stopping = true
 	held := pin
-	pinMu.Unlock()
+	mu.Unlock()
+	polls.Wait()
 	w.release(svc, held, log)
 	return nil
 }
