@@ -136,3 +136,135 @@ func TestBadTaskTerminated(t *testing.T) {
 	}
 	j.waitUntil(t, "the good task polled", 10*time.Second, func(ps []poll) bool { return len(ps) == 1 })
 }
+
+// TestClusterPublishOutcomes: on a replicated stream, a tick's copy is a
+// duplicate, and a later tick of a target whose task is still queued is
+// refused as busy, never queued behind it.
+func TestClusterPublishOutcomes(t *testing.T) {
+	cl := natstest.StartCluster(t, 3)
+	c := testConfig()
+	targets := makeTargets(1, 2)
+	ensure(t, cl, c, targets)
+	nc, err := nats.Connect(cl.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := NewQueue(js, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	due := time.UnixMilli(1700000000000)
+	tick := func(tg int, d time.Duration) poller.Tick {
+		return poller.Tick{Key: targets[tg].Key(), Due: due.Add(d)}
+	}
+	for _, step := range []struct {
+		target int
+		after  time.Duration
+		want   Outcome
+	}{
+		{0, 0, Queued},
+		{0, 0, Duplicate},
+		{0, time.Minute, Busy},
+		{1, time.Minute, Queued}, // another target has a subject of its own
+	} {
+		got, err := q.Publish(ctx, targets[step.target], tick(step.target, step.after))
+		if err != nil || got != step.want {
+			t.Fatalf("Publish(target %d, +%v) = %v, %v; want %v", step.target, step.after, got, err, step.want)
+		}
+	}
+	s, err := js.Stream(ctx, c.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Errorf("stream holds %d tasks, want 2 (one per target)", info.State.Msgs)
+	}
+}
+
+// TestHALongPollKeepsItsTask: a poll that runs for three ack waits sends
+// in-progress acks, so its task is neither delivered to the standby nor
+// polled twice.
+func TestHALongPollKeepsItsTask(t *testing.T) {
+	cl := natstest.StartCluster(t, 3)
+	c := testConfig()
+	targets := makeTargets(1, 1)
+	ensure(t, cl, c, targets)
+	j := newJournal()
+	var stops []func()
+	for _, name := range []string{"a", "b"} {
+		nc, err := nats.Connect(cl.URLs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := NewWorker(js, c, &recPoller{inst: name, j: j, took: 3 * c.AckWait}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = w.Run(ctx, servicesOf(targets)) }()
+		stops = append(stops, func() { cancel(); <-done; nc.Close() })
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+
+	nc, err := nats.Connect(cl.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := NewQueue(js, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := q.Publish(ctx, targets[0], poller.Tick{Key: targets[0].Key(), Due: time.UnixMilli(1700000000000)}); err != nil {
+		t.Fatal(err)
+	}
+	j.waitUntil(t, "the long poll done", 30*time.Second, func(ps []poll) bool { return len(ps) > 0 })
+	natstest.WaitFor(t, "the task acknowledged", 10*time.Second, func() bool {
+		s, err := js.Stream(ctx, c.Stream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	cons, err := js.Consumer(ctx, c.Stream, ConsumerName(targets[0].ServiceSID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Delivered counts redeliveries too; a redelivered task would have
+	// started a second poll long before the first one ended.
+	if info.Delivered.Consumer != 1 || len(j.snapshot()) != 1 {
+		t.Errorf("a poll of %v with ack wait %v: delivered %d times, %d polls; want 1 and 1",
+			3*c.AckWait, c.AckWait, info.Delivered.Consumer, len(j.snapshot()))
+	}
+}
