@@ -105,8 +105,10 @@ func NewQueue(js jetstream.JetStream, c Config) (*Queue, error) {
 
 // Publish queues the poll of target t at tick, with the tick's ID as
 // Nats-Msg-Id so that every scheduler's copy of it is one task. It waits
-// for the stream's acknowledgement (bound it with ctx); an error means the
-// task may or may not be queued, and publishing it again is safe.
+// for the stream's acknowledgement (bound it with ctx, well under
+// Config.Duplicates: a copy published after the window is a new task); an
+// error means the task may or may not be queued, and publishing it again
+// is safe.
 func (q *Queue) Publish(ctx context.Context, t proxy.Target, tick poller.Tick) (Outcome, error) {
 	data, err := json.Marshal(task{Source: t.Source, ServiceSID: t.ServiceSID, SessionSID: t.SessionSID,
 		ParticipantSID: t.ParticipantSID, DueMillis: tick.Due.UnixMilli()})

@@ -268,3 +268,44 @@ func TestHALongPollKeepsItsTask(t *testing.T) {
 			3*c.AckWait, c.AckWait, info.Delivered.Consumer, len(j.snapshot()))
 	}
 }
+
+// TestClusterConsumerRecreated: a Service's consumer deleted (an operator,
+// a lost stream) and created again: the workers find it again and the
+// Service is polled.
+func TestClusterConsumerRecreated(t *testing.T) {
+	cl := natstest.StartCluster(t, 3)
+	c := testConfig()
+	targets := makeTargets(1, 3)
+	ensure(t, cl, c, targets)
+	j := newJournal()
+	every := 500 * time.Millisecond
+	for _, name := range []string{"a", "b"} {
+		startInstance(t, name, cl.URLs(), c, targets, every, j)
+	}
+	j.waitUntil(t, "a first poll", 30*time.Second, func(ps []poll) bool { return len(ps) > 0 })
+
+	nc, err := nats.Connect(cl.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := js.DeleteConsumer(ctx, c.Stream, ConsumerName(targets[0].ServiceSID)); err != nil {
+		t.Fatal(err)
+	}
+	ensure(t, cl, c, targets)
+	recreated := time.Now()
+	j.waitUntil(t, "a poll through the new consumer", 30*time.Second, func(ps []poll) bool {
+		for _, p := range ps {
+			if p.start.After(recreated) {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -85,7 +85,8 @@ func (w *Worker) serve(ctx context.Context, svc string) {
 	}
 }
 
-// consume runs one Consume of svc's consumer until ctx is done.
+// consume runs one Consume of svc's consumer until ctx is done (nil) or
+// the consumption ends without it (an error).
 func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	cons, err := w.js.Consumer(lctx, w.cfg.Stream, ConsumerName(svc))
@@ -122,13 +123,23 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", ConsumerName(svc), err)
 	}
-	<-ctx.Done()
+	var gone error
+	select {
+	case <-ctx.Done():
+	case <-cc.Closed():
+		// The consumer was deleted, or the connection closed for good:
+		// serve looks it up again rather than wait here on nothing.
+		gone = fmt.Errorf("consume %s: stopped by the server or the connection", ConsumerName(svc))
+	}
 	cc.Stop()
 	mu.Lock()
 	stopping = true
 	held := pin
 	mu.Unlock()
 	polls.Wait()
+	if gone != nil {
+		return gone
+	}
 	w.release(svc, held, log)
 	return nil
 }
