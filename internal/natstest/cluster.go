@@ -224,9 +224,9 @@ func (c *Cluster) ConsumerLeader(stream, consumer string) int {
 	return -1
 }
 
-// WaitReady waits until the running nodes have a meta leader, each is
-// routed to every other running node, and each is current with the meta
-// group; it fails the test after d.
+// WaitReady waits until the running nodes have a meta leader that sees
+// each of them online, each is routed to every other running node, and
+// each is current with the meta group; it fails the test after d.
 func (c *Cluster) WaitReady(d time.Duration) {
 	c.t.Helper()
 	WaitFor(c.t, "JetStream cluster ready", d, func() bool {
@@ -235,7 +235,14 @@ func (c *Cluster) WaitReady(d time.Duration) {
 			s := c.Nodes[0].Server()
 			return s != nil && s.JetStreamEnabled()
 		}
-		if c.MetaLeader() < 0 {
+		leader := c.MetaLeader()
+		if leader < 0 {
+			return false
+		}
+		// The leader places streams only on peers it has seen online
+		// with JetStream stats: until then, creating an R3 stream fails
+		// with "no suitable peers for placement".
+		if s := c.Nodes[leader].Server(); s == nil || len(s.JetStreamClusterPeers()) < len(running) {
 			return false
 		}
 		for _, i := range running {

@@ -183,6 +183,9 @@ func startInstance(t *testing.T, name, urls string, c Config, targets []proxy.Ta
 			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 			defer pcancel()
 			o, err := q.Publish(pctx, byKey[tick.Key], tick)
+			if err != nil && ctx.Err() != nil {
+				return // the instance is stopping
+			}
 			if err != nil {
 				// A stopped node or a closed connection: the tick is
 				// lost, as a skipped one.
