@@ -166,7 +166,7 @@ func startInstance(t *testing.T, name, urls string, c Config, targets []proxy.Ta
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWorker(js, c, &recPoller{inst: name, j: j, took: 20 * time.Millisecond}, nil)
+	w, err := NewWorker(js, c, &recPoller{inst: name, j: j, took: 20 * time.Millisecond}, servicesOf(targets), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func startInstance(t *testing.T, name, urls string, c Config, targets []proxy.Ta
 		defer close(in.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = sched.Run(ctx) })
-		wg.Go(func() { _ = w.Run(ctx, servicesOf(targets)) })
+		wg.Go(func() { _ = w.Run(ctx) })
 		wg.Wait()
 		pubs.Wait()
 	}()

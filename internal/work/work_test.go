@@ -95,13 +95,13 @@ func TestBadTaskTerminated(t *testing.T) {
 	}
 	core, logs := observer.New(zap.InfoLevel)
 	j := newJournal()
-	w, err := NewWorker(js, c, &recPoller{inst: "a", j: j}, zap.New(core))
+	w, err := NewWorker(js, c, &recPoller{inst: "a", j: j}, servicesOf(targets), zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx, servicesOf(targets)) }()
+	go func() { defer close(done); _ = w.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
 	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -211,13 +211,13 @@ func TestHALongPollKeepsItsTask(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w, err := NewWorker(js, c, &recPoller{inst: name, j: j, took: 3 * c.AckWait}, nil)
+		w, err := NewWorker(js, c, &recPoller{inst: name, j: j, took: 3 * c.AckWait}, servicesOf(targets), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { defer close(done); _ = w.Run(ctx, servicesOf(targets)) }()
+		go func() { defer close(done); _ = w.Run(ctx) }()
 		stops = append(stops, func() { cancel(); <-done; nc.Close() })
 	}
 	defer func() {
@@ -308,4 +308,11 @@ func TestClusterConsumerRecreated(t *testing.T) {
 		}
 		return false
 	})
+}
+
+func TestNewWorkerBadService(t *testing.T) {
+	_, err := NewWorker(nil, DefaultConfig(), &recPoller{}, []string{"KS123"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "service_sid") || !strings.Contains(err.Error(), "KS123") {
+		t.Fatalf("NewWorker with service KS123: error %v, want it to name service_sid and the value", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,37 +27,38 @@ type Poller interface {
 // every instance runs a Worker for every Service and the Services are
 // spread over the live instances without an election of our own.
 type Worker struct {
-	js   jetstream.JetStream
-	cfg  Config
-	poll Poller
-	log  *zap.Logger
+	js       jetstream.JetStream
+	cfg      Config
+	poll     Poller
+	services []string
+	log      *zap.Logger
 }
 
-// NewWorker returns a worker polling through p the tasks of c's stream.
-func NewWorker(js jetstream.JetStream, c Config, p Poller, log *zap.Logger) (*Worker, error) {
+// NewWorker returns a worker polling through p the tasks of services (SIDs)
+// in c's stream.
+func NewWorker(js jetstream.JetStream, c Config, p Poller, services []string, log *zap.Logger) (*Worker, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if p == nil {
 		return nil, errors.New("work worker: nil poller")
 	}
+	for _, svc := range services {
+		if err := proxy.CheckSID("service_sid", "KS", svc); err != nil {
+			return nil, fmt.Errorf("work worker: %w", err)
+		}
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Worker{js: js, cfg: c, poll: p, log: log}, nil
+	return &Worker{js: js, cfg: c, poll: p, services: slices.Clone(services), log: log}, nil
 }
 
-// Run serves every Service of services until ctx is done, then waits for
-// the polls it started and returns nil. It returns an error only for a
-// Service SID that is not one.
-func (w *Worker) Run(ctx context.Context, services []string) error {
-	for _, svc := range services {
-		if err := proxy.CheckSID("service_sid", "KS", svc); err != nil {
-			return err
-		}
-	}
+// Run serves every Service of the worker until ctx is done, then waits for
+// the polls it started and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, svc := range services {
+	for _, svc := range w.services {
 		wg.Go(func() { w.serve(ctx, svc) })
 	}
 	wg.Wait()
