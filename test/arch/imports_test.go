@@ -122,6 +122,21 @@ var rules = []importRule{
 		Why:   "the target set is fed by discovery through its Sink method and by cmd from the config",
 	},
 	{
+		From:  []string{"internal/work"},
+		Never: []string{"internal/notify", "internal/discover", "internal/targets", "internal/admin", "internal/config"},
+		Why:   "the work queue hands each task to the poller through its Poller interface (it takes only poller.Tick and the result names): delivery and the target set stay the poller's and cmd's",
+	},
+	{
+		From:  []string{"..."},
+		Never: []string{"internal/natstest"},
+		Why:   "natstest starts nats-server clusters for tests: only test files import it",
+	},
+	{
+		From: []string{"internal/natstest"},
+		Only: []string{},
+		Why:  "the test cluster knows nats-server and nothing of monitord, so every package's HA tests can share it",
+	},
+	{
 		From:  []string{"internal/admin"},
 		Never: []string{"internal/notify", "internal/discover", "internal/targets", "internal/config"},
 		Why:   "admin shows what the parts report, through functions and small interfaces",

@@ -1,0 +1,240 @@
+package work
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/monitord/monitord/internal/poller"
+	"github.com/monitord/monitord/internal/proxy"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Poller is one complete poll of a target for a tick; *poller.Poller is
+// one. An error means the target is not one this instance knows.
+type Poller interface {
+	Poll(ctx context.Context, t proxy.Target, tick poller.Tick) (string, error)
+}
+
+// Worker pulls the tasks of a set of Services and polls them. It pulls
+// each Service through the Service's consumer in priority group Group:
+// the server delivers to one pinned worker at a time and moves the pin
+// to another when the owner has sent no pull request for PinnedTTL, so
+// every instance runs a Worker for every Service and the Services are
+// spread over the live instances without an election of our own.
+type Worker struct {
+	js       jetstream.JetStream
+	cfg      Config
+	poll     Poller
+	services []string
+	log      *zap.Logger
+}
+
+// NewWorker returns a worker polling through p the tasks of services (SIDs)
+// in c's stream.
+func NewWorker(js jetstream.JetStream, c Config, p Poller, services []string, log *zap.Logger) (*Worker, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, errors.New("work worker: nil poller")
+	}
+	for _, svc := range services {
+		if err := proxy.CheckSID("service_sid", "KS", svc); err != nil {
+			return nil, fmt.Errorf("work worker: %w", err)
+		}
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Worker{js: js, cfg: c, poll: p, services: slices.Clone(services), log: log}, nil
+}
+
+// Run serves every Service of the worker until ctx is done, then waits for
+// the polls it started and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, svc := range w.services {
+		wg.Go(func() { w.serve(ctx, svc) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// serve pulls svc's tasks until ctx is done. A consumer that cannot be
+// found (no quorum, not created yet) is looked up again with back-off.
+func (w *Worker) serve(ctx context.Context, svc string) {
+	log := w.log.With(zap.String("service", svc))
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.consume(ctx, svc, log)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		log.Warn("work consumer unavailable; retrying", zap.Error(err), zap.Duration("in", backoff))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// consume runs one Consume of svc's consumer until ctx is done (nil) or
+// the consumption ends without it (an error).
+func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cons, err := w.js.Consumer(lctx, w.cfg.Stream, ConsumerName(svc))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("look up consumer %s: %w", ConsumerName(svc), err)
+	}
+	var (
+		polls    sync.WaitGroup
+		mu       sync.Mutex
+		pin      string // the pin id of the last task delivered to us
+		stopping bool   // set before polls.Wait: no poll starts after it
+	)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopping {
+			// Stop does not wait for a callback under way: a task
+			// delivered now goes straight back for the next owner.
+			_ = m.Nak()
+			return
+		}
+		if id := m.Headers().Get("Nats-Pin-Id"); id != "" {
+			pin = id
+		}
+		w.handle(ctx, svc, m, &polls, log)
+	},
+		jetstream.PullPriorityGroup(Group),
+		jetstream.PullMaxMessages(w.cfg.Concurrency),
+		jetstream.PullExpiry(w.cfg.PullExpiry),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			log.Debug("work consume", zap.Error(err))
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", ConsumerName(svc), err)
+	}
+	var gone error
+	select {
+	case <-ctx.Done():
+	case <-cc.Closed():
+		// The consumer was deleted, or the connection closed for good:
+		// serve looks it up again rather than wait here on nothing.
+		gone = fmt.Errorf("consume %s: stopped by the server or the connection", ConsumerName(svc))
+	}
+	cc.Stop()
+	mu.Lock()
+	stopping = true
+	held := pin
+	mu.Unlock()
+	polls.Wait()
+	if gone != nil {
+		return gone
+	}
+	w.release(svc, held, log)
+	return nil
+}
+
+// release hands the pin of svc over at once when this worker holds it, so
+// a graceful stop fails over without waiting PinnedTTL. The pin is checked
+// first because an unpin moves whoever holds it: a worker that never
+// owned the Service must not take it from the owner.
+func (w *Worker) release(svc, pin string, log *zap.Logger) {
+	if pin == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := w.js.Stream(ctx, w.cfg.Stream)
+	if err != nil {
+		log.Debug("work unpin: look up stream", zap.Error(err))
+		return
+	}
+	cons, err := s.Consumer(ctx, ConsumerName(svc))
+	if err != nil {
+		log.Debug("work unpin: look up consumer", zap.Error(err))
+		return
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		log.Debug("work unpin: consumer info", zap.Error(err))
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group == Group && g.PinnedClientID == pin {
+			if err := s.UnpinConsumer(ctx, ConsumerName(svc), Group); err != nil {
+				log.Debug("work unpin", zap.Error(err))
+			}
+			return
+		}
+	}
+}
+
+// handle starts the poll of one delivered task. The number of tasks in
+// flight is bounded by the consumer's max_ack_pending, so it needs no
+// limit of its own.
+func (w *Worker) handle(ctx context.Context, svc string, m jetstream.Msg, polls *sync.WaitGroup, log *zap.Logger) {
+	t, tick, err := decodeTask(m.Data())
+	if err == nil && t.ServiceSID != svc {
+		err = fmt.Errorf("task of service %s on the subject of service %s", t.ServiceSID, svc)
+	}
+	if err != nil {
+		// A task this worker cannot read never will be: terminate it
+		// rather than redeliver it forever. The next tick queues a new one.
+		log.Error("work: bad task dropped", zap.String("subject", m.Subject()), zap.Error(err))
+		_ = m.TermWithReason(err.Error())
+		return
+	}
+	polls.Go(func() {
+		stop := make(chan struct{})
+		var beats sync.WaitGroup
+		beats.Go(func() { w.inProgress(m, stop) })
+		res, err := w.poll.Poll(ctx, t, tick)
+		close(stop)
+		beats.Wait()
+		switch {
+		case err != nil:
+			log.Warn("work: task for a target this instance does not poll", zap.String("target", t.Key()), zap.Error(err))
+			_ = m.TermWithReason("not a current target")
+		case res == poller.ResultCancelled || ctx.Err() != nil:
+			// Shutting down mid-poll: the next owner polls it now rather
+			// than after the ack wait.
+			_ = m.Nak()
+		default:
+			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := m.DoubleAck(actx); err != nil {
+				// The task comes back after the ack wait and is polled
+				// again: a wasted poll, never a lost one.
+				log.Debug("work: ack", zap.String("target", t.Key()), zap.Error(err))
+			}
+			cancel()
+		}
+	})
+}
+
+// inProgress tells the server that a poll is still running every third of
+// the ack wait, so a long poll (many pages, a rate-limited Service) is not
+// delivered to another worker while it runs.
+func (w *Worker) inProgress(m jetstream.Msg, stop <-chan struct{}) {
+	tk := time.NewTicker(w.cfg.AckWait / 3)
+	defer tk.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+			_ = m.InProgress()
+		}
+	}
+}
