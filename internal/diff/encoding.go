@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -171,7 +172,7 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	out := Snapshot{Baselined: data[1]&1 != 0}
 	if n > 0 {
 		out.Entries = make([]Entry, n)
-		d.arena = make([]byte, 0, 3*34*n)
+		d.arena.Grow(3 * 34 * int(n))
 		d.refs = make([]strRef, 0, 3*n)
 	}
 	for i := range out.Entries {
@@ -186,7 +187,7 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	if d.err != nil {
 		return fmt.Errorf("%w: %w", ErrEncoding, d.err)
 	}
-	all := string(d.arena)
+	all := d.arena.String()
 	for _, r := range d.refs {
 		*r.dst = all[r.off : r.off+r.n]
 	}
@@ -200,14 +201,15 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 }
 
 type decoder struct {
-	b       []byte
-	err     error
-	scratch [binary.MaxVarintLen64]byte
+	b   []byte
+	err error
 	// The SIDs of a snapshot are decoded into one arena that becomes one
 	// string at the end, which the entries' SID fields then slice: one
 	// allocation per snapshot instead of three per entry, which made
-	// decoding the bulk of a poll's cost.
-	arena []byte
+	// decoding the bulk of a poll's cost. A strings.Builder because its
+	// String returns the bytes it wrote without copying them (a []byte
+	// arena cost a second allocation and copy of the same size).
+	arena strings.Builder
 	refs  []strRef
 }
 
@@ -244,13 +246,22 @@ func (d *decoder) uvarint() uint64 {
 		d.err = errShort
 		return 0
 	}
-	if n != len(binary.AppendUvarint(d.scratch[:0], v)) {
+	if overlong(d.b[:n]) {
 		d.err = errOverlong
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
 }
+
+// overlong reports whether varint b (as read by binary.Uvarint or
+// binary.Varint, which share the byte format) has a longer encoding than
+// its value needs: its last byte carries the highest 7 bits, so it is
+// zero only when those bits are, and then the byte could be left off.
+// One byte is the shortest encoding of any value, 0 included. Checked
+// this way rather than by encoding the value again, which was a tenth of
+// the decode.
+func overlong(b []byte) bool { return len(b) > 1 && b[len(b)-1] == 0 }
 
 func (d *decoder) varint() int64 {
 	if d.err != nil {
@@ -261,7 +272,7 @@ func (d *decoder) varint() int64 {
 		d.err = errShort
 		return 0
 	}
-	if n != len(binary.AppendVarint(d.scratch[:0], v)) {
+	if overlong(d.b[:n]) {
 		d.err = errOverlong
 		return 0
 	}
@@ -305,7 +316,7 @@ const hexDigits = "0123456789abcdef"
 
 // sid decodes a SID field into the arena and records dst to be set.
 func (d *decoder) sid(dst *string) {
-	off := len(d.arena)
+	off := d.arena.Len()
 	switch d.byte() {
 	case 0:
 		return
@@ -317,10 +328,12 @@ func (d *decoder) sid(dst *string) {
 			d.err = errShort
 			return
 		}
-		d.arena = append(d.arena, d.b[0], d.b[1])
-		for _, c := range d.b[2:18] {
-			d.arena = append(d.arena, hexDigits[c>>4], hexDigits[c&15])
+		var sid [34]byte
+		sid[0], sid[1] = d.b[0], d.b[1]
+		for i, c := range d.b[2:18] {
+			sid[2+2*i], sid[3+2*i] = hexDigits[c>>4], hexDigits[c&15]
 		}
+		d.arena.Write(sid[:])
 		d.b = d.b[18:]
 	case 2:
 		b := d.bytes()
@@ -330,7 +343,7 @@ func (d *decoder) sid(dst *string) {
 		if d.err == nil && len(b) == 0 {
 			d.err = errors.New("empty literal sid")
 		}
-		d.arena = append(d.arena, b...)
+		d.arena.Write(b)
 	default:
 		if d.err == nil {
 			d.err = errors.New("unknown sid tag")
@@ -338,7 +351,7 @@ func (d *decoder) sid(dst *string) {
 		return
 	}
 	if d.err == nil {
-		d.refs = append(d.refs, strRef{dst, off, len(d.arena) - off})
+		d.refs = append(d.refs, strRef{dst, off, d.arena.Len() - off})
 	}
 }
 
