@@ -42,7 +42,13 @@ import (
 // Lister lists every interaction of a target: a complete listing or an
 // error. *twilio.Client implements it.
 type Lister interface {
-	ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error)
+	// AppendInteractions appends the complete listing of t to dst and
+	// returns the result, or an error and dst unchanged in length. The
+	// poller passes a slice of an earlier poll to fill again (see
+	// listings), so the listing must not be kept after the call returns
+	// by anything that dst's owner will reuse: its items' strings may
+	// stay referenced, the array not.
+	AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error)
 }
 
 // Store is the per-target state the poller reads and commits, keyed by
