@@ -173,7 +173,6 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	if n > 0 {
 		out.Entries = make([]Entry, n)
 		d.arena.Grow(3 * 34 * int(n))
-		d.refs = make([]strRef, 0, 3*n)
 	}
 	for i := range out.Entries {
 		if d.err != nil {
@@ -187,10 +186,6 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	if d.err != nil {
 		return fmt.Errorf("%w: %w", ErrEncoding, d.err)
 	}
-	all := d.arena.String()
-	for _, r := range d.refs {
-		*r.dst = all[r.off : r.off+r.n]
-	}
 	for i := 1; i < len(out.Entries); i++ {
 		if out.Entries[i-1].SID >= out.Entries[i].SID {
 			return fmt.Errorf("%w: entry %d: sid %q not after %q", ErrEncoding, i, out.Entries[i].SID, out.Entries[i-1].SID)
@@ -203,20 +198,16 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 type decoder struct {
 	b   []byte
 	err error
-	// The SIDs of a snapshot are decoded into one arena that becomes one
-	// string at the end, which the entries' SID fields then slice: one
+	// The SIDs of a snapshot are decoded into one arena, sized for the
+	// snapshot's SIDs once, and the entries' SID fields slice it: one
 	// allocation per snapshot instead of three per entry, which made
-	// decoding the bulk of a poll's cost. A strings.Builder because its
-	// String returns the bytes it wrote without copying them (a []byte
-	// arena cost a second allocation and copy of the same size).
+	// decoding the bulk of a poll's cost. A strings.Builder because a
+	// string it returns is never written again, so each field can slice
+	// String() as soon as its SID is written (bytes written later land
+	// after it). Before issue 16 the arena was a []byte copied into a
+	// string at the end, with a list of fields to point into it: two
+	// more allocations and a second pass.
 	arena strings.Builder
-	refs  []strRef
-}
-
-// strRef is a string field to point into the arena once it is complete.
-type strRef struct {
-	dst    *string
-	off, n int
 }
 
 var (
@@ -314,7 +305,7 @@ func (d *decoder) entry(e *Entry) {
 
 const hexDigits = "0123456789abcdef"
 
-// sid decodes a SID field into the arena and records dst to be set.
+// sid decodes a SID field into the arena and sets dst to it.
 func (d *decoder) sid(dst *string) {
 	off := d.arena.Len()
 	switch d.byte() {
@@ -351,7 +342,7 @@ func (d *decoder) sid(dst *string) {
 		return
 	}
 	if d.err == nil {
-		d.refs = append(d.refs, strRef{dst, off, d.arena.Len() - off})
+		*dst = d.arena.String()[off:]
 	}
 }
 
