@@ -86,7 +86,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 
 // listings holds the items arrays of finished polls for the next ones to
 // fill again. At scale the array was about a third of what a poll
-// allocated (200 interactions: 64 KB), all garbage a moment later. A
+// allocated (200 interactions: about 70 KB), all garbage a moment later. A
 // sync.Pool rather than a slice per target: it holds about one array per
 // poll in flight, not one per target, so RSS does not grow with targets.
 var listings sync.Pool

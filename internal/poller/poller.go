@@ -43,11 +43,10 @@ import (
 // error. *twilio.Client implements it.
 type Lister interface {
 	// AppendInteractions appends the complete listing of t to dst and
-	// returns the result, or an error and dst unchanged in length. The
-	// poller passes a slice of an earlier poll to fill again (see
-	// listings), so the listing must not be kept after the call returns
-	// by anything that dst's owner will reuse: its items' strings may
-	// stay referenced, the array not.
+	// returns the result, or an error and dst unchanged in length. dst is
+	// the array of an earlier poll (see listings): an implementation must
+	// not keep dst or the returned slice once it returns, since the
+	// poller fills that array again. The items' strings it may share.
 	AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error)
 }
 
