@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -171,8 +172,7 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	out := Snapshot{Baselined: data[1]&1 != 0}
 	if n > 0 {
 		out.Entries = make([]Entry, n)
-		d.arena = make([]byte, 0, 3*34*n)
-		d.refs = make([]strRef, 0, 3*n)
+		d.arena.Grow(3 * 34 * int(n))
 	}
 	for i := range out.Entries {
 		if d.err != nil {
@@ -186,10 +186,6 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	if d.err != nil {
 		return fmt.Errorf("%w: %w", ErrEncoding, d.err)
 	}
-	all := string(d.arena)
-	for _, r := range d.refs {
-		*r.dst = all[r.off : r.off+r.n]
-	}
 	for i := 1; i < len(out.Entries); i++ {
 		if out.Entries[i-1].SID >= out.Entries[i].SID {
 			return fmt.Errorf("%w: entry %d: sid %q not after %q", ErrEncoding, i, out.Entries[i].SID, out.Entries[i-1].SID)
@@ -200,21 +196,18 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 }
 
 type decoder struct {
-	b       []byte
-	err     error
-	scratch [binary.MaxVarintLen64]byte
-	// The SIDs of a snapshot are decoded into one arena that becomes one
-	// string at the end, which the entries' SID fields then slice: one
+	b   []byte
+	err error
+	// The SIDs of a snapshot are decoded into one arena, sized for the
+	// snapshot's SIDs once, and the entries' SID fields slice it: one
 	// allocation per snapshot instead of three per entry, which made
-	// decoding the bulk of a poll's cost.
-	arena []byte
-	refs  []strRef
-}
-
-// strRef is a string field to point into the arena once it is complete.
-type strRef struct {
-	dst    *string
-	off, n int
+	// decoding the bulk of a poll's cost. A strings.Builder because a
+	// string it returns is never written again, so each field can slice
+	// String() as soon as its SID is written (bytes written later land
+	// after it). Before issue 16 the arena was a []byte copied into a
+	// string at the end, with a list of fields to point into it: two
+	// more allocations and a second pass.
+	arena strings.Builder
 }
 
 var (
@@ -244,13 +237,22 @@ func (d *decoder) uvarint() uint64 {
 		d.err = errShort
 		return 0
 	}
-	if n != len(binary.AppendUvarint(d.scratch[:0], v)) {
+	if overlong(d.b[:n]) {
 		d.err = errOverlong
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
 }
+
+// overlong reports whether varint b (as read by binary.Uvarint or
+// binary.Varint, which share the byte format) has a longer encoding than
+// its value needs: its last byte carries the highest 7 bits, so it is
+// zero only when those bits are, and then the byte could be left off.
+// One byte is the shortest encoding of any value, 0 included. Checked
+// this way rather than by encoding the value again, which was a tenth of
+// the decode.
+func overlong(b []byte) bool { return len(b) > 1 && b[len(b)-1] == 0 }
 
 func (d *decoder) varint() int64 {
 	if d.err != nil {
@@ -261,7 +263,7 @@ func (d *decoder) varint() int64 {
 		d.err = errShort
 		return 0
 	}
-	if n != len(binary.AppendVarint(d.scratch[:0], v)) {
+	if overlong(d.b[:n]) {
 		d.err = errOverlong
 		return 0
 	}
@@ -303,9 +305,9 @@ func (d *decoder) entry(e *Entry) {
 
 const hexDigits = "0123456789abcdef"
 
-// sid decodes a SID field into the arena and records dst to be set.
+// sid decodes a SID field into the arena and sets dst to it.
 func (d *decoder) sid(dst *string) {
-	off := len(d.arena)
+	off := d.arena.Len()
 	switch d.byte() {
 	case 0:
 		return
@@ -317,10 +319,12 @@ func (d *decoder) sid(dst *string) {
 			d.err = errShort
 			return
 		}
-		d.arena = append(d.arena, d.b[0], d.b[1])
-		for _, c := range d.b[2:18] {
-			d.arena = append(d.arena, hexDigits[c>>4], hexDigits[c&15])
+		var sid [34]byte
+		sid[0], sid[1] = d.b[0], d.b[1]
+		for i, c := range d.b[2:18] {
+			sid[2+2*i], sid[3+2*i] = hexDigits[c>>4], hexDigits[c&15]
 		}
+		d.arena.Write(sid[:])
 		d.b = d.b[18:]
 	case 2:
 		b := d.bytes()
@@ -330,7 +334,7 @@ func (d *decoder) sid(dst *string) {
 		if d.err == nil && len(b) == 0 {
 			d.err = errors.New("empty literal sid")
 		}
-		d.arena = append(d.arena, b...)
+		d.arena.Write(b)
 	default:
 		if d.err == nil {
 			d.err = errors.New("unknown sid tag")
@@ -338,7 +342,7 @@ func (d *decoder) sid(dst *string) {
 		return
 	}
 	if d.err == nil {
-		d.refs = append(d.refs, strRef{dst, off, len(d.arena) - off})
+		*dst = d.arena.String()[off:]
 	}
 }
 

@@ -64,6 +64,8 @@ func TestEncodingRejects(t *testing.T) {
 		"trailing bytes": append(append([]byte(nil), good...), 0),
 		"unsorted":       ub,
 		"huge count":     {1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		// A count of 0 in two bytes: one encoding per value.
+		"overlong count": {1, 1, 0x80, 0x00},
 	}
 	for name, b := range cases {
 		var s Snapshot

@@ -42,7 +42,12 @@ import (
 // Lister lists every interaction of a target: a complete listing or an
 // error. *twilio.Client implements it.
 type Lister interface {
-	ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error)
+	// AppendInteractions appends the complete listing of t to dst and
+	// returns the result, or an error and dst unchanged in length. dst is
+	// the array of an earlier poll (see listings): an implementation must
+	// not keep dst or the returned slice once it returns, since the
+	// poller fills that array again. The items' strings it may share.
+	AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error)
 }
 
 // Store is the per-target state the poller reads and commits, keyed by

@@ -22,9 +22,9 @@ type hookLister struct {
 	hook func(ctx context.Context)
 }
 
-func (h hookLister) ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error) {
+func (h hookLister) AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error) {
 	h.hook(ctx)
-	return h.next.ListInteractions(ctx, t)
+	return h.next.AppendInteractions(ctx, t, dst)
 }
 
 func every1s(specs []TargetSpec) []TargetSpec {

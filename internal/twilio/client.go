@@ -103,16 +103,29 @@ func (c *Client) Close() {
 // every page, or an error and no items. The result shares no memory with
 // the response bodies: they are reused once decoded.
 func (c *Client) ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error) {
+	items, err := c.AppendInteractions(ctx, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+// AppendInteractions is ListInteractions appending to dst: the poller
+// passes a slice of an earlier poll, so that a steady poll does not
+// allocate the items' array (a third of what a 200-interaction poll
+// allocated). On error it returns dst unchanged in length; items may
+// have been written in its spare capacity.
+func (c *Client) AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error) {
 	if err := t.Validate(); err != nil {
-		return nil, fmt.Errorf("list interactions: %w", err)
+		return dst, fmt.Errorf("list interactions: %w", err)
 	}
 	u := c.interactionsPath(t)
-	items, err := list(ctx, c, t.ServiceSID, u, "interactions", decodeInteraction)
+	items, err := list(ctx, c, t.ServiceSID, u, "interactions", dst, decodeInteraction)
 	if err == nil {
-		err = identified(items, u)
+		err = identified(items[len(dst):], u)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list interactions: %w", err)
+		return dst, fmt.Errorf("list interactions: %w", err)
 	}
 	return items, nil
 }
@@ -161,7 +174,7 @@ func (c *Client) ListSessions(ctx context.Context, serviceSID string) ([]proxy.S
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions"
-	items, err := list(ctx, c, serviceSID, u, "sessions", decodeSession)
+	items, err := list(ctx, c, serviceSID, u, "sessions", nil, decodeSession)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -177,7 +190,7 @@ func (c *Client) ListParticipants(ctx context.Context, serviceSID, sessionSID st
 		return nil, fmt.Errorf("list participants: %w", err)
 	}
 	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions/" + sessionSID + "/Participants"
-	items, err := list(ctx, c, serviceSID, u, "participants", decodeParticipant)
+	items, err := list(ctx, c, serviceSID, u, "participants", nil, decodeParticipant)
 	if err != nil {
 		return nil, fmt.Errorf("list participants: %w", err)
 	}
@@ -211,11 +224,10 @@ const itemBytes = 1024
 // it is null. It returns all items or an error, never part of a listing:
 // monitord diffs complete sets of SIDs, and a half listing would look like
 // deleted interactions.
-func list[T any](ctx context.Context, c *Client, serviceSID, listURL, key string, item func(*scanner, *T) error) ([]T, error) {
+func list[T any](ctx context.Context, c *Client, serviceSID, listURL, key string, out []T, item func(*scanner, *T) error) ([]T, error) {
 	u := c.firstPage(listURL)
 	seen := make(map[string]struct{}, 1)
 	k := newKeeper(c.cfg.MaxListingBytes, c.cfg.PageSize)
-	var out []T
 	for pages := 0; ; {
 		if pages >= c.cfg.MaxPages {
 			return nil, fmt.Errorf("%w: more than %d", ErrTooManyPages, c.cfg.MaxPages)

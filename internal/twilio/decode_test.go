@@ -230,3 +230,53 @@ func TestDecodeAllocations(t *testing.T) {
 		t.Errorf("%.0f allocations for 1000 interactions", allocs)
 	}
 }
+
+// TestSIDFastPathLikeGeneralPath: the one-pass read of a canonical SID
+// (quotedSID) and the general path (string, pattern, case) give the same
+// value or error for SIDs at and around the fast path's shape.
+func TestSIDFastPathLikeGeneralPath(t *testing.T) {
+	hex := "0123456789abcdef0123456789abcdef"
+	cases := []struct{ field, prefix, raw string }{
+		{"sid", "KI", `"KI` + hex + `"`},
+		{"sid", "KI", ` "KI` + hex + `" `},
+		{"sid", "KI", `"KI` + strings.ToUpper(hex) + `"`},
+		{"sid", "KI", `"KX` + hex + `"`},
+		{"sid", "KI", `"ki` + hex + `"`},
+		{"sid", "KI", `"KI` + hex[1:] + `"`},
+		{"sid", "KI", `"KI` + hex + `0"`},
+		{"sid", "KI", `"KI\u0030` + hex[1:] + `"`},
+		{"sid", "KI", `"KI\"` + hex[2:] + `"`},
+		{"sid", "KI", `"KI` + hex[:31] + `g"`},
+		{"sid", "KI", `null`},
+		{"outbound_resource_sid", "", `"SM` + hex + `"`},
+		{"outbound_resource_sid", "", `"sm` + hex + `"`},
+		{"outbound_resource_sid", "", `"S1` + hex + `"`},
+		{"outbound_resource_sid", "", `"MM` + hex[:16] + strings.ToUpper(hex[16:]) + `"`},
+	}
+	for _, tc := range cases {
+		body := `{"interactions":[{"` + tc.field + `":` + tc.raw + `}],"meta":{"next_page_url":null}}`
+		_, items, err := decodePage(body, "interactions", nil, decodeInteraction)
+		var s *string
+		if err := json.Unmarshal([]byte(tc.raw), &s); err != nil {
+			t.Fatal(err)
+		}
+		want, wantOK := "", true
+		if s != nil {
+			want, wantOK = proxy.CanonicalSID(*s), proxy.ValidSID(tc.prefix, *s)
+		}
+		switch {
+		case !wantOK && err == nil:
+			t.Errorf("%s: %s accepted", tc.field, tc.raw)
+		case wantOK && err != nil:
+			t.Errorf("%s: %s: %v", tc.field, tc.raw, err)
+		case wantOK:
+			got := items[0].SID
+			if tc.field != "sid" {
+				got = items[0].OutboundResourceSID
+			}
+			if got != want {
+				t.Errorf("%s: %s decoded as %q, want %q", tc.field, tc.raw, got, want)
+			}
+		}
+	}
+}

@@ -149,3 +149,38 @@ func TestSimulatorConcurrentListingsNeverRateLimited(t *testing.T) {
 	}
 	t.Logf("%d requests, at most %d in one second", st.Requests, st.MaxPerSecond())
 }
+
+// TestAppendInteractions: the poller's way to list into an array it
+// reuses. The listing is appended after what dst holds, equal to a fresh
+// ListInteractions; a failed listing returns dst as it was.
+func TestAppendInteractions(t *testing.T) {
+	sim := proxysim.New(proxysim.Options{Seed: 5, Interactions: 120})
+	c := simClient(t, sim, func(c *twilio.Config) { c.PageSize = 50; c.MaxAttempts = 1 })
+	ctx := context.Background()
+	tg := sim.Targets()[0]
+	target := proxy.Target{Source: proxy.SourceParticipant, ServiceSID: tg.ServiceSID, SessionSID: tg.SessionSID, ParticipantSID: tg.ParticipantSID}
+	want, err := c.ListInteractions(ctx, target)
+	if err != nil || len(want) < 100 {
+		t.Fatalf("list: %d items, err %v", len(want), err)
+	}
+	prefix := proxy.Interaction{SID: "KI" + "00000000000000000000000000000000"}
+	dst := make([]proxy.Interaction, 1, 512)
+	dst[0] = prefix
+	got, err := c.AppendInteractions(ctx, target, dst)
+	if err != nil || len(got) != 1+len(want) || got[0] != prefix || &got[0] != &dst[0] {
+		t.Fatalf("append: %d items (want %d, in dst's array), err %v", len(got), 1+len(want), err)
+	}
+	for i := range want {
+		if got[1+i] != want[i] {
+			t.Fatalf("item %d: %+v, want %+v", i, got[1+i], want[i])
+		}
+	}
+
+	// Truncated bodies fail the listing.
+	sim.SetFaults(proxysim.Faults{TruncateRate: 1})
+	got, err = c.AppendInteractions(ctx, target, dst[:1])
+	var de *twilio.DecodeError
+	if !errors.As(err, &de) || len(got) != 1 || got[0] != prefix {
+		t.Fatalf("failed listing: %d items, err %v; want dst (1 item) and a decode error", len(got), err)
+	}
+}
