@@ -44,7 +44,9 @@ type Config struct {
 	// under Twilio's 150.
 	Rate  float64
 	Burst int
-	// IndexEvery is how often the sessions list is read (default 15s).
+	// IndexEvery is how often the sessions list is read (default 30s: at
+	// 15s the index costs a quarter of the budget, and BenchmarkActivity
+	// detects failures later, not sooner; docs/performance.md).
 	IndexEvery time.Duration
 	// HotMin and HotMax bound the back-off of a hot target (defaults 10s
 	// and 5m): HotMin after a change, doubling at every unchanged poll.
@@ -68,7 +70,7 @@ type Config struct {
 const (
 	DefaultRate       = 27.0
 	DefaultBurst      = 10
-	DefaultIndexEvery = 15 * time.Second
+	DefaultIndexEvery = 30 * time.Second
 	DefaultHotMin     = 10 * time.Second
 	DefaultHotMax     = 5 * time.Minute
 	DefaultColdEvery  = 30 * time.Minute

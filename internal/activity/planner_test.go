@@ -385,3 +385,28 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestHotBackoffStaysAtCap: a target whose leg stays in flight (updated
+// every time, so within Settle) through many unchanged polls is polled
+// every HotMax, never sooner: HotMin doubled 40 times would overflow.
+func TestHotBackoffStaysAtCap(t *testing.T) {
+	tg := target(1, 1)
+	p := newPlanner(t, fast(activity.Config{IndexEvery: 1000 * time.Hour}), tg)
+	now := t0
+	index(t, p, next(t, p, now), now, sessionAt(1, t0))
+	l := listing("queued", now)
+	for i := range 40 {
+		a := next(t, p, now)
+		// date_updated moves, so the leg stays within Settle; the
+		// fingerprint ignores dates, so every poll after the first is
+		// unchanged.
+		l[0].DateUpdated = now
+		p.Observe(a.Target, l[:1:1], now)
+		p.Done(a, now, nil)
+		w := idle(t, p, now)
+		if i >= 6 && w != activity.DefaultHotMax {
+			t.Fatalf("poll %d: next in %v, want HotMax %v", i+1, w, activity.DefaultHotMax)
+		}
+		now = now.Add(w)
+	}
+}
