@@ -20,6 +20,7 @@ const (
 	ClassCold              // everything else: the safety interval
 )
 
+// String names the class as Stats, logs and (later) /status show it.
 func (c Class) String() string {
 	switch c {
 	case ClassNew:

@@ -410,3 +410,17 @@ func TestHotBackoffStaysAtCap(t *testing.T) {
 		now = now.Add(w)
 	}
 }
+
+// TestDoneWithoutListing: a poll reported done that the planner never saw
+// a listing of (polled around Lister) waits its interval again instead of
+// being handed out again at once, for ever.
+func TestDoneWithoutListing(t *testing.T) {
+	tg := target(1, 1)
+	p := newPlanner(t, fast(activity.Config{IndexEvery: 1000 * time.Hour}), tg)
+	index(t, p, next(t, p, t0), t0, sessionAt(1, t0))
+	a := next(t, p, t0)
+	p.Done(a, t0, nil)
+	if w := idle(t, p, t0); w != activity.DefaultColdEvery {
+		t.Errorf("next in %v, want the cold interval %v", w, activity.DefaultColdEvery)
+	}
+}
