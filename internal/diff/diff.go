@@ -375,3 +375,9 @@ func (c classifier) isAlert(s string) bool { return contains(c.alert, s) }
 func (c classifier) isTerminal(s string) bool {
 	return contains(c.terminal, s) || contains(c.alert, s)
 }
+
+// Terminal reports whether status is final under r: one of r's terminal
+// statuses (DefaultTerminalStatuses when nil) or an alert status. It is the
+// stuck rule's test, exported so that a planner deciding whether a leg is
+// still in flight agrees with the diff on what "final" means.
+func (r Rules) Terminal(status string) bool { return newClassifier(r).isTerminal(status) }

@@ -381,3 +381,32 @@ func TestListingWithoutSIDChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminal holds Rules.Terminal to the stuck rule's sets: the default
+// terminal statuses, the alert statuses (terminal whatever the list says),
+// and null or unknown values as non-terminal.
+func TestTerminal(t *testing.T) {
+	def := DefaultRules()
+	custom := Rules{AlertStatuses: []string{"failed"}, TerminalStatuses: []string{"delivered"}}
+	for _, tc := range []struct {
+		r      Rules
+		status string
+		want   bool
+	}{
+		{def, "delivered", true},
+		{def, "sent", true},
+		{def, "undelivered", true},
+		{def, "queued", false},
+		{def, "sending", false},
+		{def, "", false},
+		{def, "some-new-status", false},
+		{custom, "delivered", true},
+		{custom, "failed", true},
+		{custom, "sent", false},
+	} {
+		if got := tc.r.Terminal(tc.status); got != tc.want {
+			t.Errorf("Terminal(%q) with terminal %v, alert %v = %v, want %v",
+				tc.status, tc.r.TerminalStatuses, tc.r.AlertStatuses, got, tc.want)
+		}
+	}
+}

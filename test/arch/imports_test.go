@@ -141,6 +141,11 @@ var rules = []importRule{
 		Never: []string{"internal/notify", "internal/discover", "internal/targets", "internal/config"},
 		Why:   "admin shows what the parts report, through functions and small interfaces",
 	},
+	{
+		From: []string{"internal/activity"},
+		Only: []string{domain, "internal/diff"},
+		Why:  "the activity planner decides on a caller's clock from listings and the diff's rules: the caller makes the requests and polls",
+	},
 }
 
 // pkg is what go list says of one package.
