@@ -373,9 +373,10 @@ func (p *Planner) ResetStats() {
 	p.stats = Stats{}
 }
 
-// Lister is what lists a target's interactions (*twilio.Client).
+// Lister is what lists a target's interactions (*twilio.Client), the
+// poller's own Lister: it appends the complete listing to dst.
 type Lister interface {
-	ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error)
+	AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error)
 }
 
 // Lister returns l with every complete listing observed by the planner at
@@ -391,10 +392,14 @@ type observed struct {
 	clock func() time.Time
 }
 
-func (o observed) ListInteractions(ctx context.Context, t proxy.Target) ([]proxy.Interaction, error) {
-	listing, err := o.l.ListInteractions(ctx, t)
+// AppendInteractions lists through the wrapped Lister and shows the planner
+// the listing's own items. Observe keeps only a fingerprint and the class,
+// never the slice: the poller refills that array on its next poll.
+func (o observed) AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error) {
+	n := len(dst)
+	listing, err := o.l.AppendInteractions(ctx, t, dst)
 	if err == nil {
-		o.p.Observe(t, listing, o.clock())
+		o.p.Observe(t, listing[n:], o.clock())
 	}
 	return listing, err
 }
