@@ -61,7 +61,7 @@ func (m *Memory) Load(key string) (TargetState, Revision, error) {
 // events, no snapshot, the same durable health) moves the revision, as on
 // disk.
 func (m *Memory) Commit(key string, rev Revision, next Next, events []event.Message) (Revision, error) {
-	if err := checkKey(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return 0, fmt.Errorf("commit state of %s: %w", key, err)
 	}
 	m.mu.Lock()

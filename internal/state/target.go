@@ -145,9 +145,11 @@ func (db *DB) buf() *[]byte {
 	return &b
 }
 
-// checkKey refuses keys that would not sort apart from their pending
-// events' keys (key, 0x00, sequence): a control character could.
-func checkKey(key string) error {
+// CheckKey refuses a target key that no store holds: an empty one, or one
+// with a control character, which in bbolt would not sort apart from its
+// pending events' keys (key, 0x00, sequence). Every store implementation
+// refuses the same keys through it.
+func CheckKey(key string) error {
 	if key == "" {
 		return errors.New("empty target key")
 	}
@@ -160,7 +162,7 @@ func checkKey(key string) error {
 }
 
 func (db *DB) commit(key string, rev Revision, next Next, events []event.Message) (Revision, error) {
-	if err := checkKey(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return 0, err
 	}
 	k := []byte(key)

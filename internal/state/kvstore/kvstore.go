@@ -243,7 +243,7 @@ func (s *Store) Commit(key string, rev state.Revision, next state.Next, events [
 }
 
 func (s *Store) commit(key string, rev state.Revision, next state.Next, events []event.Message) (state.Revision, error) {
-	if err := checkKey(key); err != nil {
+	if err := state.CheckKey(key); err != nil {
 		return 0, err
 	}
 	name := keyName(key)
@@ -300,20 +300,6 @@ func (s *Store) commit(key string, rev state.Revision, next state.Next, events [
 		return state.Revision(newRev), nil
 	}
 	return 0, fmt.Errorf("key rewritten %d times during the commit", maxRetries)
-}
-
-// checkKey refuses what the bbolt store refuses, so both hold the same
-// keys.
-func checkKey(key string) error {
-	if key == "" {
-		return errors.New("empty target key")
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < 0x20 {
-			return fmt.Errorf("target key %q holds a control character", key)
-		}
-	}
-	return nil
 }
 
 // Forget removes the state of the given targets; Load then returns
