@@ -134,7 +134,8 @@ type Config struct {
 	// MaxReasonWaits bounds the polls waiting for their reasons at once,
 	// apart from the worker pool (a poll leaves its worker before it
 	// waits); a poll that finds none free sends its failed events without
-	// a reason at once (ReasonSkipped); default 256.
+	// a reason at once (ReasonSkipped); default 256. The daemon sets what
+	// the FetchMessage budgets can serve within ReasonTimeout.
 	MaxReasonWaits int
 
 	Rules        diff.Rules
