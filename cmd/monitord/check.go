@@ -67,16 +67,27 @@ func (f configFlags) load() (*config.Config, error) {
 // cmdCheck loads and validates a config: "ok" and exit 0, or exit 2 with
 // every bad key named.
 func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newConfigFlags("check", "check -c FILE [overrides]", stderr)
+	f := newConfigFlags("check", "check -c FILE [--alertmanager] [overrides]", stderr)
+	bridge := f.fs.Bool("alertmanager", false, "check what `monitord alertmanager` reads (its section, nats, log) instead of what `run` reads")
 	if err := f.parse(args); err != nil {
 		return helpOK(err)
 	}
-	cfg, err := f.load()
-	if err != nil {
-		return err
-	}
-	if err := cfg.CheckStatePath(); err != nil {
-		return usageError{fmt.Errorf("invalid config %s:\n%w", *f.path, err)}
+	var cfg *config.Config
+	var err error
+	if *bridge {
+		// The same load as `monitord alertmanager`'s, which reads no
+		// state file: the bridge's unit runs this as its ExecStartPre.
+		cfg, err = config.LoadPart(*f.path, os.Environ(), f.fs, config.PartAlertmanager)
+		if err != nil {
+			return usageError{fmt.Errorf("invalid config %s:\n%w", *f.path, err)}
+		}
+	} else {
+		if cfg, err = f.load(); err != nil {
+			return err
+		}
+		if err := cfg.CheckStatePath(); err != nil {
+			return usageError{fmt.Errorf("invalid config %s:\n%w", *f.path, err)}
+		}
 	}
 	// Warnings go to stderr (the journal under ExecStartPre) and do not
 	// fail the check: each is an explicit, documented choice.

@@ -72,3 +72,42 @@ func TestCheck(t *testing.T) {
 		t.Errorf("no -c: exit %d %s", code, errb.String())
 	}
 }
+
+// TestCheckAlertmanager: `check --alertmanager` validates what the bridge
+// reads (its unit's ExecStartPre), naming each bad key, and needs no
+// Twilio section; plain `check` ignores the bridge's section.
+func TestCheckAlertmanager(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "alertmanager: {urls: [http://127.0.0.1:9093]}\n")
+	bad := write("bad.yaml", "alertmanager: {urls: [\"http://am.example.com:9093\"], bearer_token: secret-token, kinds: [created]}\n")
+	for _, tc := range []struct {
+		path string
+		code int
+		want []string
+	}{
+		{good, exitOK, []string{"ok\n"}},
+		{bad, exitUsage, []string{"alertmanager.urls[0]", "must be https", "alertmanager.kinds"}},
+	} {
+		var out, errb bytes.Buffer
+		code := exitCode(run(context.Background(), []string{"check", "--alertmanager", "-c", tc.path}, &out, &errb), &errb)
+		all := out.String() + errb.String()
+		if code != tc.code {
+			t.Fatalf("%s: exit %d, want %d: %s", filepath.Base(tc.path), code, tc.code, all)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("%s: output lacks %q:\n%s", filepath.Base(tc.path), w, all)
+			}
+		}
+		if strings.Contains(all, "secret-token") {
+			t.Error("secret in output")
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,12 +60,28 @@ func pollerConfig(cfg *config.Config, store poller.Store, log *zap.Logger) (poll
 		ShutdownGrace:    cfg.Poll.ShutdownTimeout / 2,
 		FailureThreshold: cfg.Rules.TargetErrorAfter,
 		ReasonTimeout:    cfg.Reasons.Timeout,
+		MaxReasonWaits:   reasonWaits(cfg),
 		Rules:            diffRules(cfg),
 		PublishKinds:     cfg.Rules.PublishKinds,
 		Render:           renderFunc(cfg),
 		Store:            store,
 		Log:              log.Named("poller"),
 	}, nil
+}
+
+// reasonWaits is how many polls may wait for their failure reasons at
+// once: what the accounts' FetchMessage budgets can serve within one
+// reasons.timeout (rate × timeout, plus the requests in flight). A poll
+// past that would wait only to time out, holding its next snapshot and the
+// page text behind it: at 10,000 targets a baseline's storm of 256 waiting
+// polls held about 40 MB of heap for nothing.
+func reasonWaits(cfg *config.Config) int {
+	r := cfg.Reasons
+	if !r.Enabled {
+		return 0 // the poller's default; no poll waits
+	}
+	per := int(math.Ceil(r.Rate*r.Timeout.Seconds())) + r.Concurrency
+	return max(16, per*len(cfg.EffectiveAccounts()))
 }
 
 // notifyConfig converts the nats section.

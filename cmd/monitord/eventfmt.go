@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,45 +14,6 @@ import (
 	"github.com/monitord/monitord/internal/errcode"
 	"github.com/monitord/monitord/internal/event"
 )
-
-// cloudEvent is the part of a monitord CloudEvent that the readable format
-// shows. Decoding is lenient on purpose: a tail built from an older or newer
-// monitord still prints what it recognises, and unknown fields are ignored.
-type cloudEvent struct {
-	ID      string          `json:"id"`
-	Source  string          `json:"source"`
-	Type    string          `json:"type"`
-	Subject string          `json:"subject"`
-	Time    time.Time       `json:"time"`
-	Data    json.RawMessage `json:"data"`
-}
-
-// eventData is the union of the data fields of every kind (docs/events.md).
-type eventData struct {
-	ServiceSID     string `json:"service_sid"`
-	SessionSID     string `json:"session_sid"`
-	ParticipantSID string `json:"participant_sid"`
-	InteractionSID string `json:"interaction_sid"`
-	Leg            string `json:"leg"`
-	PreviousStatus string `json:"previous_status"`
-	Status         string `json:"status"`
-	ErrorCode      int    `json:"error_code"`
-	Baseline       bool   `json:"baseline"`
-	ErrorMessage   string `json:"error_message"`
-
-	// target_error / target_recovered
-	Class      string `json:"class"`
-	HTTPStatus int    `json:"http_status"`
-	Code       int    `json:"code"`
-	Message    string `json:"message"`
-	Failures   int    `json:"failures"`
-
-	// heartbeat
-	Instance       string `json:"instance"`
-	TargetsHealthy int    `json:"targets_healthy"`
-	TargetsFailing int    `json:"targets_failing"`
-	OutboxDepth    int    `json:"outbox_depth"`
-}
 
 // ANSI styles. Only used when the output is a terminal.
 const (
@@ -107,21 +68,22 @@ type parsedEvent struct {
 	err     error // the payload is not JSON
 	kind    string
 	when    time.Time
-	data    eventData
+	data    event.Data
 }
 
 // parseEvent decodes what the readable format shows of an event.
 func parseEvent(subject string, payload []byte) parsedEvent {
 	e := parsedEvent{subject: subject, size: len(payload), kind: kindFromSubject(subject), when: time.Now()}
-	var ce cloudEvent
-	if e.err = json.Unmarshal(payload, &ce); e.err != nil {
+	ce, err := event.Decode(payload)
+	if err != nil && !errors.Is(err, event.ErrData) {
+		e.err = err
 		return e
 	}
 	// A data member of an unexpected shape leaves data partly empty; the
 	// line still shows the kind and time, which is the useful part.
-	_ = json.Unmarshal(ce.Data, &e.data)
-	if k := kindFromType(ce.Type); k != "" {
-		e.kind = k
+	e.data = ce.Data
+	if k, ok := ce.Kind(); ok {
+		e.kind = string(k)
 	}
 	if !ce.Time.IsZero() {
 		e.when = ce.Time
@@ -163,7 +125,7 @@ func (e parsedEvent) format(color bool) string {
 }
 
 // describe is the part of the line after the kind.
-func describe(kind string, d eventData) string {
+func describe(kind string, d event.Data) string {
 	if kind == "heartbeat" {
 		return fmt.Sprintf("instance %s  %d healthy, %d failing, outbox %d",
 			orDash(d.Instance), d.TargetsHealthy, d.TargetsFailing, d.OutboxDepth)
@@ -195,7 +157,7 @@ func describe(kind string, d eventData) string {
 // when known ("30007 message filtered by the carrier"), and
 // whether the failure predates monitord's first look at the target (the
 // baseline rule), which is why a fresh start shows failures at once.
-func failedText(d eventData) string {
+func failedText(d event.Data) string {
 	s := interactionText(d)
 	if d.ErrorCode != 0 {
 		s += "  " + reasonText(d.ErrorCode, d.ErrorMessage)
@@ -207,7 +169,7 @@ func failedText(d eventData) string {
 }
 
 // interactionText is the interaction, its leg and its statuses.
-func interactionText(d eventData) string {
+func interactionText(d event.Data) string {
 	var b strings.Builder
 	if d.InteractionSID != "" {
 		b.WriteString("  " + shortSID(d.InteractionSID))
@@ -235,7 +197,7 @@ func reasonText(code int, twilioMessage string) string {
 	return strconv.Itoa(code) + " " + meaning
 }
 
-func targetErrorText(kind string, d eventData) string {
+func targetErrorText(kind string, d event.Data) string {
 	if kind == "target_recovered" {
 		if d.Failures > 0 {
 			return fmt.Sprintf("recovered after %d failed polls", d.Failures)
@@ -267,15 +229,6 @@ func shortSID(sid string) string {
 		return sid
 	}
 	return sid[:2] + "…" + sid[len(sid)-6:]
-}
-
-// kindFromType maps a CloudEvents type such as
-// "io.monitord.interaction.failed" to its kind, "failed".
-func kindFromType(typ string) string {
-	if !strings.HasPrefix(typ, "io.monitord.") {
-		return ""
-	}
-	return typ[strings.LastIndexByte(typ, '.')+1:]
 }
 
 // kindFromSubject takes the kind from <prefix>.<kind>.…; the prefix may

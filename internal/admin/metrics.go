@@ -108,7 +108,7 @@ func NewMetrics() *Metrics {
 		}, []string{"service", "error_code"}),
 		reasons: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "monitord_reason_fetches_total",
-			Help: "Fetches of the Message behind a failed leg, by result (ok, no_code, not_found, error, timeout).",
+			Help: "Fetches of the Message behind a failed leg, by result (ok, no_code, not_found, error, timeout, skipped).",
 		}, []string{"result"}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "monitord_events_published_total",
@@ -134,7 +134,7 @@ func NewMetrics() *Metrics {
 	for _, r := range []string{"ok", "error", "outbox_full", "state_error", "cancelled", "panic"} {
 		m.polls.WithLabelValues(r)
 	}
-	for _, r := range []string{"ok", "no_code", "not_found", "error", "timeout"} {
+	for _, r := range []string{"ok", "no_code", "not_found", "error", "timeout", "skipped"} {
 		m.reasons.WithLabelValues(r)
 	}
 	m.SetErrorCodes(nil)

@@ -1,10 +1,8 @@
 package alertmgr
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/monitord/monitord/internal/errcode"
@@ -31,34 +29,6 @@ const (
 // Proxy listings have none, and the Message fetch may fail or be late.
 const UnknownCode = "unknown"
 
-// cloudEvent is the part of a CloudEvents message the bridge reads. Every
-// field of data is optional: error_code and error_message are new, and an
-// older monitord never sends them.
-type cloudEvent struct {
-	ID      string    `json:"id"`
-	Type    string    `json:"type"`
-	Subject string    `json:"subject"`
-	Time    time.Time `json:"time"`
-	Data    struct {
-		ServiceSID          string `json:"service_sid"`
-		SessionSID          string `json:"session_sid"`
-		ParticipantSID      string `json:"participant_sid"`
-		InteractionSID      string `json:"interaction_sid"`
-		Leg                 string `json:"leg"`
-		PreviousStatus      string `json:"previous_status"`
-		Status              string `json:"status"`
-		InboundResourceSID  string `json:"inbound_resource_sid"`
-		OutboundResourceSID string `json:"outbound_resource_sid"`
-		ErrorCode           int    `json:"error_code"`
-		ErrorMessage        string `json:"error_message"`
-		// target_error
-		Class      string `json:"class"`
-		HTTPStatus int    `json:"http_status"`
-		Code       int    `json:"code"`
-		Message    string `json:"message"`
-	} `json:"data"`
-}
-
 // FromEvent turns one CloudEvents message of monitord into an alert that
 // is firing from the event's time until now+resolveAfter. The labels are
 // what Alertmanager groups and deduplicates on: alertname, service,
@@ -68,12 +38,12 @@ type cloudEvent struct {
 // redelivered event gives the same labels: Alertmanager merges it, no
 // second page.
 func FromEvent(data []byte, now time.Time, resolveAfter time.Duration) (Alert, error) {
-	var ce cloudEvent
-	if err := json.Unmarshal(data, &ce); err != nil {
-		return Alert{}, fmt.Errorf("decode event: %w", err)
+	ce, err := event.Decode(data)
+	if err != nil {
+		return Alert{}, err
 	}
-	kind, ok := kindOf(ce.Type)
-	if !ok {
+	kind, ok := ce.Kind()
+	if !ok || (kind != event.Failed && kind != event.Stuck && kind != event.TargetError) {
 		return Alert{}, fmt.Errorf("event %s: type %q is not a failed, stuck or target_error event", ce.ID, ce.Type)
 	}
 	d := ce.Data
@@ -153,19 +123,6 @@ func FromEvent(data []byte, now time.Time, resolveAfter time.Duration) (Alert, e
 	}
 	setOpt(a.Annotations, "error_message", d.ErrorMessage)
 	return a, nil
-}
-
-// kindOf reads the kind from a CloudEvents type io.monitord.<group>.<kind>.
-func kindOf(typ string) (event.Kind, bool) {
-	i := strings.LastIndexByte(typ, '.')
-	if !strings.HasPrefix(typ, event.TypePrefix) || i < 0 {
-		return "", false
-	}
-	switch k := event.Kind(typ[i+1:]); k {
-	case event.Failed, event.Stuck, event.TargetError:
-		return k, true
-	}
-	return "", false
 }
 
 func setOpt(m map[string]string, k, v string) {

@@ -19,7 +19,9 @@ import (
 // transaction. A failed listing commits health only (and a target_error on
 // the transition); it never moves the snapshot. ctx is the poll's parent:
 // cancelled at shutdown (after the grace) or when the target is removed.
-func (p *Poller) poll(ctx context.Context, e *entry) string {
+// free gives the poll's worker back; poll calls it before it waits for
+// failure reasons, which need no worker (see addReasons).
+func (p *Poller) poll(ctx context.Context, e *entry, free func()) string {
 	spec := e.spec.Load()
 	t := spec.Target
 	log := p.cfg.Log.With(zap.String("target", e.key))
@@ -33,24 +35,26 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 	buf := getListing()
 	listing, err := spec.Lister.AppendInteractions(lctx, t, buf)
 	cancel()
-	// Nothing below keeps the listing's array past this poll: diff copies
-	// what the next snapshot and the changes need, the events are rendered
-	// before the commit.
-	defer putListing(listing)
 	now := p.cfg.Clock()
-	if err != nil && ctx.Err() != nil {
-		// Shutdown or removal interrupted the listing: not the target's fault.
-		return ResultCancelled
-	}
 	if err != nil {
+		putListing(listing)
+		if ctx.Err() != nil {
+			// Shutdown or removal interrupted the listing: not the target's fault.
+			return ResultCancelled
+		}
 		return p.pollFailed(log, e, rev, ts.Health, err, now)
 	}
 
 	changes, next := diff.Diff(ts.Snapshot, listing, now, p.rules.Load().diff)
 	events := event.FromChanges(t, now, changes)
+	// Nothing below needs the listing's array: diff copied what the next
+	// snapshot and the changes need. Pooled now, before a reason wait, so
+	// that a poll waiting for its reasons does not pin it.
+	items := len(listing)
+	putListing(listing)
 	// Before rendering: the reason is part of the committed event, so a
 	// replay after a crash, or another instance's copy, is the same event.
-	if !p.addReasons(ctx, log, spec.Messages, events) {
+	if !p.addReasons(ctx, log, spec.Messages, events, free) {
 		return ResultCancelled // nothing committed: derived again next time
 	}
 	h, rec := succeeded(t, ts.Health, now)
@@ -80,7 +84,7 @@ func (p *Poller) poll(ctx context.Context, e *entry) string {
 		log.Info("target recovered", zap.Int("failures", ts.Health.ConsecutiveFailures),
 			zap.Time("since", ts.Health.FailingSince))
 	}
-	log.Debug("poll ok", zap.Int("interactions", len(listing)), zap.Int("events", len(msgs)))
+	log.Debug("poll ok", zap.Int("interactions", items), zap.Int("events", len(msgs)))
 	return ResultOK
 }
 

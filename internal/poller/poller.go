@@ -131,6 +131,12 @@ type Config struct {
 	// ReasonTimeout bounds the wait of one poll for the reasons of its
 	// failed events (TargetSpec.Messages), after the listing; default 5s.
 	ReasonTimeout time.Duration
+	// MaxReasonWaits bounds the polls waiting for their reasons at once,
+	// apart from the worker pool (a poll leaves its worker before it
+	// waits); a poll that finds none free sends its failed events without
+	// a reason at once (ReasonSkipped); default 256. The daemon sets what
+	// the FetchMessage budgets can serve within ReasonTimeout.
+	MaxReasonWaits int
 
 	Rules        diff.Rules
 	PublishKinds []event.Kind // kinds that reach the outbox; empty: all
@@ -185,6 +191,9 @@ func (c *Config) setDefaults() {
 	if c.ReasonTimeout <= 0 {
 		c.ReasonTimeout = 5 * time.Second
 	}
+	if c.MaxReasonWaits <= 0 {
+		c.MaxReasonWaits = 256
+	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
 	}
@@ -213,6 +222,9 @@ type Poller struct {
 	cfg    Config
 	rules  atomic.Pointer[ruleSet] // replaced by SetRules on reload
 	global chan struct{}
+	// reasonWaits holds a slot per poll waiting for its reasons
+	// (Config.MaxReasonWaits).
+	reasonWaits chan struct{}
 
 	mu         sync.Mutex
 	entries    map[string]*entry
@@ -254,12 +266,13 @@ func New(cfg Config) (*Poller, error) {
 		return nil, fmt.Errorf("poller: default schedule: %w", err)
 	}
 	p := &Poller{
-		cfg:        cfg,
-		global:     make(chan struct{}, cfg.MaxConcurrent),
-		entries:    make(map[string]*entry),
-		perService: make(map[string]chan struct{}),
-		cycle:      cycle{pending: make(map[string]struct{})},
-		reasonLog:  rate.Sometimes{Interval: time.Minute},
+		cfg:         cfg,
+		global:      make(chan struct{}, cfg.MaxConcurrent),
+		reasonWaits: make(chan struct{}, cfg.MaxReasonWaits),
+		entries:     make(map[string]*entry),
+		perService:  make(map[string]chan struct{}),
+		cycle:       cycle{pending: make(map[string]struct{})},
+		reasonLog:   rate.Sometimes{Interval: time.Minute},
 	}
 	p.SetRules(cfg.Rules, cfg.PublishKinds)
 	return p, nil

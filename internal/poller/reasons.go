@@ -25,10 +25,11 @@ const (
 	ReasonNotFound = "not_found" // no such Message (any more)
 	ReasonError    = "error"     // the fetch failed
 	ReasonTimeout  = "timeout"   // not done within Config.ReasonTimeout
+	ReasonSkipped  = "skipped"   // not tried: Config.MaxReasonWaits polls were waiting already
 )
 
 // ReasonResults lists every reason fetch result.
-var ReasonResults = []string{ReasonOK, ReasonNoCode, ReasonNotFound, ReasonError, ReasonTimeout}
+var ReasonResults = []string{ReasonOK, ReasonNoCode, ReasonNotFound, ReasonError, ReasonTimeout, ReasonSkipped}
 
 // maxReasonWorkers bounds the goroutines of one poll's fetches. The
 // client's in-flight cap bounds the requests; this only keeps a baseline
@@ -41,10 +42,20 @@ const maxReasonWorkers = 8
 // reason, once, and no later event carries it. Ids are never touched, so
 // which events fire and their ids do not depend on the reasons.
 //
+// The wait needs no worker: free gives the poll's worker back before it
+// starts, so that polls of other targets go on while this one waits (a
+// burst of failures, or a baseline full of recent ones, used to hold the
+// whole pool for ReasonTimeout). The target itself stays locked until its
+// commit, so its own next poll cannot overtake this one. At most
+// Config.MaxReasonWaits polls wait at once: when they are all taken the
+// events go out at once without reasons (ReasonSkipped), so that memory
+// stays bounded however many targets fail together; the budget could not
+// have served them within the bound anyway.
+//
 // It returns false when ctx (the poll's parent) was cancelled meanwhile:
 // the poll must then commit nothing, so that the next start derives the
 // same events again and fetches their reasons then.
-func (p *Poller) addReasons(ctx context.Context, log *zap.Logger, f MessageFetcher, events []event.Event) bool {
+func (p *Poller) addReasons(ctx context.Context, log *zap.Logger, f MessageFetcher, events []event.Event, free func()) bool {
 	if f == nil {
 		return true
 	}
@@ -60,6 +71,20 @@ func (p *Poller) addReasons(ctx context.Context, log *zap.Logger, f MessageFetch
 	if len(todo) == 0 {
 		return true
 	}
+	select {
+	case p.reasonWaits <- struct{}{}:
+		defer func() { <-p.reasonWaits }()
+	default:
+		for range todo {
+			p.cfg.Observer.ReasonFetched(ReasonSkipped)
+		}
+		p.reasonLog.Do(func() {
+			log.Warn("failed events sent without their reason: too many polls waiting for reasons",
+				zap.Int("without", len(todo)), zap.Int("waiting", p.cfg.MaxReasonWaits))
+		})
+		return true
+	}
+	free()
 	rctx, cancel := context.WithTimeout(ctx, p.cfg.ReasonTimeout)
 	defer cancel()
 	results := make([]string, len(todo))

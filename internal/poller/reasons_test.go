@@ -257,3 +257,96 @@ func TestReasonBaselineManyFailuresBounded(t *testing.T) {
 			st.Endpoints[proxysim.Key{Endpoint: proxysim.EndpointMessage}].Requests)
 	}
 }
+
+// reasonWaitFixture is baselined with one worker in all, reasons that
+// never arrive by themselves (an hour's latency, an hour's bound), and a
+// failure on the first target.
+func reasonWaitFixture(t *testing.T, mod func(*Config)) (*fixture, []TargetSpec) {
+	t.Helper()
+	f := baselined(t, func(c *Config) {
+		c.MaxConcurrent, c.MaxPerService, c.ReasonTimeout = 1, 1, time.Hour
+		if mod != nil {
+			mod(c)
+		}
+	})
+	f.sim.SetMessageFaults(proxysim.Faults{Latency: time.Hour})
+	specs := f.specs(nil)
+	for i := range specs {
+		specs[i].Messages = f.patientClient(t, 4)
+	}
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	f.failOne(t) // on specs[0]'s target
+	return f, specs
+}
+
+// TestReasonWaitFreesWorker: a poll waiting for its reasons has given its
+// worker back, so with a single worker another target's poll still runs
+// and commits meanwhile. Before, the wait held the worker: at 10,000
+// targets a baseline full of recent failures took the first cycle from
+// 61 s to 6 minutes.
+func TestReasonWaitFreesWorker(t *testing.T) {
+	f, specs := reasonWaitFixture(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan string, 1)
+	go func() {
+		r, _ := f.p.Poll(ctx, specs[0].Target, Tick{})
+		done <- r
+	}()
+	msgKey := proxysim.Key{Endpoint: proxysim.EndpointMessage}
+	waitFor(t, "the message fetch", 5*time.Second, func() bool { return f.sim.Stats().Endpoints[msgKey].Requests > 0 })
+
+	octx, ocancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ocancel()
+	if r, err := f.p.Poll(octx, specs[1].Target, Tick{}); err != nil || r != ResultOK {
+		t.Errorf("other target's poll while the first waits for its reason: %q, %v; want ok", r, err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the waiting poll ended early: %q", r)
+	default:
+	}
+	cancel()
+	if r := <-done; r != ResultCancelled {
+		t.Errorf("waiting poll after shutdown: %q, want cancelled", r)
+	}
+}
+
+// TestReasonWaitsBounded: when MaxReasonWaits polls are waiting already,
+// another poll's failed event goes out at once without its reason,
+// counted as skipped, instead of piling up behind them.
+func TestReasonWaitsBounded(t *testing.T) {
+	f, specs := reasonWaitFixture(t, func(c *Config) { c.MaxConcurrent, c.MaxPerService, c.MaxReasonWaits = 2, 2, 1 })
+	ki2, err := f.sim.AddInteraction(f.sim.Targets()[1], "failed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now.Add(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan string, 1)
+	go func() {
+		r, _ := f.p.Poll(ctx, specs[0].Target, Tick{})
+		done <- r
+	}()
+	msgKey := proxysim.Key{Endpoint: proxysim.EndpointMessage}
+	waitFor(t, "the message fetch", 5*time.Second, func() bool { return f.sim.Stats().Endpoints[msgKey].Requests > 0 })
+
+	octx, ocancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ocancel()
+	if r, err := f.p.Poll(octx, specs[1].Target, Tick{}); err != nil || r != ResultOK {
+		t.Fatalf("second failing target's poll: %q, %v; want ok without waiting", r, err)
+	}
+	got := failedEvents(f.drain(t))
+	if len(got) != 1 || got[0].Data.InteractionSID != ki2 || got[0].Data.ErrorCode != 0 {
+		t.Errorf("failed events %+v, want %s's without a code", got, ki2)
+	}
+	if n := f.obs.reasonCount(ReasonSkipped); n != 1 {
+		t.Errorf("skipped %d, want 1: %v", n, f.obs.reasons)
+	}
+	if n := f.sim.Stats().Endpoints[msgKey].Requests; n != 1 {
+		t.Errorf("%d message requests, want only the waiting poll's", n)
+	}
+	cancel()
+	<-done
+}

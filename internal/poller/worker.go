@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/monitord/monitord/internal/proxy"
@@ -80,7 +81,11 @@ func (p *Poller) work(ctx, pctx context.Context, e *entry, fired time.Time) (res
 	if err != nil {
 		return ResultCancelled
 	}
-	defer release()
+	// The poll may give its worker back early (before waiting for failure
+	// reasons); the skip lock still keeps the target's next poll out.
+	var once sync.Once
+	free := func() { once.Do(release) }
+	defer free()
 	wait := time.Since(fired)
 	start := time.Now()
 	defer func() {
@@ -91,5 +96,5 @@ func (p *Poller) work(ctx, pctx context.Context, e *entry, fired time.Time) (res
 		}
 		p.cfg.Observer.PollDone(result, wait, time.Since(start))
 	}()
-	return p.poll(pctx, e)
+	return p.poll(pctx, e, free)
 }

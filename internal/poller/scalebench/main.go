@@ -9,6 +9,10 @@
 //	go build -o /tmp/monitord ./cmd/monitord
 //	go run ./internal/poller/scalebench -monitord /tmp/monitord -duration 3m
 //
+// -gzip both runs it twice, the simulator serving plain JSON then gzip (as
+// Twilio does when asked, and monitord asks), and prints the two side by
+// side.
+//
 // It is a harness, not a test: the figures depend on the machine.
 package main
 
@@ -46,6 +50,7 @@ func main() {
 		schedule     = flag.String("schedule", "@every 1m", "poll.schedule")
 		warmup       = flag.Duration("warmup", 90*time.Second, "longest wait for the first complete cycle (baselines)")
 		duration     = flag.Duration("duration", 3*time.Minute, "measured steady state after the first complete cycle")
+		gz           = flag.String("gzip", "off", "the simulator gzips its bodies: off, on, or both (two runs side by side)")
 	)
 	flag.Parse()
 	if *bin == "" {
@@ -54,70 +59,123 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bench(ctx, *bin, *services, *sessions, *interactions, *every, *schedule, *warmup, *duration); err != nil {
-		fmt.Fprintln(os.Stderr, "scalebench:", err)
-		os.Exit(1)
+	var runs []bool
+	switch *gz {
+	case "off":
+		runs = []bool{false}
+	case "on":
+		runs = []bool{true}
+	case "both":
+		runs = []bool{false, true}
+	default:
+		fmt.Fprintf(os.Stderr, "scalebench: -gzip %q: want off, on or both\n", *gz)
+		os.Exit(2)
+	}
+	var tables []table
+	for _, gzip := range runs {
+		tb, err := bench(ctx, *bin, *services, *sessions, *interactions, *every, *schedule, *warmup, *duration, gzip)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scalebench:", err)
+			os.Exit(1)
+		}
+		tables = append(tables, tb)
+	}
+	printTables(tables)
+}
+
+// table is one run's figures, in the order printed.
+type table struct {
+	title string
+	rows  [][2]string
+}
+
+func (t *table) add(figure, format string, a ...any) {
+	t.rows = append(t.rows, [2]string{figure, fmt.Sprintf(format, a...)})
+}
+
+// printTables prints the runs' figures side by side, one column per run.
+func printTables(ts []table) {
+	fmt.Print("| figure |")
+	for _, t := range ts {
+		fmt.Printf(" %s |", t.title)
+	}
+	fmt.Print("\n| --- |")
+	for range ts {
+		fmt.Print(" --- |")
+	}
+	fmt.Println()
+	for i, r := range ts[0].rows {
+		fmt.Printf("| %s |", r[0])
+		for _, t := range ts {
+			fmt.Printf(" %s |", t.rows[i][1])
+		}
+		fmt.Println()
 	}
 }
 
 func bench(ctx context.Context, bin string, services, sessions, interactions int, every, schedule string,
-	warmup, duration time.Duration) error {
+	warmup, duration time.Duration, gzip bool) (table, error) {
+	tb := table{title: "plain JSON"}
+	if gzip {
+		tb.title = "gzip"
+	}
 	dir, err := os.MkdirTemp("", "scalebench")
 	if err != nil {
-		return err
+		return tb, err
 	}
 	defer os.RemoveAll(dir)
 
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true,
 		NoSigs: true, JetStream: true, StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
-		return err
+		return tb, err
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		return errors.New("nats-server not ready")
+		return tb, errors.New("nats-server not ready")
 	}
 	defer ns.Shutdown()
 
 	cfgPath := filepath.Join(dir, "monitord.yaml")
 	sim := exec.CommandContext(ctx, bin, "simulate", "--listen", "127.0.0.1:0", "--write-config", cfgPath,
 		"--services", strconv.Itoa(services), "--sessions", strconv.Itoa(sessions), "--participants", "2",
-		"--interactions", strconv.Itoa(interactions), "--interaction-every", every, "--seed", "1")
+		"--interactions", strconv.Itoa(interactions), "--interaction-every", every, "--seed", "1",
+		"--gzip="+strconv.FormatBool(gzip))
 	sim.Stderr = os.Stderr
 	simOut, err := sim.StdoutPipe()
 	if err != nil {
-		return err
+		return tb, err
 	}
 	if err := sim.Start(); err != nil {
-		return err
+		return tb, err
 	}
 	defer stopProcess(sim)
 	if err := waitLine(simOut, "written to", 60*time.Second); err != nil {
-		return fmt.Errorf("simulate: %w", err)
+		return tb, fmt.Errorf("simulate: %w", err)
 	}
 	go io.Copy(io.Discard, simOut) //nolint:errcheck // drain
 
 	admin, err := freeAddr()
 	if err != nil {
-		return err
+		return tb, err
 	}
 	extra := fmt.Sprintf("instance: scalebench\npoll: {schedule: %q}\nstate: {path: %s}\nnats: {urls: [%s]}\n"+
 		"admin: {listen: %q}\nlog: {level: warn}\n", schedule, filepath.Join(dir, "state.db"), ns.ClientURL(), admin)
 	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		return err
+		return tb, err
 	}
 	_, err = f.WriteString(extra)
 	f.Close()
 	if err != nil {
-		return err
+		return tb, err
 	}
 
 	daemon := exec.CommandContext(ctx, bin, "run", "-c", cfgPath)
 	daemon.Stderr = os.Stderr
 	start := time.Now()
 	if err := daemon.Start(); err != nil {
-		return err
+		return tb, err
 	}
 	defer stopProcess(daemon)
 	base := "http://" + admin
@@ -127,10 +185,10 @@ func bench(ctx context.Context, bin string, services, sessions, interactions int
 	var first metrics
 	for {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return tb, ctx.Err()
 		}
 		if time.Since(start) > warmup {
-			return fmt.Errorf("no complete cycle within %s", warmup)
+			return tb, fmt.Errorf("no complete cycle within %s", warmup)
 		}
 		if m, err := scrape(base); err == nil && m["monitord_last_complete_cycle_timestamp_seconds"] > 0 {
 			first = m
@@ -148,12 +206,12 @@ func bench(ctx context.Context, bin string, services, sessions, interactions int
 	for time.Since(t0) < duration {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return tb, ctx.Err()
 		case <-time.After(5 * time.Second):
 		}
 		m, err := scrape(base)
 		if err != nil {
-			return err
+			return tb, err
 		}
 		rss := m["process_resident_memory_bytes"]
 		rssMax = max(rssMax, rss)
@@ -168,27 +226,26 @@ func bench(ctx context.Context, bin string, services, sessions, interactions int
 	d := func(k string) float64 { return last[k] - first[k] }
 	cpu := d("process_cpu_seconds_total")
 	polls := d(`monitord_polls_total{result="ok"}`)
-	fmt.Printf("| figure | value |\n| --- | --- |\n")
-	fmt.Printf("| machine | %d CPUs (%s/%s) |\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
-	fmt.Printf("| targets × interactions, Services | %d × %d, %d |\n", targets, interactions, services)
-	fmt.Printf("| schedule | %s |\n", schedule)
-	fmt.Printf("| first complete cycle (every target baselined) | %s after start |\n", firstCycle)
-	fmt.Printf("| measured | %.0f s after the first complete cycle |\n", wall)
-	fmt.Printf("| polls ok per minute | %.0f (%.2f per target) |\n", polls/wall*60, polls/wall*60/float64(targets))
-	fmt.Printf("| polls failed / skipped | %.0f / %.0f |\n", d(`monitord_polls_total{result="error"}`), d("monitord_polls_skipped_total"))
-	fmt.Printf("| API requests per second | %.1f (429s: %.0f) |\n", sumPrefix(last, first, "monitord_api_requests_total")/wall, d("monitord_api_rate_limited_total"))
-	fmt.Printf("| daemon CPU | %.2f cores on average (%.1f CPU-s per minute) |\n", cpu/wall, cpu/wall*60)
+	tb.add("machine", "%d CPUs (%s/%s)", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	tb.add("targets × interactions, Services", "%d × %d, %d", targets, interactions, services)
+	tb.add("schedule", "%s", schedule)
+	tb.add("first complete cycle (every target baselined)", "%s after start", firstCycle)
+	tb.add("measured", "%.0f s after the first complete cycle", wall)
+	tb.add("polls ok per minute", "%.0f (%.2f per target)", polls/wall*60, polls/wall*60/float64(targets))
+	tb.add("polls failed / skipped", "%.0f / %.0f", d(`monitord_polls_total{result="error"}`), d("monitord_polls_skipped_total"))
+	tb.add("API requests per second", "%.1f (429s: %.0f)", sumPrefix(last, first, "monitord_api_requests_total")/wall, d("monitord_api_rate_limited_total"))
+	tb.add("daemon CPU", "%.2f cores on average (%.1f CPU-s per minute)", cpu/wall, cpu/wall*60)
 	perPoll := cpu / max(1, polls)
 	interval := float64(60) // the default @every 1m; the projection below assumes it
-	fmt.Printf("| daemon CPU per poll | %.2f ms: every target once per minute needs %.2f cores |\n",
-		perPoll*1e3, perPoll*float64(targets)/interval)
-	fmt.Printf("| daemon RSS | %.0f MB average, %.0f MB max |\n", rssSum/float64(samples)/1e6, rssMax/1e6)
-	fmt.Printf("| of which anonymous (heap, stacks) | %.0f MB average, %.0f MB max (the rest: the state file's mmap, page cache) |\n",
-		anonSum/float64(samples)/1e6, anonMax/1e6)
-	fmt.Printf("| schedule lag (mean) | %.3f s |\n", d("monitord_poll_schedule_lag_seconds_sum")/max(1, d("monitord_poll_schedule_lag_seconds_count")))
-	fmt.Printf("| poll duration (mean) | %.3f s |\n", d("monitord_poll_duration_seconds_sum")/max(1, d("monitord_poll_duration_seconds_count")))
-	fmt.Printf("| events committed | %.0f |\n", sumPrefix(last, first, "monitord_events_total"))
-	return nil
+	tb.add("daemon CPU per poll", "%.2f ms: every target once per minute needs %.2f cores", perPoll*1e3, perPoll*float64(targets)/interval)
+	tb.add("daemon RSS", "%.0f MB average, %.0f MB max", rssSum/float64(samples)/1e6, rssMax/1e6)
+	tb.add("of which anonymous (heap, stacks)", "%.0f MB average, %.0f MB max", anonSum/float64(samples)/1e6, anonMax/1e6)
+	tb.add("schedule lag (mean)", "%.3f s", d("monitord_poll_schedule_lag_seconds_sum")/max(1, d("monitord_poll_schedule_lag_seconds_count")))
+	tb.add("poll duration (mean)", "%.3f s", d("monitord_poll_duration_seconds_sum")/max(1, d("monitord_poll_duration_seconds_count")))
+	tb.add("reasons fetched / without a code", "%.0f / %.0f", d(`monitord_reason_fetches_total{result="ok"}`)+d(`monitord_reason_fetches_total{result="no_code"}`),
+		d(`monitord_reason_fetches_total{result="timeout"}`)+d(`monitord_reason_fetches_total{result="error"}`)+d(`monitord_reason_fetches_total{result="skipped"}`))
+	tb.add("events committed", "%.0f", sumPrefix(last, first, "monitord_events_total"))
+	return tb, nil
 }
 
 // anonRSS reads RssAnon of pid from /proc: RSS counts bbolt's mmap of the
