@@ -130,6 +130,7 @@ func LoadPart(path string, env []string, flags *pflag.FlagSet, part Part) (*Conf
 		return nil, err
 	}
 	cfg.resolveDerived(env)
+	cfg.canonicalSIDs()
 	if path != "" {
 		cfg.resolvePaths(filepath.Dir(path))
 	}

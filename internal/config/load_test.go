@@ -337,3 +337,23 @@ func TestYAMLErrorKeepsItsOwnQuotes(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadCanonicalSIDs: SIDs written with upper-case hex are stored as
+// Twilio writes them, so a configured target has the same state key as the
+// same participant found by discovery, and the duplicate check sees
+// through the case.
+func TestLoadCanonicalSIDs(t *testing.T) {
+	upper := func(sid string) string { return sid[:2] + strings.ToUpper(sid[2:]) }
+	body := fmt.Sprintf("twilio:\n  account_sid: %s\n  auth_token: x\ntargets:\n  - {service_sid: %s, session_sid: %s, participant_sid: %s}\ndiscover:\n  - {service_sid: %s}\n",
+		testAC, upper(testKS), upper(testKC), upper(testKP), upper(testKS))
+	cfg := mustLoad(t, writeConfig(t, body), nil, nil)
+	tg := cfg.Targets[0]
+	if tg.ServiceSID != testKS || tg.SessionSID != testKC || tg.ParticipantSID != testKP || cfg.Discover[0].ServiceSID != testKS {
+		t.Errorf("target %+v, discover %s: want lower-case hex", tg, cfg.Discover[0].ServiceSID)
+	}
+	dup := body[:strings.Index(body, "discover:")] + fmt.Sprintf("  - {service_sid: %s, session_sid: %s, participant_sid: %s}\n", testKS, testKC, testKP)
+	_, err := Load(writeConfig(t, dup), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "duplicate of targets[0]") {
+		t.Errorf("the same target in two cases: %v, want a duplicate", err)
+	}
+}

@@ -224,3 +224,31 @@ func checkBaseURL(p *Problems, key, raw string) {
 		p.addf("%s: %q must not have a query or fragment", key, shown)
 	}
 }
+
+// canonicalSIDs writes the configured Proxy SIDs with lower-case hex, the
+// form Twilio writes and the decoder stores (proxy.CanonicalSID). SIDs are
+// compared as strings: a target written KSAB… in the config would get a
+// state key apart from the one discovery finds for the same participant,
+// and be polled and reported twice. Invalid SIDs are left as written, for
+// validation to name.
+func (c *Config) canonicalSIDs() {
+	canon := func(prefix string, sid *string) {
+		if proxy.ValidSID(prefix, *sid) {
+			*sid = proxy.CanonicalSID(*sid)
+		}
+	}
+	fix := func(targets []Target, discover []Discover) {
+		for i := range targets {
+			canon("KS", &targets[i].ServiceSID)
+			canon("KC", &targets[i].SessionSID)
+			canon("KP", &targets[i].ParticipantSID)
+		}
+		for i := range discover {
+			canon("KS", &discover[i].ServiceSID)
+		}
+	}
+	fix(c.Targets, c.Discover)
+	for i := range c.Accounts {
+		fix(c.Accounts[i].Targets, c.Accounts[i].Discover)
+	}
+}
