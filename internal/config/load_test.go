@@ -357,3 +357,29 @@ func TestLoadCanonicalSIDs(t *testing.T) {
 		t.Errorf("the same target in two cases: %v, want a duplicate", err)
 	}
 }
+
+// TestLoadKeyFilesBounded: a key, credentials or certificate file must be
+// a regular file of at most 1 MiB: nats.go and crypto/tls read them whole.
+func TestLoadKeyFilesBounded(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.creds")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(maxKeyFile + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	body := fmt.Sprintf("twilio:\n  account_sid: %s\n  auth_token: x\ntargets:\n  - {service_sid: %s, session_sid: %s, participant_sid: %s}\n"+
+		"nats:\n  urls: [tls://127.0.0.1:4222]\n  creds_file: %s\n  tls: {ca_file: %s}\n", testAC, testKS, testKC, testKP, big, dir)
+	_, err = Load(writeConfig(t, body), nil, nil)
+	for _, want := range []string{
+		fmt.Sprintf("nats.creds_file: %s is %d bytes", big, maxKeyFile+1),
+		fmt.Sprintf("nats.tls.ca_file: %s is not a regular file", dir),
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

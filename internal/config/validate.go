@@ -376,14 +376,27 @@ func checkFile(p *Problems, key, path string) {
 	if path == "" {
 		return
 	}
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
 		p.addf("%s: %s: %v", key, path, err)
+	case !fi.Mode().IsRegular():
+		// A directory or a device (/dev/zero, a FIFO) would hang or
+		// exhaust the reader: these files are read whole.
+		p.addf("%s: %s is not a regular file", key, path)
+	case fi.Size() > maxKeyFile:
+		p.addf("%s: %s is %d bytes, more than a key, certificate or CA bundle (%d at most)", key, path, fi.Size(), maxKeyFile)
 	}
 }
+
+// maxKeyFile bounds the credential, key and certificate files the config
+// names: nats.go and crypto/tls read them whole, with no bound of their
+// own. A CA bundle of every public root is about 200 KB.
+const maxKeyFile = 1 << 20
 
 func oneOf(p *Problems, key, v string, allowed ...string) {
 	for _, a := range allowed {
