@@ -72,7 +72,7 @@ type world struct {
 	mem *state.Memory
 
 	mu       sync.Mutex
-	expected map[string]bool // event ids the reference derived
+	expected map[string]bool   // event ids the reference derived
 	added    map[string]string // "<target key>#<step>": the interaction step added there
 }
 
