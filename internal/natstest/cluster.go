@@ -211,14 +211,18 @@ func (c *Cluster) Restart(i int) {
 }
 
 // RestartAll stops every node (gracefully, one after another, as an
-// operator restarting the whole cluster would) and starts them all again
-// on their stores and ports, then waits until the cluster is ready. The
-// clients' connections drop meanwhile; those with reconnects on find the
-// nodes again at the same URLs.
-func (c *Cluster) RestartAll() {
+// operator restarting the whole cluster would), calls whileDown (if not
+// nil) while none runs, starts them all again on their stores and ports,
+// and waits until the cluster is ready. The clients' connections drop
+// meanwhile; those with reconnects on find the nodes again at the same
+// URLs.
+func (c *Cluster) RestartAll(whileDown func()) {
 	c.t.Helper()
 	for i := range c.Nodes {
 		c.stop(i)
+	}
+	if whileDown != nil {
+		whileDown()
 	}
 	for i := range c.Nodes {
 		c.Heal(i)

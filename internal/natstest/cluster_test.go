@@ -153,7 +153,11 @@ func TestClusterRestartAll(t *testing.T) {
 	c := StartCluster(t, 3)
 	nc, js := stream(t, c)
 	publish(t, js, 4)
-	c.RestartAll()
+	down := false
+	c.RestartAll(func() { down = len(c.Running()) == 0 })
+	if !down {
+		t.Error("a node was running while RestartAll said all were down")
+	}
 	publish(t, js, 1)
 	WaitFor(t, "every node holds the 5 messages", 30*time.Second, func() bool {
 		for i := range c.Nodes {

@@ -99,14 +99,7 @@ func newWorld(t *testing.T, so proxysim.Options) *world {
 	w.services = w.sim.Services()
 	w.cl = natstest.StartCluster(t, 3)
 
-	nc, err := nats.Connect(w.cl.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if w.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	w.connect(0, 1, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := work.Ensure(ctx, w.js, w.wcfg, w.services); err != nil {
@@ -115,6 +108,7 @@ func newWorld(t *testing.T, so proxysim.Options) *world {
 	if _, err := w.js.CreateOrUpdateStream(ctx, notify.ProvisionedStream(w.notifyConfig("ensure"))); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if w.kv, err = kvstore.Open(ctx, w.js, kvstore.Config{Bucket: bucket, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +124,33 @@ func newWorld(t *testing.T, so proxysim.Options) *world {
 	}
 	w.reference()
 	return w
+}
+
+// connect (re)opens the test's own connection on the given nodes only,
+// in that order: a scenario that partitions a node keeps its view on the
+// majority side (a client stays connected to a partitioned node).
+func (w *world) connect(nodes ...int) {
+	w.t.Helper()
+	var urls []string
+	for _, i := range nodes {
+		urls = append(urls, w.cl.Nodes[i].URL())
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.DontRandomize(), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(nc.Close)
+	if w.js, err = jetstream.New(nc); err != nil {
+		w.t.Fatal(err)
+	}
+	if w.kv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if w.kv, err = kvstore.Open(ctx, w.js, kvstore.Config{Bucket: bucket}); err != nil {
+			w.t.Fatal(err)
+		}
+	}
 }
 
 // notifyConfig is an instance's publisher: three replicas, short retries.
@@ -243,10 +264,25 @@ func (w *world) step(n int) {
 // there twice.
 func (w *world) settled(what string, d time.Duration) {
 	w.t.Helper()
+	w.await(what, d, w.unsettled)
+	w.checkStream()
+}
+
+// polled waits until every target's stored snapshot equals the listing:
+// polling goes on, whether or not the events have been published yet.
+func (w *world) polled(what string, d time.Duration) {
+	w.t.Helper()
+	w.await(what, d, w.unpolled)
+}
+
+// await waits until cond says nothing is missing ("") and fails the test
+// with what it said last once d has passed.
+func (w *world) await(what string, d time.Duration, cond func() string) {
+	w.t.Helper()
 	var why string
 	deadline := time.Now().Add(d)
 	for {
-		why = w.unsettled()
+		why = cond()
 		if why == "" {
 			break
 		}
@@ -255,24 +291,12 @@ func (w *world) settled(what string, d time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	w.checkStream()
 }
 
 // unsettled says what is not settled yet, or "".
 func (w *world) unsettled() string {
-	for _, t := range w.targets {
-		want, _, err := w.mem.Load(t.Key())
-		if err != nil {
-			w.t.Fatal(err)
-		}
-		got, _, err := w.kv.Load(t.Key())
-		if err != nil {
-			return fmt.Sprintf("load %s: %v", t.Key(), err)
-		}
-		if !got.Snapshot.Equal(want.Snapshot) {
-			return fmt.Sprintf("%s: stored snapshot of %d interactions, listing has %d (or differs)",
-				t.Key(), got.Snapshot.Len(), want.Snapshot.Len())
-		}
+	if why := w.unpolled(); why != "" {
+		return why
 	}
 	recs, err := w.kv.Peek(event.Position{}, 10)
 	if err != nil {
@@ -290,6 +314,26 @@ func (w *world) unsettled() string {
 	for id := range w.expected {
 		if ids[id] == 0 {
 			return fmt.Sprintf("event %s not in the stream", id)
+		}
+	}
+	return ""
+}
+
+// unpolled names a target whose stored snapshot is not the listing's, or
+// returns "".
+func (w *world) unpolled() string {
+	for _, t := range w.targets {
+		want, _, err := w.mem.Load(t.Key())
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		got, _, err := w.kv.Load(t.Key())
+		if err != nil {
+			return fmt.Sprintf("load %s: %v", t.Key(), err)
+		}
+		if !got.Snapshot.Equal(want.Snapshot) {
+			return fmt.Sprintf("%s: stored snapshot of %d interactions, listing has %d (or differs)",
+				t.Key(), got.Snapshot.Len(), want.Snapshot.Len())
 		}
 	}
 	return ""
