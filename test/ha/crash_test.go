@@ -59,6 +59,7 @@ func TestHACrashBetweenCommitAndPublish(t *testing.T) {
 	w.step(2)
 	w.settled("the next change", settle)
 	t.Logf("%s crashed after committing %d events; %d events expected in all", name, len(cp.ids), w.expectedCount())
+	w.checkListings()
 }
 
 // TestHACrashBetweenPublishAndClear is scenario 2, second half: an
@@ -79,4 +80,5 @@ func TestHACrashBetweenPublishAndClear(t *testing.T) {
 	w.step(2)
 	w.settled("the next change", settle)
 	t.Logf("%s crashed after publishing; %d events expected in all", name, w.expectedCount())
+	w.checkListings()
 }

@@ -54,6 +54,7 @@ func TestHAPartitionOneNode(t *testing.T) {
 	w.step(2)
 	w.settled("after the heal", settle)
 	t.Logf("%d events expected in all", w.expectedCount())
+	w.checkListings()
 }
 
 // TestHAStreamLeaderSteppedDown is scenario 4, second part: the leaders
@@ -82,6 +83,7 @@ func TestHAStreamLeaderSteppedDown(t *testing.T) {
 	w.settled("after the consumers' leaders stepped down", settle)
 	t.Logf("task consumers' leaders stepped down: settled after %v; %d events expected in all",
 		time.Since(at).Round(time.Millisecond), w.expectedCount())
+	w.checkListings()
 }
 
 // TestHAStreamLeaderKilled is scenario 4, third part: the node leading
@@ -110,6 +112,7 @@ func TestHAStreamLeaderKilled(t *testing.T) {
 	w.step(2)
 	w.settled("with the node back", settle)
 	t.Logf("%d events expected in all", w.expectedCount())
+	w.checkListings()
 }
 
 // TestHAAllServersRestarted is issue 12's scenario 5: every NATS server
@@ -147,4 +150,5 @@ func TestHAAllServersRestarted(t *testing.T) {
 		downFor.Round(time.Millisecond), time.Since(at).Round(time.Millisecond), w.expectedCount())
 	w.step(3)
 	w.settled("the next change", settle)
+	w.checkListings()
 }

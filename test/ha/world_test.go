@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,20 +48,32 @@ func workConfig() work.Config {
 	return c
 }
 
+// clock is the simulators' and pollers' time: the wall clock, which
+// Twilio's sliding rate window needs, but one instant during the edits.
+func (w *world) clock() time.Time {
+	if ns := w.pinned.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Now()
+}
+
 // world is what the instances of a scenario share: the cluster, the
 // simulator on a frozen clock, and the test's own view of both (a store
 // and a stream reader on a connection of their own, and a reference
 // poller that says which events the listings should produce).
 //
-// The clock never moves: the world changes only by the edits of step, one
-// change per interaction per step, so whichever instance polls a target,
-// and whenever, it derives the same events with the same ids as the
-// reference does.
+// The world changes only by the edits of step, one change per interaction
+// per step, so whichever instance polls a target, and whenever, it derives
+// the same events with the same ids as the reference does.
 type world struct {
 	t    *testing.T
 	cl   *natstest.Cluster
-	sim  *proxysim.Sim
-	now  time.Time
+	sim  *proxysim.Sim // what the instances list
+	twin *proxysim.Sim // the same world for the reference: no faults, no limit, requests apart
+	// pinned is the time of the edits under way (unix ns), 0 between
+	// edits: the simulator and its twin stamp an edit with the same
+	// instant, so they serve the same bytes.
+	pinned atomic.Int64
 	wcfg work.Config
 
 	targets  []proxy.Target
@@ -70,6 +83,11 @@ type world struct {
 	kv  *kvstore.Store      // the test's own view of the state
 	ref *poller.Poller      // single-instance reference on memory state
 	mem *state.Memory
+
+	// rps and burst are every instance's budget per Service (zero: the
+	// client's defaults).
+	rps   float64
+	burst int
 
 	mu       sync.Mutex
 	expected map[string]bool   // event ids the reference derived
@@ -89,9 +107,14 @@ func worldOptions() proxysim.Options {
 func newWorld(t *testing.T, so proxysim.Options) *world {
 	t.Helper()
 	w := &world{t: t, wcfg: workConfig(), expected: map[string]bool{}, added: map[string]string{}}
-	w.now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	so.Clock = func() time.Time { return w.now }
+	// The generated world is a day old: every backlog interaction has
+	// reached its last status, so only the edits change it.
+	so.Clock, so.Epoch = w.clock, time.Now().Add(-24*time.Hour).Truncate(time.Second)
 	w.sim = proxysim.New(so)
+	// Same seed, same clock, same edits: the same bytes (package proxysim).
+	to := so
+	to.Faults, to.RateLimit = proxysim.Faults{}, -1
+	w.twin = proxysim.New(to)
 	for _, st := range w.sim.Targets() {
 		w.targets = append(w.targets, proxy.Target{Source: proxy.SourceParticipant,
 			ServiceSID: st.ServiceSID, SessionSID: st.SessionSID, ParticipantSID: st.ParticipantSID})
@@ -119,7 +142,7 @@ func newWorld(t *testing.T, so proxysim.Options) *world {
 	if w.ref, err = poller.New(w.pollerConfig(w.mem)); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.ref.SetTargets(w.specs(w.client(), nil)); err != nil {
+	if err := w.ref.SetTargets(w.specs(w.clientOf(w.twin), nil)); err != nil {
 		t.Fatal(err)
 	}
 	w.reference()
@@ -171,19 +194,22 @@ func (w *world) pollerConfig(st poller.Store) poller.Config {
 		Rules:           diff.DefaultRules(),
 		Render:          func(e event.Event) (event.Message, error) { return event.Render(e, event.RenderOptions{}) },
 		Store:           st,
-		Clock:           func() time.Time { return w.now },
+		Clock:           w.clock,
 		PollTimeout:     10 * time.Second,
 	}
 }
 
 // client is a Twilio client of its own (its own per-Service budget, as
 // an instance on its own host has) on the simulator, without a socket.
-func (w *world) client() *twilio.Client {
+func (w *world) client() *twilio.Client { return w.clientOf(w.sim) }
+
+func (w *world) clientOf(sim *proxysim.Sim) *twilio.Client {
 	w.t.Helper()
-	cr := w.sim.Credentials()
+	cr := sim.Credentials()
 	c, err := twilio.New(twilio.Config{BaseURL: "https://proxy.twilio.test", AccountSID: cr.AccountSID,
 		APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret,
-		HTTPClient: &http.Client{Transport: w.sim.Transport()},
+		HTTPClient:        &http.Client{Transport: sim.Transport()},
+		RequestsPerSecond: w.rps, Burst: w.burst,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, RequestTimeout: 5 * time.Second})
 	if err != nil {
 		w.t.Fatal(err)
@@ -235,27 +261,66 @@ func (w *world) reference() {
 // at most per step. Then the reference polls.
 func (w *world) step(n int) {
 	w.t.Helper()
+	w.pinned.Store(time.Now().UnixNano())
 	for i, t := range w.targets {
 		st := proxysim.Target{ServiceSID: t.ServiceSID, SessionSID: t.SessionSID, ParticipantSID: t.ParticipantSID}
 		prev, ok := w.added[fmt.Sprintf("%s#%d", t.Key(), n-1)]
-		var err error
 		switch {
 		case (i+n)%2 == 0:
-			var sid string
-			sid, err = w.sim.AddInteraction(st, "sent")
+			sid := w.edit(func(s *proxysim.Sim) (string, error) { return s.AddInteraction(st, "sent") })
 			w.added[fmt.Sprintf("%s#%d", t.Key(), n)] = sid
 		case ok && (i+n)%3 == 0:
-			err = w.sim.SetStatus(prev, proxysim.LegOutbound, "failed")
+			w.edit(func(s *proxysim.Sim) (string, error) { return "", s.SetStatus(prev, proxysim.LegOutbound, "failed") })
 		case ok && (i+n)%3 == 1:
-			err = w.sim.SetStatus(prev, proxysim.LegOutbound, "delivered")
+			w.edit(func(s *proxysim.Sim) (string, error) { return "", s.SetStatus(prev, proxysim.LegOutbound, "delivered") })
 		case ok:
-			err = w.sim.DeleteInteraction(prev)
+			w.edit(func(s *proxysim.Sim) (string, error) { return "", s.DeleteInteraction(prev) })
 		}
+	}
+	w.pinned.Store(0)
+	w.reference()
+}
+
+// edit makes one edit to the simulator and its twin, which must agree.
+func (w *world) edit(f func(*proxysim.Sim) (string, error)) string {
+	w.t.Helper()
+	a, err := f(w.sim)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	b, err := f(w.twin)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if a != b {
+		w.t.Fatalf("the simulator and its twin disagree: %s and %s", a, b)
+	}
+	return a
+}
+
+// checkListings lists every target on the simulator the instances use
+// (not the twin) and fails the test for one whose stored snapshot a diff
+// of that listing would change.
+func (w *world) checkListings() {
+	w.t.Helper()
+	c := w.client()
+	rules := diff.DefaultRules()
+	for _, t := range w.targets {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		listing, err := c.AppendInteractions(ctx, t, nil)
+		cancel()
+		if err != nil {
+			w.t.Fatalf("list %s: %v", t.Key(), err)
+		}
+		ts, _, err := w.kv.Load(t.Key())
 		if err != nil {
 			w.t.Fatal(err)
 		}
+		changes, next := diff.Diff(ts.Snapshot, listing, w.clock(), rules)
+		if len(changes) > 0 || !next.Equal(ts.Snapshot) {
+			w.t.Errorf("%s: stored state differs from the listing: %d changes", t.Key(), len(changes))
+		}
 	}
-	w.reference()
 }
 
 // settled waits until every target's stored snapshot equals the
