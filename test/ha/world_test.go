@@ -74,7 +74,7 @@ type world struct {
 	// edits: the simulator and its twin stamp an edit with the same
 	// instant, so they serve the same bytes.
 	pinned atomic.Int64
-	wcfg work.Config
+	wcfg   work.Config
 
 	targets  []proxy.Target
 	services []string
