@@ -116,7 +116,7 @@ func StartCluster(t testing.TB, size int) *Cluster {
 		}
 	})
 	for i := range c.Nodes {
-		c.start(i)
+		c.startFresh(i)
 	}
 	c.WaitReady(30 * time.Second)
 	return c
@@ -144,20 +144,54 @@ func freePorts(t testing.TB, n int) []int {
 
 func (c *Cluster) start(i int) {
 	c.t.Helper()
+	if err := c.tryStart(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// startFresh starts node i for the first time. A port taken since
+// freePorts picked it (another test process on a shared machine) makes
+// the server fail to listen: then the node gets new ports, which nothing
+// has seen yet (its peers dial it through the links), and tries again.
+func (c *Cluster) startFresh(i int) {
+	c.t.Helper()
+	var err error
+	for range 3 {
+		if err = c.tryStart(i); err == nil {
+			return
+		}
+		ports := freePorts(c.t, 2)
+		o := c.Nodes[i].opts
+		o.Port = ports[0]
+		if o.Cluster.Port != 0 {
+			o.Cluster.Port = ports[1]
+			for j := range c.links {
+				if j != i {
+					c.links[j][i].retarget(fmt.Sprintf("127.0.0.1:%d", ports[1]))
+				}
+			}
+		}
+	}
+	c.t.Fatal(err)
+}
+
+func (c *Cluster) tryStart(i int) error {
 	n := c.Nodes[i]
 	o := n.opts.Clone()
 	s, err := server.NewServer(o)
 	if err != nil {
-		c.t.Fatalf("natstest: new server %s: %v", n.Name, err)
+		return fmt.Errorf("natstest: new server %s: %w", n.Name, err)
 	}
 	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(20 * time.Second) {
 		s.Shutdown()
-		c.t.Fatalf("natstest: server %s not ready for connections", n.Name)
+		s.WaitForShutdown()
+		return fmt.Errorf("natstest: server %s not ready for connections on ports %d and %d", n.Name, o.Port, o.Cluster.Port)
 	}
 	n.mu.Lock()
 	n.srv = s
 	n.mu.Unlock()
+	return nil
 }
 
 func (c *Cluster) stop(i int) {

@@ -15,13 +15,13 @@ import (
 // lets a cut isolate one node both ways: a link knows whose connections it
 // carries without reading the route protocol.
 type link struct {
-	ln     net.Listener
-	target string // the route listen address of the dialled node
+	ln net.Listener
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup // the accept loop and every copy goroutine
+	mu     sync.Mutex
+	target string // the route listen address of the dialled node
+	cut    bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup // the accept loop and every copy goroutine
 }
 
 // newLink listens on a free loopback port and forwards to target.
@@ -45,7 +45,7 @@ func (l *link) accept() {
 			return // closed
 		}
 		l.mu.Lock()
-		cut := l.cut
+		cut, target := l.cut, l.target
 		l.mu.Unlock()
 		if cut {
 			in.Close() // as a refused connection: the dialler retries later
@@ -53,7 +53,7 @@ func (l *link) accept() {
 		}
 		// The dial is local: the target is up and accepts, or refuses at
 		// once (a stopped node), which closes the incoming side too.
-		out, err := net.Dial("tcp", l.target)
+		out, err := net.Dial("tcp", target)
 		if err != nil {
 			in.Close()
 			continue
@@ -83,6 +83,14 @@ func (l *link) pipe(dst, src net.Conn) {
 	l.mu.Lock()
 	delete(l.conns, src)
 	delete(l.conns, dst)
+	l.mu.Unlock()
+}
+
+// retarget points the link at another address (a node given new ports
+// before it ever ran).
+func (l *link) retarget(target string) {
+	l.mu.Lock()
+	l.target = target
 	l.mu.Unlock()
 }
 
