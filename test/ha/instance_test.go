@@ -112,6 +112,8 @@ type instance struct {
 	done   chan struct{}
 	dead   atomic.Bool
 	cp     *crashPoint
+	// tickErrs counts the ticks its scheduler could not queue.
+	tickErrs atomic.Int64
 }
 
 // startInstance starts an instance whose connection prefers node (its
@@ -175,7 +177,9 @@ func startInstance(t *testing.T, w *world, name string, node int, j *journal, cp
 		pubs.Go(func() {
 			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 			defer pcancel()
-			_, _ = q.Publish(pctx, byKey[tick.Key], tick)
+			if _, err := q.Publish(pctx, byKey[tick.Key], tick); err != nil {
+				in.tickErrs.Add(1)
+			}
 		})
 	}, nil)
 	now := time.Now()

@@ -132,11 +132,15 @@ func TestHAAllServersRestarted(t *testing.T) {
 	w.cl.RestartAll(func() {
 		at := time.Now()
 		w.step(2)
-		// Until every instance has seen its connection drop: from then
-		// on its ticks, pulls and commits fail.
-		natstest.WaitFor(t, "every instance disconnected", 10*time.Second, func() bool {
-			for _, in := range ins {
-				if in.nc.IsConnected() {
+		// Until every instance has failed to queue a tick: NATS has been
+		// down for a tick's publish timeout at least, and nothing polled.
+		errs := map[string]int64{}
+		for name, in := range ins {
+			errs[name] = in.tickErrs.Load()
+		}
+		natstest.WaitFor(t, "every instance failing to queue a tick", 20*time.Second, func() bool {
+			for name, in := range ins {
+				if in.tickErrs.Load() == errs[name] {
 					return false
 				}
 			}
