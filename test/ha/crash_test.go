@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,5 +81,30 @@ func TestHACrashBetweenPublishAndClear(t *testing.T) {
 	w.step(2)
 	w.settled("the next change", settle)
 	t.Logf("%s crashed after publishing; %d events expected in all", name, w.expectedCount())
+	w.checkListings()
+}
+
+// TestHAFailoverKilledMidPoll is issue 12's scenario 1: an instance dies
+// in the middle of a poll, its first page listed and the API not yet
+// answering the second; its connection closes, nothing is committed.
+// Another instance polls the target after the task comes back (the ack
+// wait) and every event reaches the stream once.
+func TestHAFailoverKilledMidPoll(t *testing.T) {
+	w := newWorld(t, worldOptions())
+	w.pageSize = 2 // 4 to 6 interactions per target: every listing is 2 or 3 pages
+	j, cp := &journal{}, newCrashPoint()
+	cp.midPoll = new(atomic.Bool)
+	ins := startThree(t, w, j, cp)
+	w.settled("baseline", settle)
+
+	w.step(1)
+	at := time.Now()
+	cp.midPoll.Store(true)
+	name := awaitCrash(t, cp)
+	<-ins[name].done
+	w.settled("after "+name+" died waiting for page 2", settle)
+	t.Logf("%s killed mid-poll; settled %v later", name, time.Since(at).Round(time.Millisecond))
+	w.step(2)
+	w.settled("the next change", settle)
 	w.checkListings()
 }

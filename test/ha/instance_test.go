@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,8 +35,13 @@ var errCrashed = errors.New("instance crashed")
 type crashPoint struct {
 	afterCommit  atomic.Bool // a commit with events has been written, nothing published
 	afterPublish atomic.Bool // events are in the stream, not cleared from the store
-	crashed      chan string // the crashed instance's name
-	ids          []string    // the events it left behind (after a commit)
+	// midPoll, when set, arms a trap in the instances' API transport: the
+	// first request for a second page after it is set hangs, its
+	// instance dies (its connection closes first), and the request ends
+	// with the instance.
+	midPoll *atomic.Bool
+	crashed chan string // the crashed instance's name
+	ids     []string    // the events it left behind (after a commit)
 }
 
 func newCrashPoint() *crashPoint { return &crashPoint{crashed: make(chan string, 1)} }
@@ -151,7 +157,11 @@ func startInstance(t *testing.T, w *world, name string, node int, j *journal, cp
 	if err != nil {
 		t.Fatal(err)
 	}
-	lister := w.client()
+	rt := w.sim.Transport()
+	if cp != nil && cp.midPoll != nil {
+		rt = &trapTransport{in: in, cp: cp, next: rt}
+	}
+	lister := w.clientOn(rt)
 	if err := p.SetTargets(w.specs(lister, func(l poller.Lister) poller.Lister {
 		return &recLister{inst: name, j: j, l: l}
 	})); err != nil {
@@ -287,3 +297,22 @@ func (h *hookStore) Delete(ps []event.Position) error {
 
 // String names the instance in failures.
 func (in *instance) String() string { return fmt.Sprintf("instance %s", in.name) }
+
+// trapTransport is an instance's way to the simulator when a crashPoint
+// has a midPoll trap: the poll it catches is cut between its pages, as a
+// host dying while the API is slow to answer page 2 would cut it.
+type trapTransport struct {
+	in   *instance
+	cp   *crashPoint
+	next http.RoundTripper
+}
+
+func (tr *trapTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !r.URL.Query().Has("PageToken") || !tr.cp.midPoll.CompareAndSwap(true, false) {
+		return tr.next.RoundTrip(r)
+	}
+	tr.in.kill()
+	tr.cp.crashed <- tr.in.name
+	<-r.Context().Done() // the kill cancels the poll: page 2 never comes
+	return nil, r.Context().Err()
+}

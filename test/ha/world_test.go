@@ -88,6 +88,9 @@ type world struct {
 	// client's defaults).
 	rps   float64
 	burst int
+	// pageSize is every client's page size (zero: the client's default);
+	// a small one makes every listing several pages.
+	pageSize int
 
 	mu       sync.Mutex
 	expected map[string]bool   // event ids the reference derived
@@ -201,14 +204,17 @@ func (w *world) pollerConfig(st poller.Store) poller.Config {
 
 // client is a Twilio client of its own (its own per-Service budget, as
 // an instance on its own host has) on the simulator, without a socket.
-func (w *world) client() *twilio.Client { return w.clientOf(w.sim) }
+func (w *world) client() *twilio.Client { return w.clientOn(w.sim.Transport()) }
 
-func (w *world) clientOf(sim *proxysim.Sim) *twilio.Client {
+func (w *world) clientOf(sim *proxysim.Sim) *twilio.Client { return w.clientOn(sim.Transport()) }
+
+// clientOn is a client whose requests go through rt.
+func (w *world) clientOn(rt http.RoundTripper) *twilio.Client {
 	w.t.Helper()
-	cr := sim.Credentials()
+	cr := w.sim.Credentials() // the twin's are the same: same seed
 	c, err := twilio.New(twilio.Config{BaseURL: "https://proxy.twilio.test", AccountSID: cr.AccountSID,
-		APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret,
-		HTTPClient:        &http.Client{Transport: sim.Transport()},
+		APIKeySID: cr.APIKeySID, APIKeySecret: cr.APIKeySecret, PageSize: w.pageSize,
+		HTTPClient:        &http.Client{Transport: rt},
 		RequestsPerSecond: w.rps, Burst: w.burst,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, RequestTimeout: 5 * time.Second})
 	if err != nil {
