@@ -134,6 +134,7 @@ func startInstance(t *testing.T, w *world, name string, node int, j *journal, cp
 	if err != nil {
 		t.Fatalf("%s: connect: %v", name, err)
 	}
+	t.Cleanup(nc.Close) // for a failure below; stop closes it too
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func (w *world) clock() time.Time {
 }
 
 // world is what the instances of a scenario share: the cluster, the
-// simulator on a frozen clock, and the test's own view of both (a store
+// simulator, and the test's own view of both (a store
 // and a stream reader on a connection of their own, and a reference
 // poller that says which events the listings should produce).
 //
@@ -459,6 +459,13 @@ func (w *world) streamIDs() (map[string]int, error) {
 		ids[m.Header.Get(jetstream.MsgIDHeader)]++
 	}
 	return ids, nil
+}
+
+// isExpected reports whether the reference derived event id.
+func (w *world) isExpected(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.expected[id]
 }
 
 // expectedCount is how many events the reference derived so far.
