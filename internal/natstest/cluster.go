@@ -6,9 +6,16 @@
 // A Cluster's nodes keep their store directory and their ports across
 // Stop and Restart, as a real node restarted by systemd would: the other
 // nodes' routes and the clients' URL lists find it again.
+//
+// The route connections between the nodes go through TCP proxies the
+// Cluster holds (link.go), one per ordered pair of nodes, so a test can
+// partition a node from its peers (Partition, Heal) or make it vanish
+// without handing its leaderships over (Kill), besides the graceful
+// Stop, the leader step-downs and a restart of every node (RestartAll).
 package natstest
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -18,6 +25,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // Node is one server of a Cluster.
@@ -49,6 +57,9 @@ func (n *Node) URL() string {
 type Cluster struct {
 	t     testing.TB
 	Nodes []*Node
+
+	links [][]*link // links[from][to]: the routes node from dials to node to; nil on the diagonal
+	bh    *blackhole
 }
 
 // StartCluster starts a cluster of size nodes with JetStream on, each on a
@@ -62,15 +73,14 @@ func StartCluster(t testing.TB, size int) *Cluster {
 		t.Fatalf("natstest: cluster size %d, want at least 1", size)
 	}
 	// Routes must be configured before a server starts (JetStream refuses
-	// a cluster without them), so the ports are picked first. Each node
-	// also routes to itself; the server recognises and drops that route.
+	// a cluster without them), so the ports are picked and the links
+	// between the nodes started first.
 	clientPorts, routePorts := freePorts(t, size), freePorts(t, size)
-	routes := make([]*url.URL, size)
-	for i := range routes {
-		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", routePorts[i])}
-	}
 	name := fmt.Sprintf("C%d", time.Now().UnixNano()%1e6)
 	c := &Cluster{t: t}
+	if size > 1 {
+		c.startLinks(routePorts)
+	}
 	for i := range size {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("%s-n%d", name, i),
@@ -80,18 +90,24 @@ func StartCluster(t testing.TB, size int) *Cluster {
 			NoSigs:     true,
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
-			Cluster: server.ClusterOpts{
+		}
+		if size > 1 {
+			o.Cluster = server.ClusterOpts{
 				Name: name,
 				Host: "127.0.0.1",
 				Port: routePorts[i],
-			},
-			Routes: routes,
+				// Gossip would make a node dial a peer's advertised
+				// address, around the links: the blackhole refuses it.
+				Advertise: c.bh.ln.Addr().String(),
+			}
+			for j, l := range c.links[i] {
+				if j != i {
+					o.Routes = append(o.Routes, &url.URL{Scheme: "nats", Host: l.addr()})
+				}
+			}
 		}
-		if size == 1 {
-			// JetStream refuses a cluster of one: a single node runs
-			// standalone, for tests that need a server but no failover.
-			o.Cluster, o.Routes = server.ClusterOpts{}, nil
-		}
+		// A single node runs standalone, for tests that need a server but
+		// no failover: JetStream has no cluster of one.
 		c.Nodes = append(c.Nodes, &Node{Name: o.ServerName, StoreDir: o.StoreDir, opts: o})
 	}
 	t.Cleanup(func() {
@@ -100,7 +116,7 @@ func StartCluster(t testing.TB, size int) *Cluster {
 		}
 	})
 	for i := range c.Nodes {
-		c.start(i)
+		c.startFresh(i)
 	}
 	c.WaitReady(30 * time.Second)
 	return c
@@ -128,20 +144,54 @@ func freePorts(t testing.TB, n int) []int {
 
 func (c *Cluster) start(i int) {
 	c.t.Helper()
+	if err := c.tryStart(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// startFresh starts node i for the first time. A port taken since
+// freePorts picked it (another test process on a shared machine) makes
+// the server fail to listen: then the node gets new ports, which nothing
+// has seen yet (its peers dial it through the links), and tries again.
+func (c *Cluster) startFresh(i int) {
+	c.t.Helper()
+	var err error
+	for range 3 {
+		if err = c.tryStart(i); err == nil {
+			return
+		}
+		ports := freePorts(c.t, 2)
+		o := c.Nodes[i].opts
+		o.Port = ports[0]
+		if o.Cluster.Port != 0 {
+			o.Cluster.Port = ports[1]
+			for j := range c.links {
+				if j != i {
+					c.links[j][i].retarget(fmt.Sprintf("127.0.0.1:%d", ports[1]))
+				}
+			}
+		}
+	}
+	c.t.Fatal(err)
+}
+
+func (c *Cluster) tryStart(i int) error {
 	n := c.Nodes[i]
 	o := n.opts.Clone()
 	s, err := server.NewServer(o)
 	if err != nil {
-		c.t.Fatalf("natstest: new server %s: %v", n.Name, err)
+		return fmt.Errorf("natstest: new server %s: %w", n.Name, err)
 	}
 	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(20 * time.Second) {
 		s.Shutdown()
-		c.t.Fatalf("natstest: server %s not ready for connections", n.Name)
+		s.WaitForShutdown()
+		return fmt.Errorf("natstest: server %s not ready for connections on ports %d and %d", n.Name, o.Port, o.Cluster.Port)
 	}
 	n.mu.Lock()
 	n.srv = s
 	n.mu.Unlock()
+	return nil
 }
 
 func (c *Cluster) stop(i int) {
@@ -166,18 +216,178 @@ func (c *Cluster) URLs() string {
 	return strings.Join(urls, ",")
 }
 
-// Stop shuts node i down abruptly for its peers (its connections close; no
-// leadership is handed over first). Its store stays for Restart.
+// Stop shuts node i down as `nats-server` does on SIGTERM: it steps down
+// from every Raft group it leads first, so its peers elect new leaders at
+// once, and its client connections close. Its store stays for Restart.
+// Kill is the abrupt loss.
 func (c *Cluster) Stop(i int) { c.stop(i) }
 
-// Restart starts node i again on its store and ports. It does not wait
-// for the node to catch up: call WaitReady for that.
+// Kill makes node i vanish for its peers, as a dead host or a pulled cable
+// would: its routes are cut before it shuts down, so the step-downs it
+// sends on the way out reach no one and the others elect new leaders only
+// after Raft's election timeout. Its store stays for Restart.
+func (c *Cluster) Kill(i int) {
+	c.t.Helper()
+	c.Partition(i)
+	c.stop(i)
+}
+
+// Restart starts node i again on its store and ports, with its routes
+// healed if it was killed or partitioned. It does not wait for the node to
+// catch up: call WaitReady for that.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	if c.Nodes[i].Server() != nil {
 		c.t.Fatalf("natstest: restart %s: still running", c.Nodes[i].Name)
 	}
+	c.Heal(i)
 	c.start(i)
+}
+
+// RestartAll stops every node (gracefully, one after another, as an
+// operator restarting the whole cluster would), calls whileDown (if not
+// nil) while none runs, starts them all again on their stores and ports,
+// and waits until the cluster is ready. The clients' connections drop
+// meanwhile; those with reconnects on find the nodes again at the same
+// URLs.
+func (c *Cluster) RestartAll(whileDown func()) {
+	c.t.Helper()
+	for i := range c.Nodes {
+		c.stop(i)
+	}
+	if whileDown != nil {
+		whileDown()
+	}
+	for i := range c.Nodes {
+		c.Heal(i)
+		c.start(i)
+	}
+	c.WaitReady(30 * time.Second)
+}
+
+// startLinks starts the links between the nodes, whose route ports are
+// routePorts, and the blackhole the nodes advertise; they close at the end
+// of the test, after the servers (cleanups run last first).
+func (c *Cluster) startLinks(routePorts []int) {
+	c.t.Helper()
+	var err error
+	if c.bh, err = newBlackhole(); err != nil {
+		c.t.Fatalf("natstest: blackhole: %v", err)
+	}
+	c.links = make([][]*link, len(routePorts))
+	c.t.Cleanup(c.closeLinks)
+	for from := range routePorts {
+		c.links[from] = make([]*link, len(routePorts))
+		for to, port := range routePorts {
+			if from == to {
+				continue
+			}
+			if c.links[from][to], err = newLink(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+				c.t.Fatalf("natstest: link %d→%d: %v", from, to, err)
+			}
+		}
+	}
+}
+
+func (c *Cluster) closeLinks() {
+	for _, row := range c.links {
+		for _, l := range row {
+			if l != nil {
+				l.close()
+			}
+		}
+	}
+	if c.bh != nil {
+		c.bh.close()
+	}
+}
+
+// setCut cuts or heals every link to and from node i.
+func (c *Cluster) setCut(i int, cut bool) {
+	c.t.Helper()
+	if len(c.links) == 0 {
+		c.t.Fatal("natstest: a single node has no routes to cut")
+	}
+	for j := range c.links {
+		if j != i {
+			c.links[i][j].setCut(cut)
+			c.links[j][i].setCut(cut)
+		}
+	}
+}
+
+// Partition cuts node i off from its peers both ways: its route
+// connections close and it cannot open new ones, while it keeps running
+// and keeps its clients, as a node on the wrong side of a network split.
+// The clients connected to it stay connected to a node without quorum.
+func (c *Cluster) Partition(i int) { c.setCut(i, true) }
+
+// Heal undoes Partition: the nodes' route reconnect loops (about a second
+// apart) find each other again. Call WaitReady to wait for that.
+func (c *Cluster) Heal(i int) {
+	if len(c.links) > 0 {
+		c.setCut(i, false)
+	}
+}
+
+// StepDownStream asks the leader of stream (global account) to step down,
+// as `nats stream cluster step-down` does, and waits until another node
+// leads it; it returns that node's index. The old leader hands over
+// gracefully: nothing waits for an election timeout.
+func (c *Cluster) StepDownStream(stream string) int {
+	c.t.Helper()
+	old := c.StreamLeader(stream)
+	c.stepDown(fmt.Sprintf("$JS.API.STREAM.LEADER.STEPDOWN.%s", stream))
+	var leader int
+	WaitFor(c.t, "a new leader of stream "+stream, 30*time.Second, func() bool {
+		leader = c.StreamLeader(stream)
+		return leader >= 0 && leader != old
+	})
+	return leader
+}
+
+// StepDownConsumer is StepDownStream for a consumer of stream.
+func (c *Cluster) StepDownConsumer(stream, consumer string) int {
+	c.t.Helper()
+	old := c.ConsumerLeader(stream, consumer)
+	c.stepDown(fmt.Sprintf("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s", stream, consumer))
+	var leader int
+	WaitFor(c.t, "a new leader of consumer "+consumer, 30*time.Second, func() bool {
+		leader = c.ConsumerLeader(stream, consumer)
+		return leader >= 0 && leader != old
+	})
+	return leader
+}
+
+// stepDown sends a step-down request of the JetStream API and fails the
+// test unless the server accepts it.
+func (c *Cluster) stepDown(subject string) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		c.t.Fatalf("natstest: connect for %s: %v", subject, err)
+	}
+	defer nc.Close()
+	msg, err := nc.Request(subject, nil, 10*time.Second)
+	if err != nil {
+		c.t.Fatalf("natstest: %s: %v", subject, err)
+	}
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		c.t.Fatalf("natstest: %s: decode %q: %v", subject, msg.Data, err)
+	}
+	if !resp.Success {
+		desc := "no success"
+		if resp.Error != nil {
+			desc = resp.Error.Description
+		}
+		c.t.Fatalf("natstest: %s: %s", subject, desc)
+	}
 }
 
 // Running returns the indexes of the running nodes.
@@ -268,4 +478,25 @@ func WaitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// StreamMsgs is how many messages node i's replica of stream (global
+// account) holds; ok is false when the node is stopped or has no replica
+// of it. A test reads a lagging replica this way, without a client (a
+// client's request would be answered by the leader).
+func (c *Cluster) StreamMsgs(i int, stream string) (n uint64, ok bool) {
+	s := c.Nodes[i].Server()
+	if s == nil {
+		return 0, false
+	}
+	acc, err := s.JszAccount(&server.JSzOptions{Account: server.DEFAULT_GLOBAL_ACCOUNT, Streams: true})
+	if err != nil {
+		return 0, false
+	}
+	for _, sd := range acc.Streams {
+		if sd.Name == stream {
+			return sd.State.Msgs, true
+		}
+	}
+	return 0, false
 }

@@ -149,6 +149,27 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("open kv state bucket %s: stream: %w", cfg.Bucket, err)
 	}
+	if sc := stream.CachedInfo().Config; sc.AllowDirect && sc.Replicas > 1 {
+		// KV buckets answer reads with direct gets, which any replica
+		// serves, and a follower may not have applied the last write
+		// yet: a poll would load the state from before its own last
+		// commit and then fail with ErrConflict with no other writer, and
+		// the publisher would miss events just committed. Without direct
+		// gets the stream's leader answers, after every write it
+		// acknowledged. A single replica is its own leader, and keeps
+		// direct gets: 1.6-2x cheaper per read (docs/ha.md). The handles
+		// read the setting when they bind, so they are bound again.
+		sc.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("open kv state bucket %s: turn direct gets off: %w", cfg.Bucket, err)
+		}
+		if kv, err = js.KeyValue(ctx, cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("open kv state bucket %s: %w", cfg.Bucket, err)
+		}
+		if stream, err = js.Stream(ctx, "KV_"+cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("open kv state bucket %s: stream: %w", cfg.Bucket, err)
+		}
+	}
 	// The KV key and the publish headers travel with the value.
 	const overhead = 512
 	return &Store{kv: kv, cfg: cfg, maxValue: limit - overhead, stream: stream, subjectPrefix: "$KV." + cfg.Bucket + ".",
