@@ -107,7 +107,18 @@ func TestClusterPartitionAndHeal(t *testing.T) {
 		}
 		return false
 	})
-	publish(t, js, 5)
+	// A client stays connected to a partitioned node, which takes no
+	// writes: publish through a connection to the majority side.
+	nc2, err := nats.Connect(c.Nodes[others[0]].URL()+","+c.Nodes[others[1]].URL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	js2, err := jetstream.New(nc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js2, 5)
 	// A quorum is the leader and one follower: the other may lag a moment.
 	WaitFor(t, "both majority nodes hold the 10 messages", 10*time.Second, func() bool {
 		return storedOn(c, others[0]) == 10 && storedOn(c, others[1]) == 10
