@@ -127,6 +127,7 @@ type Planner struct {
 	newQ         []*target
 	hot, cold    targetHeap
 	stats        Stats
+	seq          uint64 // the last target's order (target.seq)
 }
 
 // New returns a planner for targets, all of one Service, starting at now.
@@ -138,9 +139,13 @@ func New(cfg Config, targets []proxy.Target, now time.Time) (*Planner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("activity config: %w", err)
 	}
+	budget := cfg.Budget
+	if budget == nil {
+		budget = NewBudget(cfg.Rate, cfg.Burst, now)
+	}
 	p := &Planner{
 		cfg:       cfg,
-		budget:    NewBudget(cfg.Rate, cfg.Burst, now),
+		budget:    budget,
 		byKey:     make(map[string]*target, len(targets)),
 		bySession: map[string][]*target{},
 		index:     map[string]time.Time{},
@@ -157,6 +162,7 @@ func New(cfg Config, targets []proxy.Target, now time.Time) (*Planner, error) {
 		p.byKey[t.Key()] = r
 		p.bySession[t.SessionSID] = append(p.bySession[t.SessionSID], r)
 		p.push(r)
+		p.seq = r.seq
 	}
 	return p, nil
 }
