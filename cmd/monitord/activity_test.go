@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -211,5 +212,125 @@ log: {level: debug}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// metricValue returns the value of the sample line that starts with name
+// (its labels included) in a /metrics body, or -1.
+func metricValue(body, name string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// TestActivityRestartPaysNoColdRefresh: the planners' state (index,
+// classes, discovery's participants) survives a restart. The first start
+// lists every session's participants and polls every target; the second,
+// the world unchanged, lists no participants and polls nothing before its
+// second index read: every target keeps its class and is due at its saved
+// time, and no session moved. (Without the saved state it listed 8 sessions'
+// participants and polled all 16 targets again.)
+func TestActivityRestartPaysNoColdRefresh(t *testing.T) {
+	noLeaks(t)
+	sim, url := frozenSim(t, proxysim.Options{Seed: 8, Sessions: 8, Participants: 2})
+	ns := testNATS(t)
+	dir := t.TempDir()
+	admin := freePort(t)
+	cr := sim.Credentials()
+	svc := sim.Services()[0]
+	state := filepath.Join(dir, "state.db")
+	cfg := fmt.Sprintf(`instance: e2e
+twilio:
+  base_url: %[1]s
+  messages_base_url: %[1]s
+  account_sid: %[2]s
+  api_key_sid: %[3]s
+  api_key_secret: %[4]s
+discover:
+  - {service_sid: %[5]s}
+poll:
+  mode: activity
+  activity: {index_every: 1s, cold_every: 1h}
+  shutdown_timeout: 5s
+state: {path: %[6]s}
+nats: {urls: [%[7]s]}
+admin: {listen: %[8]q}
+`, url, cr.AccountSID, cr.APIKeySID, cr.APIKeySecret, svc, state, ns.ClientURL(), admin)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	participants := func() int64 {
+		return sim.Stats().Endpoints[proxysim.Key{Endpoint: proxysim.EndpointParticipants, ServiceSID: svc}].Requests
+	}
+	metric := func(class string) float64 {
+		_, body := httpGet("http://" + admin + "/metrics")
+		return metricValue(body, `monitord_activity_actions_total{class="`+class+`",service="`+svc+`"}`)
+	}
+	start := func() (context.CancelFunc, <-chan error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done, _ := startRun(t, ctx, path)
+		// The second index read starts only once every target due after
+		// the first was handed out: the planner serves what is due first.
+		waitFor(t, "the second index read", 30*time.Second, func() bool { return metric("index") >= 2 })
+		return cancel, done
+	}
+
+	classes := func() map[string]string {
+		_, body := httpGet("http://" + admin + "/status")
+		var doc struct{ Status []struct{ Key, Class string } }
+		if err := json.Unmarshal([]byte(body), &doc); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, s := range doc.Status {
+			m[s.Key] = s.Class
+		}
+		return m
+	}
+
+	cancel, done := start()
+	before := classes()
+	if len(before) != 16 {
+		t.Fatalf("first start: %d targets in /status, want 16", len(before))
+	}
+	if n := participants(); n != 8 {
+		t.Errorf("first start: %d participants lists, want 8", n)
+	}
+	if n := metric("cold"); n != 16 {
+		t.Errorf("first start: %v cold polls, want 16", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(activityStatePath(state)); err != nil {
+		t.Fatalf("no activity state saved: %v", err)
+	}
+
+	sim.ResetStats()
+	cancel, done = start()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	if n := participants(); n != 0 {
+		t.Errorf("restart: %d participants lists, want 0", n)
+	}
+	for _, class := range []string{"new", "hot", "cold"} {
+		if n := metric(class); n != 0 {
+			t.Errorf("restart: %v %s polls before the second index, want 0", n, class)
+		}
+	}
+	if got := classes(); !maps.Equal(got, before) {
+		t.Errorf("restart: classes %v, want those before it %v", got, before)
 	}
 }

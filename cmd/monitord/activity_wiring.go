@@ -42,6 +42,11 @@ type activityWiring struct {
 	refresh map[string]func(context.Context, string) ([]proxy.Session, error)
 	runCtx  context.Context // set while Run runs: new Services start their loop
 	loops   sync.WaitGroup
+	// keepers are the Discoverers of discovered Services, whose
+	// participants are saved with the planners (activity_state.go).
+	keepers map[string]participantKeeper
+	// statePath is the file the planners' state is saved to ("": none).
+	statePath string
 
 	// budgets are the planners' budgets by Service, under their own lock:
 	// the client asks for one (Buckets) from inside a request, which may
@@ -84,6 +89,7 @@ func newActivityWiring(cfg *config.Config, log *zap.Logger) *activityWiring {
 		limits:   map[string]config.Limits{},
 		refresh:  map[string]func(context.Context, string) ([]proxy.Session, error){},
 		budgets:  map[string]*activity.Budget{},
+		keepers:  map[string]participantKeeper{},
 	}
 	w.configure(cfg)
 	return w
@@ -199,6 +205,14 @@ func (w *activityWiring) setRefresh(svc string, f func(context.Context, string) 
 	w.loopLocked(svc)
 }
 
+// setKeeper saves and restores svc's discovery participants with its
+// planner's state.
+func (w *activityWiring) setKeeper(svc string, k participantKeeper) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.keepers[svc] = k
+}
+
 // SetTargets implements targets.Setter: it hands the poller the targets as
 // driven, listed through their planner, and each planner its Service's.
 func (w *activityWiring) SetTargets(specs []poller.TargetSpec) error {
@@ -240,7 +254,10 @@ func (w *activityWiring) SetTargets(specs []poller.TargetSpec) error {
 }
 
 // Run runs every Service's loop until ctx is done, then waits for them:
-// each lets its polls in flight finish for the shutdown grace.
+// each lets its polls in flight finish for the shutdown grace. It saves
+// the planners' state every activitySaveEvery and once the loops are
+// done; a failed save is logged, and only costs requests at the next
+// start.
 func (w *activityWiring) Run(ctx context.Context) error {
 	w.mu.Lock()
 	w.runCtx = ctx
@@ -248,8 +265,23 @@ func (w *activityWiring) Run(ctx context.Context) error {
 		w.startLocked(l)
 	}
 	w.mu.Unlock()
-	<-ctx.Done()
+	t := time.NewTicker(activitySaveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := w.save(); err != nil {
+				w.log.Warn("activity state not saved", zap.Error(err))
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	w.loops.Wait()
+	if err := w.save(); err != nil {
+		w.log.Warn("activity state not saved", zap.Error(err))
+	}
 	return nil
 }
 
@@ -410,6 +442,7 @@ func (w *targetWiring) driveDiscovery(a *activityWiring) {
 	w.driven = true
 	for svc, d := range w.byService {
 		a.setRefresh(svc, d.RefreshService)
+		a.setKeeper(svc, d)
 	}
 }
 

@@ -121,6 +121,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	}
 	if d.activity != nil {
 		d.targets.driveDiscovery(d.activity)
+		d.activity.restore(activityStatePath(cfg.State.Path)) // before the first targets
 	}
 	if err := d.targets.configure(cfg, d.clients); err != nil {
 		return nil, err

@@ -128,6 +128,9 @@ type Planner struct {
 	hot, cold    targetHeap
 	stats        Stats
 	seq          uint64 // the last target's order (target.seq)
+	// saved are the targets of a restored Snapshot not seen yet
+	// (Restore): SetTargets gives them their saved class.
+	saved map[string]Saved
 }
 
 // New returns a planner for targets, all of one Service, starting at now.

@@ -52,6 +52,11 @@ func (p *Planner) SetTargets(targets []proxy.Target, now time.Time) error {
 		r := &target{t: t, class: ClassCold, interval: p.cfg.ColdEvery, due: now, seq: p.seq}
 		p.byKey[t.Key()] = r
 		p.bySession[t.SessionSID] = append(p.bySession[t.SessionSID], r)
+		if sv, ok := p.saved[t.Key()]; ok {
+			p.applySaved(r, sv)
+			p.push(r)
+			continue
+		}
 		if _, known := p.index[t.SessionSID]; known && p.indexed {
 			p.markNew(r, now)
 			continue
