@@ -24,6 +24,10 @@ type daemonConfig struct {
 	AdminAddr string
 	Targets   []proxysim.Target
 	Schedule  string // poll.schedule
+	// Mode is poll.mode: "" or schedule, or activity (with intervals of
+	// seconds, so that every target is polled at least every 3 s as with
+	// the scenarios' fast schedules).
+	Mode string
 
 	RequestsPerSecond int // twilio.limits.requests_per_second; 0: default
 	Burst             int // twilio.limits.burst; 0: default
@@ -87,6 +91,10 @@ func writeConfig(t testing.TB, dir string, c daemonConfig) string {
 	p("discover: []")
 	p("poll:")
 	p("  schedule: %q", c.Schedule)
+	if c.Mode == "activity" {
+		p("  mode: activity")
+		p("  activity: {index_every: 1s, hot_min: 1s, hot_max: 2s, cold_every: 3s, settle: 1m}")
+	}
 	p("  timeout: 30s")
 	hb := c.Heartbeat
 	if hb == 0 {
