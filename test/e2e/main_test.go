@@ -115,4 +115,5 @@ func scenarios(t *testing.T, m string) {
 	t.Run("startup", testStartup)
 	t.Run("efficiency", testEfficiency)
 	t.Run("latency", testLatency)
+	t.Run("activity_realtime", testActivityRealTime)
 }
