@@ -36,10 +36,10 @@ type daemonConfig struct {
 	AlertRecent time.Duration
 
 	RequestsPerSecond float64 // twilio.limits.requests_per_second; 0: default
-	Burst             int // twilio.limits.burst; 0: default
-	MaxInFlight       int // twilio.limits.max_in_flight; 0: default
-	MaxAttempts       int // 0: default
-	TargetErrorAfter  int // rules.target_error_after; 0: default
+	Burst             int     // twilio.limits.burst; 0: default
+	MaxInFlight       int     // twilio.limits.max_in_flight; 0: default
+	MaxAttempts       int     // 0: default
+	TargetErrorAfter  int     // rules.target_error_after; 0: default
 	Heartbeat         time.Duration
 	Extra             string // appended verbatim (YAML)
 }
