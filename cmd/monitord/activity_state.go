@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -100,15 +101,22 @@ func (w *activityWiring) save() error {
 	}
 	now := time.Now()
 	st := activityState{Version: activityStateVersion, Saved: now.UTC(), Services: map[string]activityServiceState{}}
+	// Copied under w.mu and read without it: a discovery refresh holds
+	// its entry's lock (which Participants takes) while it hands its
+	// targets to SetTargets, which takes w.mu.
 	w.mu.Lock()
-	for svc, l := range w.services {
+	loops := make(map[string]*serviceLoop, len(w.services))
+	keepers := make(map[string]participantKeeper, len(w.keepers))
+	maps.Copy(loops, w.services)
+	maps.Copy(keepers, w.keepers)
+	w.mu.Unlock()
+	for svc, l := range loops {
 		s := activityServiceState{Planner: l.pl.Snapshot(now)}
-		if k, ok := w.keepers[svc]; ok {
+		if k, ok := keepers[svc]; ok {
 			s.Participants = k.Participants(svc)
 		}
 		st.Services[svc] = s
 	}
-	w.mu.Unlock()
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("save activity state: %w", err)

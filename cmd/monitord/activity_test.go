@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -16,7 +18,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/proxysim"
 )
 
@@ -333,4 +337,98 @@ admin: {listen: %[8]q}
 	if got := classes(); !maps.Equal(got, before) {
 		t.Errorf("restart: classes %v, want those before it %v", got, before)
 	}
+}
+
+// TestActivitySaveDuringRefresh: saving the planners' state while a
+// discovery refresh is under way neither deadlocks nor waits for it to
+// hand its targets over. (The save once read discovery's participants
+// holding the wiring's lock, which the refresh, holding its entry's lock,
+// needed to hand its targets over: each waited for the other for ever.)
+func TestActivitySaveDuringRefresh(t *testing.T) {
+	noLeaks(t)
+	sim, simURL := frozenSim(t, proxysim.Options{Seed: 9, Sessions: 2, Participants: 2})
+	block := make(chan struct{})
+	inList := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/Participants") {
+			select {
+			case inList <- struct{}{}:
+			default:
+			}
+			<-block
+		}
+		proxyTo(w, r, simURL)
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	cr := sim.Credentials()
+	svc := sim.Services()[0]
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(`twilio:
+  base_url: %[1]s
+  messages_base_url: %[1]s
+  account_sid: %[2]s
+  api_key_sid: %[3]s
+  api_key_secret: %[4]s
+discover: [{service_sid: %[5]s}]
+poll: {mode: activity}
+state: {path: %[6]s}
+admin: {listen: ""}
+`, srv.URL, cr.AccountSID, cr.APIKeySID, cr.APIKeySecret, svc, filepath.Join(dir, "state.db"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDaemon(context.Background(), cfg, zap.NewNop(), daemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+
+	refreshed := make(chan error, 1)
+	go func() {
+		_, err := d.targets.byService[svc].RefreshService(context.Background(), svc)
+		refreshed <- err
+	}()
+	<-inList // the refresh holds its entry's lock, listing participants
+	saved := make(chan error, 1)
+	go func() { saved <- d.activity.save() }()
+	close(block)
+	for _, c := range []struct {
+		what string
+		ch   chan error
+	}{{"the refresh", refreshed}, {"the save", saved}} {
+		select {
+		case err := <-c.ch:
+			if err != nil {
+				t.Errorf("%s: %v", c.what, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s never ended: the save and the refresh wait for each other", c.what)
+		}
+	}
+	if n := len(d.activity.Classes()); n != 4 {
+		t.Errorf("%d targets planned after the refresh, want 4", n)
+	}
+}
+
+// proxyTo forwards r to the server at base and copies its answer.
+func proxyTo(w http.ResponseWriter, r *http.Request, base string) {
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, base+r.URL.RequestURI(), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	maps.Copy(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
 }
