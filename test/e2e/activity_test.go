@@ -38,14 +38,20 @@ func testActivityRealTime(t *testing.T) {
 	// BenchmarkActivity's world: seed 13, the activity defaults.
 	world := proxysim.Options{Seed: 13, Sessions: n, Participants: 2, FailureRate: 0.05, StuckRate: 0.01,
 		Activity: &proxysim.Activity{}, Epoch: epoch}
-	r := newRig(t, rigOptions{Sim: world, Config: func(dc *daemonConfig) {
+	r := newRig(t, rigOptions{Sim: world, Schedule: "@every 1m" /* unused in activity mode */, Config: func(dc *daemonConfig) {
 		dc.Mode = "activity"
 		dc.Activity = "{index_every: 30s, hot_min: 10s, hot_max: 5m, cold_every: 30m, settle: 15m}"
 		dc.AlertRecent = 15 * time.Minute // the default: a failure seen at a target's first poll counts
 		dc.RequestsPerSecond = rps
 		dc.Heartbeat = time.Minute
 	}})
-	d := r.start()
+	d := startDaemon(t, r.bin, r.cfgPath, r.cfg.AdminAddr)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("monitord's last lines:\n%s", d.LogTail(30))
+		}
+	})
+	r.rec = startRecorder(t, r.nats.URL(), 30*time.Second)
 	from := epoch.Add(*rtWarmUp)
 	end := from.Add(*rtWindow)
 	wait := func(until time.Time) {
