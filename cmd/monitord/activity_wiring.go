@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/monitord/monitord/internal/activity"
 	"github.com/monitord/monitord/internal/config"
@@ -21,7 +22,7 @@ import (
 // activity.Planner per Service decides what to poll next, one loop per
 // Service asks it and polls through Poller.Poll, and the planner's budget
 // is the bucket the account's Twilio client takes each request's token
-// from (Buckets), so the plan and the requests count the same tokens.
+// from (buckets), so the plan and the requests count the same tokens.
 //
 // It stands between the target set and the poller (it is the set's
 // Setter): every target it hands on is Driven, listed through the
@@ -49,7 +50,7 @@ type activityWiring struct {
 	statePath string
 
 	// budgets are the planners' budgets by Service, under their own lock:
-	// the client asks for one (Buckets) from inside a request, which may
+	// the client asks for one (buckets) from inside a request, which may
 	// be a poll that SetTargets, holding mu, waits for.
 	bmu     sync.Mutex
 	budgets map[string]*activity.Budget
@@ -69,6 +70,10 @@ type serviceLoop struct {
 	mu       sync.Mutex
 	sessions sessionLister // configured targets' client; nil until targets come
 	started  bool
+
+	// indexLog rate-limits the warning of a failing index: it is read
+	// again every hot_min while it fails.
+	indexLog rate.Sometimes
 }
 
 // newActivityWiring returns the wiring of cfg's activity mode, or nil in
@@ -128,7 +133,7 @@ func (w *activityWiring) loopLocked(svc string) *serviceLoop {
 		// cannot be made is a bug, not an operator's mistake.
 		panic(fmt.Sprintf("activity planner of %s: %v", svc, err))
 	}
-	l := &serviceLoop{svc: svc, pl: pl, wake: make(chan struct{}, 1)}
+	l := &serviceLoop{svc: svc, pl: pl, wake: make(chan struct{}, 1), indexLog: rate.Sometimes{Interval: time.Minute}}
 	w.services[svc] = l
 	if w.runCtx != nil {
 		w.startLocked(l)
@@ -156,14 +161,13 @@ func (w *activityWiring) budget(svc string, lim config.Limits) *activity.Budget 
 	return b
 }
 
-// Buckets is the BucketFunc of every account's client: the requests that
-// the planner counts (under scope service every request of the Service,
-// under scope endpoint the listings it polls) take their tokens from the
-// planner's budget; the rest (scope endpoint: the sessions and participants
-// lists, single fetches) keep the client's own buckets.
-//
-// A Service the config does not name (none should reach the client) gets
-// the default limits.
+// buckets returns the BucketFunc of an account's client with limits lim:
+// the requests that the planner counts (under scope service every request
+// of the Service, under scope endpoint the listings it polls) take their
+// tokens from the planner's budget; the rest (scope endpoint: the sessions
+// and participants lists, single fetches) keep the client's own buckets.
+// A Service's budget is made of its account's limits by whichever asks
+// first, the client or the planner.
 func (w *activityWiring) buckets(lim config.Limits) twilio.BucketFunc {
 	return func(svc string, ep twilio.Endpoint) twilio.Bucket {
 		switch ep {
@@ -175,7 +179,8 @@ func (w *activityWiring) buckets(lim config.Limits) twilio.BucketFunc {
 }
 
 // budgetBucket makes an activity.Budget (on the caller's clock) a
-// twilio.Bucket on the wall clock.
+// twilio.Bucket on the wall clock. A request that gives up waiting keeps
+// its token spent: the next ones wait for it, the cautious side.
 type budgetBucket struct{ b *activity.Budget }
 
 func (b budgetBucket) Wait(ctx context.Context) error {
@@ -393,7 +398,9 @@ func (w *activityWiring) index(ctx context.Context, l *serviceLoop) error {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			w.log.Warn("activity index failed", zap.String("service", l.svc), zap.Error(err))
+			l.indexLog.Do(func() {
+				w.log.Warn("activity index failed; retrying", zap.String("service", l.svc), zap.Error(err))
+			})
 		}
 		return err
 	}
