@@ -432,3 +432,41 @@ func proxyTo(w http.ResponseWriter, r *http.Request, base string) {
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
 }
+
+// TestActivityIndexOfFewConfiguredTargets: configured targets in fewer
+// sessions than their Service's sessions list has pages read their index
+// session by session: one list (3 pages of the 250 sessions) tells the
+// size, then each index costs one request, not three.
+func TestActivityIndexOfFewConfiguredTargets(t *testing.T) {
+	noLeaks(t)
+	sim, simURL := frozenSim(t, proxysim.Options{Seed: 10, Sessions: 250, Participants: 2, Interactions: 1})
+	ns := testNATS(t)
+	dir := t.TempDir()
+	admin := freePort(t)
+	cfg := e2eConfig{SimURL: simURL, Creds: sim.Credentials(), NATSURL: ns.ClientURL(),
+		State: filepath.Join(dir, "state.db"), Admin: admin, Targets: sim.Targets()[:2], Schedule: "@every 1m", Mode: "activity"}
+	path := filepath.Join(dir, "config.yaml")
+	cfg.write(t, path)
+	svc := sim.Services()[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done, _ := startRun(t, ctx, path)
+	index := func() float64 {
+		_, body := httpGet("http://" + admin + "/metrics")
+		return metricValue(body, `monitord_activity_actions_total{class="index",service="`+svc+`"}`)
+	}
+	waitFor(t, "four index reads", 30*time.Second, func() bool { return index() >= 5 })
+	st := sim.Stats()
+	lists := st.Endpoints[proxysim.Key{Endpoint: proxysim.EndpointSessions, ServiceSID: svc}].Requests
+	fetches := st.Endpoints[proxysim.Key{Endpoint: proxysim.EndpointSession, ServiceSID: svc}].Requests
+	if lists != 3 {
+		t.Errorf("%d sessions list pages, want 3 (one list of 250 sessions)", lists)
+	}
+	if fetches < 3 {
+		t.Errorf("%d session fetches after four index reads, want at least 3", fetches)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -56,10 +56,15 @@ type activityWiring struct {
 	budgets map[string]*activity.Budget
 }
 
-// sessionLister reads a Service's sessions list (*twilio.Client).
+// sessionLister reads a Service's sessions (*twilio.Client).
 type sessionLister interface {
 	ListSessions(ctx context.Context, serviceSID string) ([]proxy.Session, error)
+	FetchSession(ctx context.Context, serviceSID, sessionSID string) (proxy.Session, error)
 }
+
+// sessionsPerPage is what Twilio serves of a sessions list per page,
+// whatever PageSize asks.
+const sessionsPerPage = 100
 
 // serviceLoop is one Service's planner and what its index reads.
 type serviceLoop struct {
@@ -70,6 +75,13 @@ type serviceLoop struct {
 	mu       sync.Mutex
 	sessions sessionLister // configured targets' client; nil until targets come
 	started  bool
+	// targetSessions are the sessions of the Service's targets, and
+	// pages the size of its last sessions list in pages: when the targets
+	// are in fewer sessions than the list has pages (a few configured
+	// targets in a large Service), the index fetches their sessions one
+	// by one instead.
+	targetSessions []string
+	pages          int
 
 	// indexLog rate-limits the warning of a failing index: it is read
 	// again every hot_min while it fails.
@@ -248,10 +260,19 @@ func (w *activityWiring) SetTargets(specs []poller.TargetSpec) error {
 		if err := l.pl.SetTargets(bySvc[svc], now); err != nil {
 			errs = append(errs, err) // cannot happen: the poller took the same set
 		}
+		seen := map[string]bool{}
+		var sessions []string
+		for _, t := range bySvc[svc] {
+			if !seen[t.SessionSID] {
+				seen[t.SessionSID] = true
+				sessions = append(sessions, t.SessionSID)
+			}
+		}
 		l.mu.Lock()
 		if sl, ok := lister[svc]; ok {
 			l.sessions = sl
 		}
+		l.targetSessions = sessions
 		l.mu.Unlock()
 		l.poke()
 	}
@@ -379,7 +400,7 @@ func (w *activityWiring) index(ctx context.Context, l *serviceLoop) error {
 	refresh := w.refresh[l.svc]
 	w.mu.Unlock()
 	l.mu.Lock()
-	sl := l.sessions
+	sl, sessions, pages := l.sessions, l.targetSessions, l.pages
 	l.mu.Unlock()
 	var ss []proxy.Session
 	var err error
@@ -391,8 +412,15 @@ func (w *activityWiring) index(ctx context.Context, l *serviceLoop) error {
 		if ss != nil {
 			err = nil
 		}
+	case sl != nil && pages > 0 && len(sessions) < pages:
+		ss, err = fetchSessions(ctx, sl, l.svc, sessions)
 	case sl != nil:
 		ss, err = sl.ListSessions(ctx, l.svc)
+		if err == nil {
+			l.mu.Lock()
+			l.pages = (len(ss) + sessionsPerPage - 1) / sessionsPerPage
+			l.mu.Unlock()
+		}
 	default:
 		return nil // no target, no discovery: nothing to index for
 	}
@@ -406,6 +434,24 @@ func (w *activityWiring) index(ctx context.Context, l *serviceLoop) error {
 	}
 	l.pl.Indexed(ss, time.Now())
 	return nil
+}
+
+// fetchSessions fetches each of sessions: the index of a few configured
+// targets. A session gone (404) is left out: its targets' own polls say
+// so.
+func fetchSessions(ctx context.Context, sl sessionLister, svc string, sessions []string) ([]proxy.Session, error) {
+	out := make([]proxy.Session, 0, len(sessions))
+	for _, sid := range sessions {
+		s, err := sl.FetchSession(ctx, svc, sid)
+		if errors.Is(err, proxy.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // Classes returns every driven target's class by key, for /status.

@@ -172,6 +172,30 @@ func (c *Client) FetchInteraction(ctx context.Context, t proxy.Target, sid strin
 	return it, nil
 }
 
+// FetchSession returns one Session of a Service: the activity index of a
+// few configured sessions costs one request each, where the list of a
+// large Service costs one per 100 sessions.
+func (c *Client) FetchSession(ctx context.Context, serviceSID, sessionSID string) (proxy.Session, error) {
+	var s proxy.Session
+	if err := proxy.CheckSID("service_sid", "KS", serviceSID); err != nil {
+		return s, fmt.Errorf("fetch session: %w", err)
+	}
+	if err := proxy.CheckSID("session_sid", "KC", sessionSID); err != nil {
+		return s, fmt.Errorf("fetch session: %w", err)
+	}
+	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions/" + sessionSID
+	body, err := c.get(ctx, serviceSID, EndpointSession, u)
+	if err == nil {
+		err = decodeOne(bodyString(body), &s, decodeSession)
+		releaseBody(body)
+		setDecodeURL(err, u)
+	}
+	if err != nil {
+		return proxy.Session{}, fmt.Errorf("fetch session: %w", err)
+	}
+	return s, nil
+}
+
 // ListSessions returns every Session of a Service.
 func (c *Client) ListSessions(ctx context.Context, serviceSID string) ([]proxy.Session, error) {
 	if err := proxy.CheckSID("service_sid", "KS", serviceSID); err != nil {

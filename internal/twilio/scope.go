@@ -13,6 +13,7 @@ type Endpoint string
 // The Proxy endpoints the client calls.
 const (
 	EndpointSessions            Endpoint = "Sessions"            // a Service's sessions list
+	EndpointSession             Endpoint = "Session"             // one of them
 	EndpointParticipants        Endpoint = "Participants"        // a session's participants list
 	EndpointInteractions        Endpoint = "Interactions"        // a session's interactions list
 	EndpointInteraction         Endpoint = "Interaction"         // one of them

@@ -2,6 +2,7 @@ package twilio_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -97,5 +98,35 @@ func TestLimitScopeInvalid(t *testing.T) {
 		LimitScope: "route"})
 	if err == nil || err.Error() != `twilio config: LimitScope: "route" is not "service" or "endpoint"` {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// TestFetchSession: one session, as the list serves it; a deleted one is
+// proxy.ErrNotFound; under ScopeEndpoint it has its own bucket.
+func TestFetchSession(t *testing.T) {
+	sim := proxysim.New(proxysim.Options{Seed: 4, Sessions: 3, Participants: 2, Interactions: 2})
+	var asked []twilio.Endpoint
+	c := simClient(t, sim, func(c *twilio.Config) {
+		c.LimitScope = twilio.ScopeEndpoint
+		c.Buckets = func(_ string, ep twilio.Endpoint) twilio.Bucket { asked = append(asked, ep); return nil }
+	})
+	ctx := context.Background()
+	svc := sim.Services()[0]
+	ss, err := c.ListSessions(ctx, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.FetchSession(ctx, svc, ss[1].SID)
+	if err != nil || got != ss[1] {
+		t.Fatalf("FetchSession: %+v, %v; want %+v", got, err, ss[1])
+	}
+	if err := sim.DeleteSession(svc, ss[2].SID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FetchSession(ctx, svc, ss[2].SID); !errors.Is(err, proxy.ErrNotFound) {
+		t.Errorf("deleted session: %v, want ErrNotFound", err)
+	}
+	if !slices.Equal(asked, []twilio.Endpoint{twilio.EndpointSessions, twilio.EndpointSession}) {
+		t.Errorf("buckets %q, want the list's and the fetch's", asked)
 	}
 }
