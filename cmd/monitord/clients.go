@@ -19,7 +19,8 @@ type accountClient struct {
 
 // buildClients returns a client per account, reusing from old the clients
 // whose settings did not change (their rate limiters keep their state).
-func buildClients(cfg *config.Config, old map[string]*accountClient, ob twilio.Observer) (map[string]*accountClient, error) {
+// act, in poll.mode activity, supplies the Services' buckets (nil: none).
+func buildClients(cfg *config.Config, old map[string]*accountClient, ob twilio.Observer, act *activityWiring) (map[string]*accountClient, error) {
 	out := make(map[string]*accountClient)
 	for _, a := range cfg.EffectiveAccounts() {
 		if o, ok := old[a.Name]; ok && reflect.DeepEqual(o.settings, a.Twilio) &&
@@ -27,7 +28,11 @@ func buildClients(cfg *config.Config, old map[string]*accountClient, ob twilio.O
 			out[a.Name] = o
 			continue
 		}
-		c, err := twilio.New(twilioConfig(a.Twilio, cfg.Reasons, ob))
+		tc := twilioConfig(a.Twilio, cfg.Reasons, ob)
+		if act != nil {
+			tc.Buckets = act.buckets(a.Twilio.Limits)
+		}
+		c, err := twilio.New(tc)
 		if err != nil {
 			for name, ac := range out {
 				if old[name] != ac {

@@ -113,7 +113,7 @@ func twilioConfig(t config.Twilio, r config.Reasons, ob twilio.Observer) twilio.
 		MessagesPerSecond: r.Rate, MessagesInFlight: r.Concurrency,
 		AccountSID: t.AccountSID, APIKeySID: t.APIKeySID,
 		APIKeySecret: t.APIKeySecret.Reveal(), AuthToken: t.AuthToken.Reveal(), Version: ver,
-		RequestsPerSecond: l.RequestsPerSecond, Burst: l.Burst, MaxInFlight: l.MaxInFlight,
+		RequestsPerSecond: l.RequestsPerSecond, Burst: l.Burst, MaxInFlight: l.MaxInFlight, LimitScope: l.Scope,
 		PageSize: l.PageSize, MaxPages: l.MaxPages, MaxResponseBytes: l.MaxResponseBytes,
 		MaxAttempts: l.MaxAttempts, MinBackoff: l.MinBackoff, MaxBackoff: l.MaxBackoff,
 		RequestTimeout: l.RequestTimeout, Observer: ob,

@@ -18,6 +18,7 @@ import (
 	"github.com/monitord/monitord/internal/notify"
 	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/state"
+	"github.com/monitord/monitord/internal/targets"
 )
 
 // daemonOptions are what a caller of startDaemon chooses beyond the config.
@@ -53,7 +54,10 @@ type daemon struct {
 	// targets owns which targets the poller polls: configured and
 	// discovered (targets_wiring.go, internal/targets).
 	targets *targetWiring
-	status  admin.Status
+	// activity drives the polls in poll.mode activity; nil in schedule
+	// mode (activity_wiring.go).
+	activity *activityWiring
+	status   admin.Status
 
 	mu      sync.Mutex // serialises reloads
 	cfg     *config.Config
@@ -66,7 +70,8 @@ type daemon struct {
 // before anyone is told the daemon is ready. Nothing runs until Run. On
 // error everything opened is closed again.
 func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts daemonOptions) (_ *daemon, err error) {
-	d := &daemon{opts: opts, log: log, cfg: cfg, metrics: admin.NewMetrics(), sd: newSystemd(opts.Systemd, log)}
+	d := &daemon{opts: opts, log: log, cfg: cfg, metrics: admin.NewMetrics(), sd: newSystemd(opts.Systemd, log),
+		activity: newActivityWiring(cfg, log)}
 	d.metrics.SetErrorCodes(cfg.Reasons.MetricCodes)
 	defer func() {
 		if err != nil {
@@ -77,7 +82,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if err != nil {
 		return nil, err
 	}
-	if d.clients, err = buildClients(cfg, nil, d.metrics); err != nil {
+	if d.clients, err = buildClients(cfg, nil, d.metrics, d.activity); err != nil {
 		return nil, err
 	}
 	ncfg := notifyConfig(cfg)
@@ -106,8 +111,17 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	// discovered targets are merged and each is polled once; it also
 	// forgets, here at start-up, the state of targets removed while
 	// monitord was stopped.
-	if d.targets, err = newTargetWiring(cfg, d.clients, d.poller, d.db, d.metrics.Registry(), log); err != nil {
+	var setter targets.Setter = d.poller
+	if d.activity != nil {
+		d.activity.poller = d.poller
+		setter = d.activity
+	}
+	if d.targets, err = newTargetWiring(cfg, d.clients, setter, d.db, d.metrics.Registry(), log); err != nil {
 		return nil, err
+	}
+	if d.activity != nil {
+		d.targets.driveDiscovery(d.activity)
+		d.activity.restore(activityStatePath(cfg.State.Path)) // before the first targets
 	}
 	if err := d.targets.configure(cfg, d.clients); err != nil {
 		return nil, err
@@ -115,6 +129,12 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	d.status = admin.Status{
 		Instance: func() string { return d.config().Instance },
 		Targets:  d.poller, Outbox: d.db.OutboxStats, NATS: d.pub.Connected,
+	}
+	if d.activity != nil {
+		d.status.Classes = d.activity.Classes
+		if err := d.metrics.SetActivity(d.activity.Stats); err != nil {
+			return nil, err
+		}
 	}
 	d.metrics.SetSources(admin.Sources{
 		Outbox:    d.db.OutboxStats,
@@ -171,6 +191,17 @@ func (d *daemon) Run(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	pctx, cancelPoll := context.WithCancel(base)
 	pollerDone := make(chan struct{})
+	activityDone := make(chan struct{})
+	if d.activity != nil {
+		// Before the poller: its loops stop asking for polls first.
+		actx, cancelActivity := context.WithCancel(base)
+		g.Add(func() error {
+			defer close(activityDone)
+			return d.activity.Run(actx)
+		}, func(error) { cancelActivity() })
+	} else {
+		close(activityDone)
+	}
 	g.Add(func() error {
 		defer close(pollerDone)
 		return d.poller.Run(pctx)
@@ -186,6 +217,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		return d.pub.Run(nctx)
 	}, func(error) {
 		<-pollerDone
+		<-activityDone
 		d.drain(base, d.config().Poll.ShutdownTimeout/2)
 		cancelNotify()
 	})

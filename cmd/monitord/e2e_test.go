@@ -20,8 +20,15 @@ import (
 // TestEndToEnd runs `monitord run` in process against the simulator and a
 // real JetStream: statuses change in the simulator, the subscriber gets
 // exactly the expected events, SIGHUP adds a target, and cancelling the
-// context (what SIGTERM does in main) returns nil: exit 0.
+// context (what SIGTERM does in main) returns nil: exit 0. It runs with
+// poll.mode schedule and again with activity: the events are the same.
 func TestEndToEnd(t *testing.T) {
+	for _, mode := range []string{"schedule", "activity"} {
+		t.Run(mode, func(t *testing.T) { testEndToEnd(t, mode) })
+	}
+}
+
+func testEndToEnd(t *testing.T, mode string) {
 	noLeaks(t)
 	ns := testNATS(t)
 	sim, simURL := frozenSim(t, proxysim.Options{Seed: 42, Sessions: 2, Participants: 2, Interactions: 3})
@@ -31,7 +38,7 @@ func TestEndToEnd(t *testing.T) {
 	adminAddr := freePort(t)
 	cfg := e2eConfig{
 		SimURL: simURL, Creds: sim.Credentials(), NATSURL: ns.ClientURL(),
-		State: filepath.Join(dir, "state.db"), Admin: adminAddr, Targets: all[:2], Schedule: "@every 1s",
+		State: filepath.Join(dir, "state.db"), Admin: adminAddr, Targets: all[:2], Schedule: "@every 1s", Mode: mode,
 	}
 	cfg.write(t, cfgPath)
 

@@ -82,6 +82,9 @@ type e2eConfig struct {
 	Admin    string
 	Targets  []proxysim.Target
 	Schedule string
+	// Mode is poll.mode ("" is schedule); activity polls every target at
+	// least every 2 s, as the tests' schedules of a second do.
+	Mode string
 }
 
 func (c e2eConfig) write(t *testing.T, path string) {
@@ -96,7 +99,11 @@ func (c e2eConfig) write(t *testing.T, path string) {
 		fmt.Fprintf(&b, "  - {service_sid: %s, session_sid: %s, participant_sid: %s}\n",
 			tg.ServiceSID, tg.SessionSID, tg.ParticipantSID)
 	}
-	fmt.Fprintf(&b, "poll: {schedule: %q, heartbeat_interval: 1s, shutdown_timeout: 5s}\n", c.Schedule)
+	fmt.Fprintf(&b, "poll: {schedule: %q, heartbeat_interval: 1s, shutdown_timeout: 5s", c.Schedule)
+	if c.Mode != "" {
+		fmt.Fprintf(&b, ", mode: %s, activity: {index_every: 1s, hot_min: 1s, hot_max: 2s, cold_every: 2s}", c.Mode)
+	}
+	b.WriteString("}\n")
 	b.WriteString("rules: {stuck_after: 24h, target_error_after: 2}\n")
 	fmt.Fprintf(&b, "state: {path: %s}\n", c.State)
 	fmt.Fprintf(&b, "nats: {urls: [%s]}\n", c.NATSURL)

@@ -43,7 +43,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer log.Sync() //nolint:errcheck // stderr may not sync
 
-	clients, err := buildClients(cfg, nil, nil)
+	clients, err := buildClients(cfg, nil, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,10 @@ func (d *daemon) reloadFromSource() {
 func (d *daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	clients, err := buildClients(cfg, d.clients, d.metrics)
+	if d.activity != nil {
+		d.activity.configure(cfg) // before the targets: new Services' limits
+	}
+	clients, err := buildClients(cfg, d.clients, d.metrics, d.activity)
 	if err != nil {
 		return err
 	}
@@ -87,6 +90,8 @@ func restartOnly(old, cur *config.Config) []string {
 	check("poll.timeout", old.Poll.Timeout, cur.Poll.Timeout)
 	check("poll.heartbeat_interval", old.Poll.HeartbeatInterval, cur.Poll.HeartbeatInterval)
 	check("poll.shutdown_timeout", old.Poll.ShutdownTimeout, cur.Poll.ShutdownTimeout)
+	check("poll.mode", old.Poll.Mode, cur.Poll.Mode)
+	check("poll.activity", old.Poll.Activity, cur.Poll.Activity)
 	check("rules.target_error_after", old.Rules.TargetErrorAfter, cur.Rules.TargetErrorAfter)
 	check("reasons.timeout", old.Reasons.Timeout, cur.Reasons.Timeout)
 	if old.NATS.SubjectPrefix != cur.NATS.SubjectPrefix || old.Rules.IncludeBody != cur.Rules.IncludeBody {

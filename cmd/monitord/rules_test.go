@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/monitord/monitord/internal/alertmgr"
+	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/proxysim"
 )
 
@@ -32,10 +33,20 @@ func exportedMetrics(t *testing.T) map[string]map[string]bool {
 		t.Fatal(err)
 	}
 	defer d.close()
+	// poll.mode activity exports the planners' metrics besides.
+	acfg := demoConfig(o, sim, "http://127.0.0.1:1", "nats://127.0.0.1:1", t.TempDir())
+	acfg.Poll.Mode = config.PollModeActivity
+	acfg.Admin.Listen = ""
+	ad, err := startDaemon(context.Background(), acfg, zap.NewNop(), daemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.close()
 
 	ch := make(chan *prometheus.Desc, 64)
 	go func() {
 		d.metrics.Registry().Describe(ch)
+		ad.metrics.Registry().Describe(ch)
 		alertmgr.NewMetrics().Registry().Describe(ch)
 		close(ch)
 	}()

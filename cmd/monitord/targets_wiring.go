@@ -28,7 +28,9 @@ type targetWiring struct {
 	set         *targets.Set
 	metrics     *discover.Metrics // nil when there is nothing to discover
 	discoverers []*discover.Discoverer
-	listers     map[string]*accountLister // by account name
+	byService   map[string]*discover.Discoverer // the Discoverer of each discovered Service
+	driven      bool                            // poll.mode activity: the planners refresh, not Run
+	listers     map[string]*accountLister       // by account name
 
 	// onRefresh, when set, also gets each refresh's result: once uses it
 	// to name the Services whose discovery failed. Set before any refresh.
@@ -55,7 +57,7 @@ func (l *accountLister) ListParticipants(ctx context.Context, serviceSID, sessio
 // are registered on reg when there is something to discover.
 func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p targets.Setter, store targets.Store,
 	reg prometheus.Registerer, log *zap.Logger) (*targetWiring, error) {
-	w := &targetWiring{listers: map[string]*accountLister{}}
+	w := &targetWiring{listers: map[string]*accountLister{}, byService: map[string]*discover.Discoverer{}}
 	tcfg := targets.Config{Poller: p, Store: store, Log: log.Named("targets")}
 	wanted := false
 	for _, a := range cfg.EffectiveAccounts() {
@@ -94,7 +96,11 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 			if err != nil {
 				return nil, fmt.Errorf("account %s: discover[%d].%w", a.Name, i, err)
 			}
-			entries = append(entries, discoverEntry(dsc, tr))
+			e := discoverEntry(dsc, tr)
+			if cfg.Poll.Mode == config.PollModeActivity {
+				e.ParticipantRefreshEvery = activityParticipantRefresh(dsc, cfg.Poll.Activity.IndexEvery)
+			}
+			entries = append(entries, e)
 		}
 		dsc, err := discover.New(discover.Config{
 			Entries: entries, Lister: l, Observer: w, Location: loc,
@@ -104,6 +110,9 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 			return nil, fmt.Errorf("account %s: %w", a.Name, err)
 		}
 		w.discoverers = append(w.discoverers, dsc)
+		for _, e := range a.Discover {
+			w.byService[e.ServiceSID] = dsc
+		}
 	}
 	return w, nil
 }
@@ -146,6 +155,9 @@ func (w *targetWiring) Refreshed(r discover.RefreshResult) {
 // addTo adds the Discoverers to the daemon's run group, each on a context
 // of ctx that its own interrupt cancels.
 func (w *targetWiring) addTo(ctx context.Context, g *oklogrun.Group) {
+	if w.driven {
+		return // each Service's planner refreshes it as its index
+	}
 	for _, d := range w.discoverers {
 		dctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return d.Run(dctx) }, func(error) { cancel() })

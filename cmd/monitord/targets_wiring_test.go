@@ -194,7 +194,7 @@ func TestDiscoverOnce(t *testing.T) {
 	cfg.Twilio.Limits.MaxAttempts = 1
 	useDemoDiscovery(&cfg, []string{svc}) // clears cfg.Targets: set them after
 	cfg.Targets = []config.Target{{Source: config.DefaultSource, ServiceSID: svc, SessionSID: all[0].SessionSID, ParticipantSID: all[0].ParticipantSID}}
-	clients, err := buildClients(&cfg, nil, nil)
+	clients, err := buildClients(&cfg, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestDiscoverOnce(t *testing.T) {
 	}
 
 	cfg.Twilio.BaseURL = "http://127.0.0.1:1" // nothing listens there
-	bad, err := buildClients(&cfg, nil, nil)
+	bad, err := buildClients(&cfg, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,8 @@
 //
 // The Planner has no goroutine and no clock of its own: the caller asks
 // Next(now) what to do and reports back, so a simulated clock drives it in
-// a benchmark exactly as the wall clock will in the daemon. Not yet wired
-// into the daemon (poll.mode comes in a later step).
+// a benchmark exactly as the wall clock will in the daemon (poll.mode:
+// activity, cmd/monitord's activity wiring).
 package activity
 
 import (
@@ -64,6 +64,10 @@ type Config struct {
 	Settle time.Duration
 	// Rules decide which statuses are final (diff.Rules.Terminal).
 	Rules diff.Rules
+	// Budget, when set, is the Service's bucket shared with whatever makes
+	// the requests (the daemon's Twilio client takes its tokens from it);
+	// nil: a new one of Rate and Burst.
+	Budget *Budget
 }
 
 // Defaults of Config.

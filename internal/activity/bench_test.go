@@ -26,6 +26,14 @@ import (
 var (
 	benchSessions = flag.Int("activity.sessions", 10000, "sessions of BenchmarkActivity's Service")
 	benchIndex    = flag.Duration("activity.index", activity.DefaultIndexEvery, "BenchmarkActivity's index interval")
+	// The timeline, for the real-time check at reduced scale
+	// (docs/performance.md), which cannot wait 37 + 120 + 30 minutes:
+	// warm-up (0: three sweeps at the budget), measured window, how long
+	// the planner goes on after it, and whether a final sweep follows.
+	benchWarmUp  = flag.Duration("activity.warmup", 0, "BenchmarkActivity's warm-up (0: three sweeps of every target at the budget)")
+	benchHorizon = flag.Duration("activity.horizon", 2*time.Hour, "BenchmarkActivity's measured window")
+	benchTail    = flag.Duration("activity.tail", activity.DefaultColdEvery, "how long BenchmarkActivity's planner goes on after the window")
+	benchSweep   = flag.Bool("activity.sweep", true, "BenchmarkActivity ends with a sweep of every target (false: missed = not seen by the end of the tail)")
 )
 
 // simClock is the benchmark's one clock: the simulator's world, the
@@ -201,15 +209,20 @@ func (r *run) figures(b *testing.B, from, end time.Time, requests int64) {
 //
 //	go test ./internal/activity/ -run '^$' -bench BenchmarkActivity -benchtime 1x
 //
-// -args -activity.sessions=N scales the world, and the budget with it.
+// -args -activity.sessions=N scales the world, and the budget with it;
+// -activity.warmup, -activity.horizon, -activity.tail and -activity.sweep
+// change the timeline (the real-time check at reduced scale uses them).
 func BenchmarkActivity(b *testing.B) {
-	const horizon = 2 * time.Hour
+	horizon := *benchHorizon
 	n := *benchSessions
 	rate := activity.DefaultRate * float64(n) / 10000
 	epoch := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	// Three sweeps of the 2n targets at the whole budget, 37 minutes: the
 	// planner's first sweep gets what the index and new activity leave.
 	warmUp := (3 * time.Duration(float64(2*n)/rate*float64(time.Second))).Round(time.Minute)
+	if *benchWarmUp > 0 {
+		warmUp = *benchWarmUp
+	}
 	from := epoch.Add(warmUp)
 	end := from.Add(horizon)
 
@@ -276,10 +289,12 @@ func BenchmarkActivity(b *testing.B) {
 			// The planner goes on for a cold interval, as uniform goes on
 			// for a round: a failure late in the 2 hours gets its usual
 			// chance, then a sweep in target order finds what is left.
-			for r.clock.now.Before(end.Add(activity.DefaultColdEvery)) {
+			for r.clock.now.Before(end.Add(*benchTail)) {
 				step()
 			}
-			r.sweep()
+			if *benchSweep {
+				r.sweep()
+			}
 			r.figures(b, from, end, used)
 			b.ReportMetric(float64(warm.Cold.Polls), "warm-cold-polls")
 			for _, c := range []struct {

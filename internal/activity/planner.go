@@ -107,6 +107,7 @@ type target struct {
 	seen       bool // a listing was seen since the last start
 	fp         uint64
 	step       uint // unchanged polls since the last change, for the back-off
+	fails      uint // failed polls since the last listing seen
 	pendingNew bool // its session moved while it was in flight
 }
 
@@ -127,6 +128,10 @@ type Planner struct {
 	newQ         []*target
 	hot, cold    targetHeap
 	stats        Stats
+	seq          uint64 // the last target's order (target.seq)
+	// saved are the targets of a restored Snapshot not seen yet
+	// (Restore): SetTargets gives them their saved class.
+	saved map[string]Saved
 }
 
 // New returns a planner for targets, all of one Service, starting at now.
@@ -138,9 +143,13 @@ func New(cfg Config, targets []proxy.Target, now time.Time) (*Planner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("activity config: %w", err)
 	}
+	budget := cfg.Budget
+	if budget == nil {
+		budget = NewBudget(cfg.Rate, cfg.Burst, now)
+	}
 	p := &Planner{
 		cfg:       cfg,
-		budget:    NewBudget(cfg.Rate, cfg.Burst, now),
+		budget:    budget,
 		byKey:     make(map[string]*target, len(targets)),
 		bySession: map[string][]*target{},
 		index:     map[string]time.Time{},
@@ -157,6 +166,7 @@ func New(cfg Config, targets []proxy.Target, now time.Time) (*Planner, error) {
 		p.byKey[t.Key()] = r
 		p.bySession[t.SessionSID] = append(p.bySession[t.SessionSID], r)
 		p.push(r)
+		p.seq = r.seq
 	}
 	return p, nil
 }
@@ -216,7 +226,8 @@ func (p *Planner) start(r *target, now time.Time, s *ClassStats) Action {
 // Done ends an action from Next at now; err is its failure, if any. A
 // poll's listing has been seen by the Lister wrapper (Observe) by then,
 // which decided the target's next class and due time; a failed poll keeps
-// its class and is tried again after HotMin (new, hot) or HotMax (cold).
+// its class and is tried again after HotMin, doubling with each failure in
+// a row up to HotMax (new, hot), or after HotMax (cold).
 // A failed index is read again after HotMin.
 func (p *Planner) Done(a Action, now time.Time, err error) {
 	p.mu.Lock()
@@ -247,10 +258,18 @@ func (p *Planner) Done(a Action, now time.Time, err error) {
 		r.due = now.Add(max(r.interval, p.cfg.HotMin))
 	}
 	if err != nil {
+		// Doubling from HotMin for new and hot targets: a target that
+		// keeps failing (its session deleted, 404, until discovery drops
+		// it an hour later) must not take a request every HotMin.
 		retry := p.cfg.HotMin
+		for k := uint(0); k < r.fails && retry < p.cfg.HotMax; k++ {
+			retry *= 2
+		}
+		retry = min(retry, p.cfg.HotMax)
 		if r.class == ClassCold {
 			retry = p.cfg.HotMax
 		}
+		r.fails++
 		r.due, r.interval = now.Add(retry), retry
 	}
 	if r.pendingNew {
@@ -331,7 +350,7 @@ func (p *Planner) Observe(t proxy.Target, listing []proxy.Interaction, now time.
 	if !r.observed || fp != r.fp {
 		r.step = 0
 	}
-	r.observed, r.seen, r.fp = true, true, fp
+	r.observed, r.seen, r.fp, r.fails = true, true, fp, 0
 	if hot {
 		iv := p.cfg.HotMin
 		for k := uint(0); k < r.step && iv < p.cfg.HotMax; k++ {

@@ -2,6 +2,7 @@ package activity_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -422,5 +423,36 @@ func TestDoneWithoutListing(t *testing.T) {
 	p.Done(a, t0, nil)
 	if w := idle(t, p, t0); w != activity.DefaultColdEvery {
 		t.Errorf("next in %v, want the cold interval %v", w, activity.DefaultColdEvery)
+	}
+}
+
+// TestRepeatedFailuresBackOff: a hot target whose polls keep failing (its
+// session deleted: 404 until discovery drops it) is tried again after
+// HotMin, then twice that, … up to HotMax, not every HotMin; a listing
+// seen again starts the count over.
+func TestRepeatedFailuresBackOff(t *testing.T) {
+	hot := target(1, 1)
+	p := newPlanner(t, fast(activity.Config{IndexEvery: 24 * time.Hour}), hot)
+	index(t, p, next(t, p, t0), t0, sessionAt(1, t0))
+	poll(t, p, next(t, p, t0), t0, listing("queued", t0))
+	now := t0.Add(activity.DefaultHotMin)
+	var waits []time.Duration
+	for range 7 {
+		a := next(t, p, now)
+		p.Done(a, now, errors.New("404"))
+		w := idle(t, p, now)
+		waits = append(waits, w)
+		now = now.Add(w)
+	}
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second,
+		160 * time.Second, activity.DefaultHotMax, activity.DefaultHotMax}
+	if !slices.Equal(waits, want) {
+		t.Errorf("retries after %v, want %v", waits, want)
+	}
+	poll(t, p, next(t, p, now), now, listing("queued", now))
+	now = now.Add(idle(t, p, now))
+	p.Done(next(t, p, now), now, errors.New("404"))
+	if w := idle(t, p, now); w != activity.DefaultHotMin {
+		t.Errorf("first failure after a listing: retry in %v, want %v", w, activity.DefaultHotMin)
 	}
 }

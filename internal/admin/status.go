@@ -24,6 +24,9 @@ type Status struct {
 	Outbox func() (events int, bytes int64, oldest time.Time, err error)
 	// NATS reports whether the publisher is connected.
 	NATS func() bool
+	// Classes, in poll.mode activity, returns each target's class (new,
+	// hot, cold) by key; nil otherwise.
+	Classes func() map[string]string
 }
 
 // StatusDoc is the /status document.
@@ -43,8 +46,15 @@ type StatusDoc struct {
 func (s Status) Doc() StatusDoc {
 	sum := s.Targets.Summary()
 	n, _, _, _ := s.Outbox()
+	st := s.Targets.Status()
+	if s.Classes != nil {
+		classes := s.Classes()
+		for i := range st {
+			st[i].Class = classes[st[i].Key]
+		}
+	}
 	return StatusDoc{Instance: s.Instance(), Targets: sum.Targets, Healthy: sum.Healthy, Failing: sum.Failing,
-		Unknown: sum.Unknown, LastCycle: sum.LastCycle, NATS: s.NATS(), Outbox: n, Status: s.Targets.Status()}
+		Unknown: sum.Unknown, LastCycle: sum.LastCycle, NATS: s.NATS(), Outbox: n, Status: st}
 }
 
 // Line is systemd's one-line STATUS= at now.

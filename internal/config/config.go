@@ -136,6 +136,9 @@ type Limits struct {
 	MinBackoff time.Duration `koanf:"min_backoff"`
 	// MaxBackoff caps the retry delay, Retry-After included.
 	MaxBackoff time.Duration `koanf:"max_backoff"`
+	// Scope is what one token bucket covers: a whole Service (service)
+	// or one endpoint of a Service (endpoint); see activity.go.
+	Scope string `koanf:"scope"`
 }
 
 // Account is one Twilio account with its own credentials, limits, targets
@@ -220,6 +223,11 @@ type Poll struct {
 	// ShutdownTimeout bounds how long in-flight polls and the outbox
 	// drain may take after SIGTERM.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// Mode is schedule (every target on its cron spec) or activity (a
+	// planner per Service; activity.go).
+	Mode string `koanf:"mode"`
+	// Activity configures the planner of activity mode.
+	Activity Activity `koanf:"activity"`
 }
 
 // Rules decide which observed changes become which events.
@@ -389,6 +397,8 @@ func Default() Config {
 			Timeout:           5 * time.Minute,
 			HeartbeatInterval: 30 * time.Second,
 			ShutdownTimeout:   15 * time.Second,
+			Mode:              PollModeSchedule,
+			Activity:          DefaultActivity(),
 		},
 		Rules: Rules{
 			AlertStatuses:    []string{"failed", "undelivered"},
@@ -439,6 +449,7 @@ func DefaultLimits() Limits {
 		MaxAttempts:       5,
 		MinBackoff:        500 * time.Millisecond,
 		MaxBackoff:        30 * time.Second,
+		Scope:             LimitScopeService,
 	}
 }
 

@@ -32,7 +32,16 @@ func TestInvalid(t *testing.T) {
 		"base-url-http":          {`twilio.base_url: "http://proxy.twilio.com" must be https (http only to a loopback host such as the simulator): Basic auth would cross the network in clear text`},
 		"base-url-unparseable":   {`twilio.base_url: "https://[redacted]@[::1" is not an http or https URL`},
 		"both-auth":              {`twilio: both an API key (api_key_sid, api_key_secret) and auth_token are set; use one`},
-		"cron":                   {`poll.schedule: "every minute" is not a cron spec: expected 5 to 6 fields, found 2: [every minute]`},
+		"activity": {
+			`twilio.limits.scope: "route" is not "service" or "endpoint"`,
+			`poll.activity.index_every: must be at least 1s, got 500ms`,
+			`poll.activity.hot_max: 30s is shorter than hot_min 1m0s`,
+			`poll.activity.cold_every: 20s is shorter than hot_max 30s: a quiet target would be polled more often than a busy one`,
+		},
+		// The activity keys are not checked in schedule mode, nor in an
+		// unknown one: the mode is the problem.
+		"poll-mode": {`poll.mode: "adaptive" is not "schedule" or "activity"`},
+		"cron":      {`poll.schedule: "every minute" is not a cron spec: expected 5 to 6 fields, found 2: [every minute]`},
 		"reasons": {
 			`twilio.messages_base_url: must not contain credentials`,
 			`reasons.rate: must be positive, got 0`,

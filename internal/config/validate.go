@@ -115,6 +115,7 @@ func (pl *Poll) validate(p *Problems) {
 	positive(p, "poll.timeout", pl.Timeout)
 	positive(p, "poll.heartbeat_interval", pl.HeartbeatInterval)
 	positive(p, "poll.shutdown_timeout", pl.ShutdownTimeout)
+	pl.Activity.validate(p, pl.Mode)
 }
 
 func (r *Rules) validate(p *Problems) {

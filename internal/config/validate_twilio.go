@@ -124,6 +124,7 @@ func validateLimits(p *Problems, key string, l Limits) {
 	if l.MaxBackoff > 0 && l.MinBackoff > l.MaxBackoff {
 		p.addf("%s.min_backoff: %s is longer than max_backoff %s", key, l.MinBackoff, l.MaxBackoff)
 	}
+	oneOf(p, key+".scope", l.Scope, LimitScopeService, LimitScopeEndpoint)
 }
 
 func validateTargets(p *Problems, key string, targets []Target, s *seen) {

@@ -215,7 +215,7 @@ func (d *Discoverer) Run(ctx context.Context) error {
 func (d *Discoverer) loop(ctx context.Context, st *entryState) {
 	for {
 		// Errors are already logged and observed by refresh.
-		_ = d.refresh(ctx, st)
+		_, _ = d.refresh(ctx, st)
 		// The schedule runs on the wall clock; Now only measures grace. A
 		// spec without its own CRON_TZ= runs in the time's zone.
 		now := time.Now().In(d.cfg.Location)
@@ -230,13 +230,31 @@ func (d *Discoverer) loop(ctx context.Context, st *entryState) {
 	}
 }
 
+// RefreshService refreshes, now, the entry of serviceSID (the config has
+// at most one per Service) and returns the complete sessions list it read:
+// in poll.mode activity that list is also the Service's activity index,
+// so one refresh serves both. The list is returned even when the refresh
+// failed after reading it (a participants list failed): the index does
+// not depend on participants. Without an entry for serviceSID it returns
+// an error.
+func (d *Discoverer) RefreshService(ctx context.Context, serviceSID string) ([]proxy.Session, error) {
+	for _, st := range d.entries {
+		if st.entry.ServiceSID != serviceSID {
+			continue
+		}
+		return d.refresh(ctx, st)
+	}
+	return nil, fmt.Errorf("discover: no entry for Service %s", serviceSID)
+}
+
 // Refresh refreshes every entry once, now, in order. It returns the
 // refreshes' errors joined; an entry whose refresh failed keeps its
 // previous set.
 func (d *Discoverer) Refresh(ctx context.Context) error {
 	var errs []error
 	for _, st := range d.entries {
-		errs = append(errs, d.refresh(ctx, st))
+		_, err := d.refresh(ctx, st)
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -31,6 +31,9 @@ type entryState struct {
 	// time while live, else the instant its grace started. Only the
 	// sessions it names matter here: an ended one is not listed again.
 	targets map[proxy.Target]time.Time
+	// listed is the complete sessions list the refresh in progress read,
+	// for RefreshService; nil between refreshes.
+	listed []proxy.Session
 }
 
 type sessionCache struct {
@@ -66,13 +69,15 @@ type plan struct {
 	endedAt time.Time
 }
 
-// refresh runs one refresh of st, observes and logs it.
-func (d *Discoverer) refresh(ctx context.Context, st *entryState) error {
+// refresh runs one refresh of st, observes and logs it. It returns the
+// sessions list it read, if it got that far, for RefreshService.
+func (d *Discoverer) refresh(ctx context.Context, st *entryState) (listed []proxy.Session, _ error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	start := time.Now()
 	res := RefreshResult{ServiceSID: st.entry.ServiceSID}
 	err := d.refreshLocked(ctx, st, d.cfg.Now(), &res)
+	listed, st.listed = st.listed, nil
 	res.Duration = time.Since(start)
 	if err != nil {
 		err = fmt.Errorf("discover %s: %w", st.entry.ServiceSID, err)
@@ -88,14 +93,14 @@ func (d *Discoverer) refresh(ctx context.Context, st *entryState) error {
 			d.log.Warn("discovery refresh failed",
 				zap.String("service", st.entry.ServiceSID), zap.Int("targets_kept", len(st.targets)), zap.Error(err))
 		}
-		return err
+		return listed, err
 	}
 	d.log.Debug("discovery refresh",
 		zap.String("service", st.entry.ServiceSID), zap.Int("sessions_seen", res.SessionsSeen),
 		zap.Int("sessions_closed", res.SessionsClosed), zap.Int("targets", res.Targets),
 		zap.Int("in_grace", res.InGrace), zap.Int("dropped", res.Dropped),
 		zap.Int("participant_lists", res.ParticipantLists), zap.Duration("took", res.Duration))
-	return nil
+	return listed, nil
 }
 
 // refreshLocked lists, decides and commits; on any error it commits nothing
@@ -107,6 +112,7 @@ func (d *Discoverer) refreshLocked(ctx context.Context, st *entryState, now time
 	if err != nil {
 		return err // the lister says "list sessions" already
 	}
+	st.listed = sessions
 	trackedSessions := map[string]bool{}
 	for t := range st.targets {
 		trackedSessions[t.SessionSID] = true

@@ -112,6 +112,10 @@ type TargetSpec struct {
 	Account  string // the account's name, for status and logs
 	Origin   string // OriginConfigured or OriginDiscovered
 	Labels   map[string]string
+	// Driven targets are polled only through Poll, by whoever drives them
+	// (poll.mode activity: a planner per Service); the scheduler leaves
+	// them out and Schedule is not used.
+	Driven bool
 }
 
 // Config configures a Poller. Zero values take the defaults noted.

@@ -38,14 +38,18 @@ type entry struct {
 
 // TargetStatus is what /status shows about a target.
 type TargetStatus struct {
-	Key                 string            `json:"key"`
-	Source              string            `json:"source"`
-	ServiceSID          string            `json:"service_sid"`
-	SessionSID          string            `json:"session_sid"`
-	ParticipantSID      string            `json:"participant_sid,omitempty"`
-	Account             string            `json:"account,omitempty"`
-	Origin              string            `json:"origin"`
-	Schedule            string            `json:"schedule"`
+	Key            string `json:"key"`
+	Source         string `json:"source"`
+	ServiceSID     string `json:"service_sid"`
+	SessionSID     string `json:"session_sid"`
+	ParticipantSID string `json:"participant_sid,omitempty"`
+	Account        string `json:"account,omitempty"`
+	Origin         string `json:"origin"`
+	Schedule       string `json:"schedule"` // "" when driven (poll.mode activity)
+	// Class is why an activity-driven target is polled when it is (new,
+	// hot or cold; poll.mode activity); the poller does not know it: the
+	// status document fills it in.
+	Class               string            `json:"class,omitempty"`
 	Labels              map[string]string `json:"labels,omitempty"`
 	Health              string            `json:"health"` // unknown, healthy, failing
 	ErrorClass          string            `json:"error_class,omitempty"`
@@ -145,11 +149,22 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 			}
 			continue
 		}
-		e.spec.Store(&spec)
-		if e.schedule != n.schedule {
+		was := e.spec.Swap(&spec)
+		switch {
+		case was.Driven != spec.Driven && p.sched != nil:
+			// Driven from now on, or no longer: the scheduler takes it
+			// up or leaves it.
 			e.schedule, e.sched = n.schedule, n.sched
 			rescheduled++
-			if p.sched != nil {
+			if spec.Driven {
+				p.sched.Remove(key)
+			} else {
+				p.sched.Set(key, p.spread(e, now))
+			}
+		case e.schedule != n.schedule:
+			e.schedule, e.sched = n.schedule, n.sched
+			rescheduled++
+			if p.sched != nil && !spec.Driven {
 				p.sched.Set(key, p.spread(e, now))
 			}
 		}
@@ -170,10 +185,13 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 	return nil
 }
 
-// scheduleLocked adds e to the running scheduler. p.mu is held.
+// scheduleLocked adds e to the running scheduler, unless it is driven.
+// p.mu is held.
 func (p *Poller) scheduleLocked(e *entry, now time.Time) {
 	e.ctx, e.cancel = context.WithCancel(p.pollCtx)
-	p.sched.Set(e.key, p.spread(e, now))
+	if !e.spec.Load().Driven {
+		p.sched.Set(e.key, p.spread(e, now))
+	}
 }
 
 func (p *Poller) spread(e *entry, now time.Time) cron.Schedule {
@@ -205,6 +223,9 @@ func (p *Poller) Status() []TargetStatus {
 
 func (e *entry) status(schedule string) TargetStatus {
 	spec := e.spec.Load()
+	if spec.Driven {
+		schedule = ""
+	}
 	t := spec.Target
 	st := TargetStatus{
 		Key: e.key, Source: string(t.Source), ServiceSID: t.ServiceSID, SessionSID: t.SessionSID,

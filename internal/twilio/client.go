@@ -54,10 +54,10 @@ func New(cfg Config) (*Client, error) {
 		basePath: base.String(),
 		authz:    "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)),
 		obs:      cfg.Observer,
-		limits:   newLimits(cfg.RequestsPerSecond, cfg.Burst, cfg.MaxInFlight),
+		limits:   newLimits(cfg.RequestsPerSecond, cfg.Burst, cfg.MaxInFlight, cfg.Buckets),
 		// One bucket (key "") for the account's FetchMessage calls, with
 		// a burst of one in-flight's worth.
-		msgLimits: newLimits(cfg.MessagesPerSecond, cfg.MessagesInFlight, cfg.MessagesInFlight),
+		msgLimits: newLimits(cfg.MessagesPerSecond, cfg.MessagesInFlight, cfg.MessagesInFlight, nil),
 		msgPath:   messages.String() + "/2010-04-01/Accounts/" + cfg.AccountSID + "/Messages/",
 	}
 	c.userAgent = cfg.UserAgent
@@ -120,7 +120,7 @@ func (c *Client) AppendInteractions(ctx context.Context, t proxy.Target, dst []p
 		return dst, fmt.Errorf("list interactions: %w", err)
 	}
 	u := c.interactionsPath(t)
-	items, err := list(ctx, c, t.ServiceSID, u, "interactions", dst, decodeInteraction)
+	items, err := list(ctx, c, t.ServiceSID, listEndpoint(t), u, "interactions", dst, decodeInteraction)
 	if err == nil {
 		err = identified(items[len(dst):], u)
 	}
@@ -156,7 +156,11 @@ func (c *Client) FetchInteraction(ctx context.Context, t proxy.Target, sid strin
 		return it, fmt.Errorf("fetch interaction: %w", err)
 	}
 	u := c.interactionsPath(t) + "/" + sid
-	body, err := c.get(ctx, t.ServiceSID, u)
+	ep := EndpointMessageInteraction
+	if t.Source == proxy.SourceSession {
+		ep = EndpointInteraction
+	}
+	body, err := c.get(ctx, t.ServiceSID, ep, u)
 	if err == nil {
 		err = decodeOne(bodyString(body), &it, decodeInteraction)
 		releaseBody(body)
@@ -168,13 +172,37 @@ func (c *Client) FetchInteraction(ctx context.Context, t proxy.Target, sid strin
 	return it, nil
 }
 
+// FetchSession returns one Session of a Service: the activity index of a
+// few configured sessions costs one request each, where the list of a
+// large Service costs one per 100 sessions.
+func (c *Client) FetchSession(ctx context.Context, serviceSID, sessionSID string) (proxy.Session, error) {
+	var s proxy.Session
+	if err := proxy.CheckSID("service_sid", "KS", serviceSID); err != nil {
+		return s, fmt.Errorf("fetch session: %w", err)
+	}
+	if err := proxy.CheckSID("session_sid", "KC", sessionSID); err != nil {
+		return s, fmt.Errorf("fetch session: %w", err)
+	}
+	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions/" + sessionSID
+	body, err := c.get(ctx, serviceSID, EndpointSession, u)
+	if err == nil {
+		err = decodeOne(bodyString(body), &s, decodeSession)
+		releaseBody(body)
+		setDecodeURL(err, u)
+	}
+	if err != nil {
+		return proxy.Session{}, fmt.Errorf("fetch session: %w", err)
+	}
+	return s, nil
+}
+
 // ListSessions returns every Session of a Service.
 func (c *Client) ListSessions(ctx context.Context, serviceSID string) ([]proxy.Session, error) {
 	if err := proxy.CheckSID("service_sid", "KS", serviceSID); err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions"
-	items, err := list(ctx, c, serviceSID, u, "sessions", nil, decodeSession)
+	items, err := list(ctx, c, serviceSID, EndpointSessions, u, "sessions", nil, decodeSession)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -190,11 +218,19 @@ func (c *Client) ListParticipants(ctx context.Context, serviceSID, sessionSID st
 		return nil, fmt.Errorf("list participants: %w", err)
 	}
 	u := c.basePath + "/v1/Services/" + serviceSID + "/Sessions/" + sessionSID + "/Participants"
-	items, err := list(ctx, c, serviceSID, u, "participants", nil, decodeParticipant)
+	items, err := list(ctx, c, serviceSID, EndpointParticipants, u, "participants", nil, decodeParticipant)
 	if err != nil {
 		return nil, fmt.Errorf("list participants: %w", err)
 	}
 	return items, nil
+}
+
+// listEndpoint is the endpoint a target's listing calls.
+func listEndpoint(t proxy.Target) Endpoint {
+	if t.Source == proxy.SourceSession {
+		return EndpointInteractions
+	}
+	return EndpointMessageInteractions
 }
 
 // interactionsPath is the list URL of a validated target, without query.
@@ -224,7 +260,7 @@ const itemBytes = 1024
 // it is null. It returns all items or an error, never part of a listing:
 // monitord diffs complete sets of SIDs, and a half listing would look like
 // deleted interactions.
-func list[T any](ctx context.Context, c *Client, serviceSID, listURL, key string, out []T, item func(*scanner, *T) error) ([]T, error) {
+func list[T any](ctx context.Context, c *Client, serviceSID string, ep Endpoint, listURL, key string, out []T, item func(*scanner, *T) error) ([]T, error) {
 	u := c.firstPage(listURL)
 	seen := make(map[string]struct{}, 1)
 	k := newKeeper(c.cfg.MaxListingBytes, c.cfg.PageSize)
@@ -236,7 +272,7 @@ func list[T any](ctx context.Context, c *Client, serviceSID, listURL, key string
 			return nil, fmt.Errorf("%w: %s", ErrPageLoop, redactURL(u))
 		}
 		seen[u] = struct{}{}
-		body, err := c.get(ctx, serviceSID, u)
+		body, err := c.get(ctx, serviceSID, ep, u)
 		if err != nil {
 			return nil, err
 		}

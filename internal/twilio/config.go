@@ -43,6 +43,13 @@ type Config struct {
 	// Twilio's 150.
 	RequestsPerSecond float64
 	Burst             int
+	// LimitScope is what one bucket covers: ScopeService (default, every
+	// endpoint of a Service shares it) or ScopeEndpoint (each endpoint of a
+	// Service has its own, as Twilio documents its limit).
+	LimitScope string
+	// Buckets, when set, supplies the bucket of a key instead of a token
+	// bucket of RequestsPerSecond and Burst (see BucketFunc).
+	Buckets BucketFunc
 	// MaxInFlight caps requests in flight across the Client (default 10),
 	// for Twilio's account-wide concurrency limit.
 	MaxInFlight int
@@ -132,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MessagesBaseURL == "" {
 		c.MessagesBaseURL = DefaultMessagesBaseURL
+	}
+	if c.LimitScope == "" {
+		c.LimitScope = ScopeService
 	}
 	if c.MessagesPerSecond == 0 {
 		c.MessagesPerSecond = 10
@@ -235,6 +245,9 @@ func (c *Config) validate() (base, messages *url.URL, _ error) {
 	}
 	if c.Burst < 0 {
 		bad("Burst: must be positive")
+	}
+	if c.LimitScope != ScopeService && c.LimitScope != ScopeEndpoint {
+		bad("LimitScope: %q is not %q or %q", c.LimitScope, ScopeService, ScopeEndpoint)
 	}
 	if c.MaxInFlight < 0 {
 		bad("MaxInFlight: must be positive")

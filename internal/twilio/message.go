@@ -36,7 +36,7 @@ func (c *Client) FetchMessage(ctx context.Context, sid string) (Message, error) 
 		return Message{}, fmt.Errorf("fetch message: sid %q does not match ^(SM|MM)[0-9a-fA-F]{32}$", sid)
 	}
 	u := c.msgPath + sid + ".json"
-	body, err := c.getWithin(ctx, budget{c.msgLimits, ""}, u)
+	body, err := c.getWithin(ctx, budget{c.msgLimits, bucketKey{}}, u)
 	if err != nil {
 		return Message{}, fmt.Errorf("fetch message: %w", err)
 	}

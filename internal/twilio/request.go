@@ -25,8 +25,8 @@ import (
 //
 // The body is a pooled buffer: the caller decodes it and releases it with
 // releaseBody.
-func (c *Client) get(ctx context.Context, serviceSID, u string) (*bytes.Buffer, error) {
-	return c.getWithin(ctx, budget{c.limits, serviceSID}, u)
+func (c *Client) get(ctx context.Context, serviceSID string, ep Endpoint, u string) (*bytes.Buffer, error) {
+	return c.getWithin(ctx, c.bucket(serviceSID, ep), u)
 }
 
 // getWithin is get within the budget b: a Proxy Service's bucket, or the
@@ -68,7 +68,7 @@ func (c *Client) getWithin(ctx context.Context, b budget, u string) (*bytes.Buff
 // budget is one set of limits and the bucket key within it.
 type budget struct {
 	l   *limits
-	key string
+	key bucketKey
 }
 
 // attempt makes one request within the budget.
@@ -119,35 +119,37 @@ func (c *Client) backoff(attempt int) time.Duration {
 }
 
 // limits keeps a Client under Twilio's two limits: requests per second per
-// Service (a token bucket per Service SID) and requests in flight per
-// account (a semaphore).
+// Service, or per endpoint of a Service (a token bucket per key; see
+// Config.LimitScope), and requests in flight per account (a semaphore).
 type limits struct {
-	rps   rate.Limit
-	burst int
-	sem   chan struct{}
+	rps     rate.Limit
+	burst   int
+	sem     chan struct{}
+	buckets BucketFunc // may be nil
 
 	mu        sync.Mutex
-	byService map[string]*rate.Limiter
+	byService map[bucketKey]Bucket
 }
 
-func newLimits(rps float64, burst, inFlight int) *limits {
+func newLimits(rps float64, burst, inFlight int, buckets BucketFunc) *limits {
 	return &limits{
 		rps:       rate.Limit(rps),
 		burst:     burst,
 		sem:       make(chan struct{}, inFlight),
-		byService: make(map[string]*rate.Limiter),
+		buckets:   buckets,
+		byService: make(map[bucketKey]Bucket),
 	}
 }
 
-// limiter returns the Service's bucket. Buckets are never dropped: there
-// are as many as Services monitored, a handful.
-func (l *limits) limiter(serviceSID string) *rate.Limiter {
+// limiter returns the bucket of k. Buckets are never dropped: there are
+// as many as Services monitored (times a few endpoints), a handful.
+func (l *limits) limiter(k bucketKey) Bucket {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.byService[serviceSID]
+	lim, ok := l.byService[k]
 	if !ok {
-		lim = rate.NewLimiter(l.rps, l.burst)
-		l.byService[serviceSID] = lim
+		lim = newBucket(l.rps, l.burst, l.buckets, k)
+		l.byService[k] = lim
 	}
 	return lim
 }
@@ -159,13 +161,13 @@ func (l *limits) limiter(serviceSID string) *rate.Limiter {
 // for a slot would let requests bunch up after the wait and pass Twilio's
 // window faster than the bucket's rate. Holding a slot while waiting for a
 // token costs at most 1/rate of idle slot time instead.
-func (l *limits) acquire(ctx context.Context, serviceSID string) error {
+func (l *limits) acquire(ctx context.Context, k bucketKey) error {
 	select {
 	case l.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if err := l.limiter(serviceSID).Wait(ctx); err != nil {
+	if err := l.limiter(k).Wait(ctx); err != nil {
 		<-l.sem
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -24,12 +24,22 @@ type daemonConfig struct {
 	AdminAddr string
 	Targets   []proxysim.Target
 	Schedule  string // poll.schedule
+	// Mode is poll.mode: "" or schedule, or activity (with intervals of
+	// seconds, so that every target is polled at least every 3 s as with
+	// the scenarios' fast schedules).
+	Mode string
+	// Activity, when set, is poll.activity (YAML flow) instead of the
+	// fast intervals.
+	Activity string
+	// AlertRecent is rules.baseline.alert_recent; 0: 0s, a silent
+	// baseline the oracle can explain.
+	AlertRecent time.Duration
 
-	RequestsPerSecond int // twilio.limits.requests_per_second; 0: default
-	Burst             int // twilio.limits.burst; 0: default
-	MaxInFlight       int // twilio.limits.max_in_flight; 0: default
-	MaxAttempts       int // 0: default
-	TargetErrorAfter  int // rules.target_error_after; 0: default
+	RequestsPerSecond float64 // twilio.limits.requests_per_second; 0: default
+	Burst             int     // twilio.limits.burst; 0: default
+	MaxInFlight       int     // twilio.limits.max_in_flight; 0: default
+	MaxAttempts       int     // 0: default
+	TargetErrorAfter  int     // rules.target_error_after; 0: default
 	Heartbeat         time.Duration
 	Extra             string // appended verbatim (YAML)
 }
@@ -65,7 +75,7 @@ func writeConfig(t testing.TB, dir string, c daemonConfig) string {
 	p("  api_key_secret: %s", c.Creds.APIKeySecret)
 	p("  limits:")
 	if c.RequestsPerSecond > 0 {
-		p("    requests_per_second: %d", c.RequestsPerSecond)
+		p("    requests_per_second: %g", c.RequestsPerSecond)
 	}
 	if c.Burst > 0 {
 		p("    burst: %d", c.Burst)
@@ -87,6 +97,14 @@ func writeConfig(t testing.TB, dir string, c daemonConfig) string {
 	p("discover: []")
 	p("poll:")
 	p("  schedule: %q", c.Schedule)
+	if c.Mode == "activity" {
+		p("  mode: activity")
+		act := c.Activity
+		if act == "" {
+			act = "{index_every: 1s, hot_min: 1s, hot_max: 2s, cold_every: 3s, settle: 1m}"
+		}
+		p("  activity: %s", act)
+	}
 	p("  timeout: 30s")
 	hb := c.Heartbeat
 	if hb == 0 {
@@ -96,7 +114,7 @@ func writeConfig(t testing.TB, dir string, c daemonConfig) string {
 	p("  shutdown_timeout: 5s")
 	p("rules:")
 	p("  stuck_after: 240h")
-	p("  baseline: {alert_recent: 0s}")
+	p("  baseline: {alert_recent: %s}", c.AlertRecent)
 	if c.TargetErrorAfter > 0 {
 		p("  target_error_after: %d", c.TargetErrorAfter)
 	}

@@ -13,6 +13,11 @@
 //
 //	go test ./test/e2e
 //
+// TestScenario runs them with poll.mode schedule (-e2e.mode=activity runs
+// them, and any measurement, in activity mode); TestActivityScenario runs
+// the quick ones in activity mode too, so the events contract is guarded
+// in both.
+//
 // The measurements run only with -e2e.long, one command each (see
 // docs/performance.md and docs/reliability.md for the figures):
 //

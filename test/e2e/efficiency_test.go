@@ -34,7 +34,7 @@ func testEfficiency(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			world := proxysim.Options{Seed: *seed, Sessions: c.sessions, Participants: 2, Interactions: 5}
 			r := newRig(t, rigOptions{Sim: world, Schedule: "@every 12s", Config: func(dc *daemonConfig) {
-				dc.RequestsPerSecond, dc.Burst = c.rps, c.burst
+				dc.RequestsPerSecond, dc.Burst = float64(c.rps), c.burst
 				dc.Heartbeat = time.Minute
 			}})
 			d := r.start()

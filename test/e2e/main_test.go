@@ -18,6 +18,15 @@ import (
 // run. Without it the package runs the quick subset that CI guards.
 var long = flag.Bool("e2e.long", false, "run the full-scale scenarios (minutes each) and print their figures")
 
+// mode is poll.mode of the daemons TestScenario starts: every scenario runs
+// in either. TestActivityScenario runs the quick ones in activity mode
+// whatever it says.
+var mode = flag.String("e2e.mode", "schedule", "poll.mode of the daemon in TestScenario: schedule or activity")
+
+// scenarioMode is the poll.mode of the scenario running now (scenarios
+// run one after another); newRig writes it into the config.
+var scenarioMode = "schedule"
+
 var (
 	binOnce sync.Once
 	binDir  string
@@ -81,6 +90,24 @@ func longOnly(t *testing.T) {
 // measurements are skipped; with it, each runs at full scale and prints its
 // FIGURE lines.
 func TestScenario(t *testing.T) {
+	if *mode != "schedule" && *mode != "activity" {
+		t.Fatalf("-e2e.mode %q is not schedule or activity", *mode)
+	}
+	scenarios(t, *mode)
+}
+
+// TestActivityScenario runs every scenario with poll.mode activity: the
+// events contract is the same whichever way targets are polled (issue 13).
+// Like TestScenario it runs the quick ones and skips the measurements
+// without -e2e.long; it is apart so that CI guards both modes, and so that
+// -run 'TestScenario/…' selects one mode only.
+func TestActivityScenario(t *testing.T) {
+	scenarios(t, "activity")
+}
+
+func scenarios(t *testing.T, m string) {
+	scenarioMode = m
+	t.Cleanup(func() { scenarioMode = "schedule" })
 	t.Run("kill", testKill)
 	t.Run("nats_outage", testNATSOutage)
 	t.Run("api_faults", testAPIFaults)
@@ -88,4 +115,5 @@ func TestScenario(t *testing.T) {
 	t.Run("startup", testStartup)
 	t.Run("efficiency", testEfficiency)
 	t.Run("latency", testLatency)
+	t.Run("activity_realtime", testActivityRealTime)
 }

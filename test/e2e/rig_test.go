@@ -53,6 +53,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		AdminAddr: freeLoopbackAddr(t),
 		Targets:   r.sim.Targets(),
 		Schedule:  o.Schedule,
+		Mode:      scenarioMode,
 	}
 	if o.Config != nil {
 		o.Config(&r.cfg)

@@ -1,0 +1,56 @@
+package poller
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/monitord/monitord/internal/proxysim"
+)
+
+// TestDrivenTargetsAreNotScheduled: a driven target (poll.mode activity) is
+// polled only through Poll, never by the scheduler, while a scheduled one
+// next to it keeps its rhythm; made scheduled again by SetTargets it is
+// taken up by the scheduler; and removing a driven target works like
+// removing any other.
+func TestDrivenTargetsAreNotScheduled(t *testing.T) {
+	f := newFixture(t, proxysim.Options{Seed: 21, Participants: 2}, nil)
+	var driven, scheduled atomic.Int32
+	specs := every1s(f.specs(nil))
+	specs[0].Lister = hookLister{f.client, func(context.Context) { driven.Add(1) }}
+	specs[0].Driven = true
+	specs[1].Lister = hookLister{f.client, func(context.Context) { scheduled.Add(1) }}
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	runPoller(t, f.p)
+	waitFor(t, "the scheduled target polled three times", 10*time.Second, func() bool { return scheduled.Load() >= 3 })
+	if n := driven.Load(); n != 0 {
+		t.Fatalf("the driven target was polled %d times by the scheduler", n)
+	}
+	if st := f.p.Status(); st[0].Schedule != "" && st[1].Schedule != "" {
+		t.Errorf("status schedules %q and %q: a driven target shows none", st[0].Schedule, st[1].Schedule)
+	}
+	res, err := f.p.Poll(context.Background(), specs[0].Target, Tick{})
+	if err != nil || res != ResultOK || driven.Load() != 1 {
+		t.Fatalf("Poll of the driven target: %q, %v, %d listings", res, err, driven.Load())
+	}
+
+	specs[0].Driven = false
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the target scheduled again", 10*time.Second, func() bool { return driven.Load() >= 3 })
+
+	specs[0].Driven = true
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.SetTargets(specs[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.p.Status()); n != 1 {
+		t.Fatalf("%d targets after removing the driven one, want 1", n)
+	}
+}
