@@ -140,6 +140,13 @@ type Config struct {
 	Observer     Observer     // may be nil
 	Log          *zap.Logger  // may be nil
 
+	// Dispatch, when set, receives every due tick of a current target
+	// instead of a local poll: the instance only schedules, and whoever
+	// takes the tick (several instances, internal/ha: a work queue) polls it
+	// through Poll. It is called from the scheduler's loop and must not
+	// block. Nil: ticks are polled here (single instance).
+	Dispatch func(proxy.Target, Tick)
+
 	// OnTick is called from the scheduler's own loop once a second while
 	// it is scheduling (systemd's WATCHDOG=1 hangs off it).
 	OnTick func(time.Time)
