@@ -47,6 +47,18 @@ func TestInvalid(t *testing.T) {
 			`discover[1].service_sid: ` + sid + ` is already discovered by discover[0]`,
 		},
 		"duplicate-target": {`targets[2]: duplicate of targets[0] (` + tgtID + `)`},
+		"ha": {
+			`ha.enabled: needs nats.mode jetstream (state and poll tasks live in JetStream), got nats.mode "core"`,
+			`ha.bucket: "monitord.state" must be a non-empty bucket name without ".", "*", ">", slashes or spaces`,
+			`ha.replicas: must be between 1 and 5, got 0`,
+			`ha.tasks.stream: "MONITORD" is nats.stream.name too; the tasks need a stream of their own`,
+			`ha.tasks.subject_prefix: "monitord" is nats.subject_prefix too; the events stream would capture the tasks`,
+			`ha.tasks.duplicates: must be positive, got 0s`,
+			`ha.tasks.pinned_ttl: 4s is under twice ha.tasks.pull_expiry 3s; a live owner would lose its Services`,
+			`ha.tasks.ack_wait: 1s is under 1.5s (a running poll renews it every third)`,
+			`ha.tasks.concurrency: must be at least 1, got 0`,
+			`ha.enabled: discover entries are not supported with ha yet (account default lists 1); list the targets under targets`,
+		},
 		"log": {
 			`log.level: "verbose" is not "debug", "info", "warn" or "error"`,
 			`log.format: "text" is not "auto", "json" or "console"`,
