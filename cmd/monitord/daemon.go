@@ -18,6 +18,7 @@ import (
 	"github.com/monitord/monitord/internal/notify"
 	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/state"
+	"github.com/monitord/monitord/internal/targets"
 )
 
 // daemonOptions are what a caller of startDaemon chooses beyond the config.
@@ -43,7 +44,8 @@ type daemon struct {
 	opts    daemonOptions
 	log     *zap.Logger
 	metrics *admin.Metrics
-	db      *state.DB
+	db      daemonStore // the bbolt file, or with ha.enabled the KV bucket
+	ha      *haWiring   // nil unless ha.enabled
 	pub     *notify.Publisher
 	poller  *poller.Poller
 	beat    *poller.Heartbeat // nil when heartbeat events are not published
@@ -73,9 +75,18 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 			d.close()
 		}
 	}()
-	d.db, err = state.Open(cfg.State.Path, stateOptions(cfg))
-	if err != nil {
-		return nil, err
+	if cfg.HA.Enabled {
+		// State lives in the bucket every instance shares: no file opened.
+		if d.ha, err = openHA(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		d.db = d.ha.node.Store()
+	} else {
+		db, err := state.Open(cfg.State.Path, stateOptions(cfg))
+		if err != nil {
+			return nil, err
+		}
+		d.db = db
 	}
 	if d.clients, err = buildClients(cfg, nil, d.metrics); err != nil {
 		return nil, err
@@ -92,6 +103,10 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	pcfg.Waker = d.pub
 	pcfg.Observer = d.metrics
 	pcfg.OnTick = d.onTick
+	if d.ha != nil {
+		// Ticks become tasks; the Service's owner polls them (ha_wiring.go).
+		pcfg.Dispatch = d.ha.node.Dispatch
+	}
 	if d.poller, err = poller.New(pcfg); err != nil {
 		return nil, err
 	}
@@ -106,15 +121,27 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	// discovered targets are merged and each is polled once; it also
 	// forgets, here at start-up, the state of targets removed while
 	// monitord was stopped.
-	if d.targets, err = newTargetWiring(cfg, d.clients, d.poller, d.db, d.metrics.Registry(), log); err != nil {
+	var setter targets.Setter = d.poller
+	if d.ha != nil {
+		setter = d.ha.node.Targets(d.poller) // a worker per Service of the set
+	}
+	if d.targets, err = newTargetWiring(cfg, d.clients, setter, d.db, d.metrics.Registry(), log); err != nil {
 		return nil, err
 	}
 	if err := d.targets.configure(cfg, d.clients); err != nil {
 		return nil, err
 	}
+	if d.ha != nil {
+		if err := d.ha.start(ctx); err != nil {
+			return nil, err
+		}
+	}
 	d.status = admin.Status{
 		Instance: func() string { return d.config().Instance },
 		Targets:  d.poller, Outbox: d.db.OutboxStats, NATS: d.pub.Connected,
+	}
+	if d.ha != nil {
+		d.status.HA = func() *admin.HAView { return d.ha.view(d.config().Instance) }
 	}
 	d.metrics.SetSources(admin.Sources{
 		Outbox:    d.db.OutboxStats,
@@ -127,8 +154,12 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 			return nil, err
 		}
 	}
+	where := cfg.State.Path
+	if d.ha != nil {
+		where = "kv bucket " + cfg.HA.Bucket + " (ha)"
+	}
 	log.Info("monitord started", zap.String("instance", cfg.Instance), zap.Int("targets", len(d.targets.set.Specs())),
-		zap.String("state", cfg.State.Path), zap.String("admin", d.AdminAddr()))
+		zap.String("state", where), zap.String("admin", d.AdminAddr()))
 	return d, nil
 }
 
@@ -169,6 +200,17 @@ func (d *daemon) Run(ctx context.Context) error {
 	// The parts run on contexts that carry ctx's values but not its
 	// cancellation: each is stopped by its own interrupt, in order.
 	base := context.WithoutCancel(ctx)
+	if d.ha != nil {
+		// Before the poller: its workers poll through the poller, so
+		// they stop first (a poll cut short is handed to the next owner
+		// at once) and each unpins the Service it owned.
+		hctx, cancelHA := context.WithCancel(base)
+		haDone := make(chan struct{})
+		g.Add(func() error {
+			defer close(haDone)
+			return d.ha.node.Run(hctx)
+		}, func(error) { cancelHA(); <-haDone })
+	}
 	pctx, cancelPoll := context.WithCancel(base)
 	pollerDone := make(chan struct{})
 	g.Add(func() error {
@@ -251,6 +293,7 @@ func (d *daemon) close() {
 		}
 		d.db = nil
 	}
+	d.ha.close() // after the store: closing the KV store writes through it
 }
 
 func (d *daemon) config() *config.Config {

@@ -21,7 +21,7 @@ import (
 )
 
 // words splits a command line as a POSIX shell would split the quoting
-// Commands uses ('…' with '\'' inside).
+// Commands uses ('…' with '\” inside).
 func words(t *testing.T, line string) []string {
 	t.Helper()
 	var out []string

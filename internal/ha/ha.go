@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -115,23 +116,32 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Node, error
 	if cfg.KV.Bucket == "" {
 		cfg.KV.Bucket = kvstore.DefaultBucket
 	}
-	if !cfg.CreateAssets {
-		if err := checkBucket(ctx, js, cfg.KV.Bucket); err != nil {
-			return nil, err
+	var (
+		store *kvstore.Store
+		kv    jetstream.KeyValue
+	)
+	err := retry(ctx, func(ctx context.Context) error {
+		if !cfg.CreateAssets {
+			if err := checkBucket(ctx, js, cfg.KV.Bucket); err != nil {
+				return err
+			}
+			if err := checkStream(ctx, js, cfg.Work.Stream); err != nil {
+				return err
+			}
+		} else if err := work.Ensure(ctx, js, cfg.Work, nil); err != nil {
+			return err
 		}
-		if err := checkStream(ctx, js, cfg.Work.Stream); err != nil {
-			return nil, err
+		var err error
+		if store, err = kvstore.Open(ctx, js, cfg.KV); err != nil {
+			return err
 		}
-	} else if err := work.Ensure(ctx, js, cfg.Work, nil); err != nil {
-		return nil, fmt.Errorf("ha: %w", err)
-	}
-	store, err := kvstore.Open(ctx, js, cfg.KV)
+		if kv, err = js.KeyValue(ctx, cfg.KV.Bucket); err != nil {
+			return fmt.Errorf("open kv state bucket %s: %w", cfg.KV.Bucket, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, cfg.KV.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("open kv state bucket %s: %w", cfg.KV.Bucket, err)
 	}
 	q, err := work.NewQueue(js, cfg.Work)
 	if err != nil {
@@ -140,6 +150,33 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Node, error
 	return &Node{js: js, cfg: cfg, log: cfg.Log.Named("ha"), store: store, kv: kv, queue: q,
 		ticks: make(chan task, cfg.Queue), dropLog: rate.Sometimes{Interval: time.Minute},
 		workers: map[string]*serviceWork{}, ensured: map[string]bool{}, owned: map[string]Owner{}}, nil
+}
+
+// attemptTimeout bounds one attempt at an asset request. The instances of
+// a deployment start together and create the same assets at once; on a
+// cluster that is still placing a new asset, an answer can go missing, and
+// without a bound of its own one request would wait out the whole start-up
+// deadline.
+const attemptTimeout = 5 * time.Second
+
+// retry runs f with attemptTimeout until it succeeds, fails otherwise than
+// by that timeout or no responders (a missing asset, a refused request), or
+// ctx ends.
+func retry(ctx context.Context, f func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil ||
+			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Store is the state store every instance shares: the poller's Store, the
@@ -235,15 +272,15 @@ func (n *Node) EnsureServices(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	for _, svc := range todo {
-		var err error
-		if n.cfg.CreateAssets {
-			_, err = n.js.CreateOrUpdateConsumer(ctx, n.cfg.Work.Stream, work.ConsumerConfig(n.cfg.Work, svc))
-			if err != nil {
-				err = fmt.Errorf("create consumer %s on stream %s: %w", work.ConsumerName(svc), n.cfg.Work.Stream, err)
+		err := retry(ctx, func(ctx context.Context) error {
+			if !n.cfg.CreateAssets {
+				return checkConsumer(ctx, n.js, n.cfg.Work.Stream, svc)
 			}
-		} else {
-			err = checkConsumer(ctx, n.js, n.cfg.Work.Stream, svc)
-		}
+			if _, err := n.js.CreateOrUpdateConsumer(ctx, n.cfg.Work.Stream, work.ConsumerConfig(n.cfg.Work, svc)); err != nil {
+				return fmt.Errorf("create consumer %s on stream %s: %w", work.ConsumerName(svc), n.cfg.Work.Stream, err)
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
