@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -219,4 +220,43 @@ func (p *runProc) stop() error {
 	}
 	p.cancel()
 	return p.err
+}
+
+// TestHACommandsOnConfig: with ha.enabled, `once` refuses to poll outside
+// the work queue (exit 2, naming the key), and `nats-assets` prints one
+// bucket, one stream and a consumer per Service of the config, without
+// connecting anywhere.
+func TestHACommandsOnConfig(t *testing.T) {
+	dir := t.TempDir()
+	targets := []proxysim.Target{
+		{ServiceSID: "KS" + strings.Repeat("1", 32), SessionSID: "KC" + strings.Repeat("1", 32), ParticipantSID: "KP" + strings.Repeat("1", 32)},
+		{ServiceSID: "KS" + strings.Repeat("2", 32), SessionSID: "KC" + strings.Repeat("2", 32), ParticipantSID: "KP" + strings.Repeat("2", 32)},
+	}
+	cr := proxysim.Credentials{AccountSID: "AC" + strings.Repeat("0", 32), APIKeySID: "SK" + strings.Repeat("0", 32), APIKeySecret: "x"}
+	path := haDaemonConfig(t, dir, "a", "https://127.0.0.1:1", cr, []string{"nats://127.0.0.1:1"}, targets, "127.0.0.1:0")
+
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"once", "-c", path}, &out, &errb)
+	var u usageError
+	if !errors.As(err, &u) || !strings.Contains(err.Error(), "ha.enabled") {
+		t.Errorf("once with ha.enabled = %v, want a usage error naming ha.enabled", err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"nats-assets", "-c", path}, &out, &errb); err != nil {
+		t.Fatalf("nats-assets: %v\n%s", err, errb.String())
+	}
+	var kv, stream, consumers int
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		switch {
+		case strings.HasPrefix(line, "nats kv add monitord_state "):
+			kv++
+		case strings.HasPrefix(line, "nats stream add MONITORD_TASKS "):
+			stream++
+		case strings.HasPrefix(line, "nats consumer add MONITORD_TASKS tasks_KS"):
+			consumers++
+		}
+	}
+	if kv != 1 || stream != 1 || consumers != 2 {
+		t.Errorf("nats-assets printed %d bucket, %d stream, %d consumer commands; want 1, 1, 2:\n%s", kv, stream, consumers, out.String())
+	}
 }
