@@ -91,6 +91,7 @@ const (
 	ResultError      = "error"       // listing failed; health committed
 	ResultOutboxFull = "outbox_full" // nothing committed: retried next time
 	ResultStateError = "state_error" // state could not be read or written
+	ResultConflict   = "conflict"    // another instance committed the target first (ha): nothing committed
 	ResultCancelled  = "cancelled"   // shutdown or removal interrupted it
 	ResultPanic      = "panic"       // recovered; the target polls again
 )
