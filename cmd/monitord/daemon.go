@@ -269,6 +269,12 @@ func (d *daemon) Run(ctx context.Context) error {
 // delivered at the next start: the outbox is durable, so a short drain
 // loses nothing.
 func (d *daemon) drain(ctx context.Context, max time.Duration) {
+	if d.ha != nil {
+		// The outbox is the deployment's: the other instances publish
+		// it, and the others' commits would keep it from ever being
+		// empty here. What is pending stays in the bucket.
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
 	if d.pub.WaitEmptyConnected(ctx) == nil {
