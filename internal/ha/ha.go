@@ -80,6 +80,7 @@ type Node struct {
 	runCtx   context.Context         // set while Run runs
 	stopped  bool
 	owned    map[string]Owner // Services this instance holds the pin of
+	removed  []string         // Services removed while owned: their records go (owner loop)
 	runGroup sync.WaitGroup   // the workers started under runCtx
 }
 
@@ -299,7 +300,10 @@ func (n *Node) syncWorkersLocked() {
 		if !slices.Contains(n.want, svc) {
 			sw.cancel()
 			delete(n.workers, svc)
-			delete(n.owned, svc)
+			if _, ok := n.owned[svc]; ok {
+				delete(n.owned, svc)
+				n.removed = append(n.removed, svc)
+			}
 		}
 	}
 	for _, svc := range n.want {

@@ -60,7 +60,12 @@ func (n *Node) checkOwnership(ctx context.Context) {
 	for svc, sw := range n.workers {
 		list = append(list, svcPin{svc, sw.w.Pin(svc)})
 	}
+	removed := n.removed
+	n.removed = nil
 	n.mu.Unlock()
+	for _, svc := range removed {
+		n.deleteOwner(ctx, svc) // a Service no longer in the target set
+	}
 	now := time.Now().UTC()
 	for _, sp := range list {
 		held := false
