@@ -112,7 +112,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	}
 	if slices.Contains(cfg.Rules.PublishKinds, event.Heartbeat) {
 		d.beat, err = poller.NewHeartbeat(poller.HeartbeatConfig{Interval: cfg.Poll.HeartbeatInterval,
-			Instance: cfg.Instance, Publisher: d.pub, Render: pcfg.Render, Outbox: d.db, Log: pcfg.Log}, d.poller)
+			Instance: cfg.Instance, Publisher: d.pub, Render: pcfg.Render, Outbox: d.db, Log: pcfg.Log,
+			Owned: d.ownedServices()}, d.poller)
 		if err != nil {
 			return nil, err
 		}

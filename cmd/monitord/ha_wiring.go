@@ -115,6 +115,20 @@ func (h *haWiring) view(instance string) *admin.HAView {
 	return v
 }
 
+// ownedServices is the heartbeat's Owned: nil for a single instance.
+func (d *daemon) ownedServices() func() []string {
+	if d.ha == nil {
+		return nil
+	}
+	return func() []string {
+		var out []string
+		for _, o := range d.ha.node.Owned() {
+			out = append(out, o.Service)
+		}
+		return out
+	}
+}
+
 // close closes the connection; the store is closed before it (daemon.close).
 func (h *haWiring) close() {
 	if h != nil && h.nc != nil {
