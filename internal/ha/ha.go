@@ -72,16 +72,19 @@ type Node struct {
 	failed  atomic.Int64 // ticks whose publish failed
 	dropLog rate.Sometimes
 
-	mu       sync.Mutex
-	poller   Poller                  // set by Targets
-	want     []string                // Services of the target set, sorted
-	workers  map[string]*serviceWork // by Service
-	ensured  map[string]bool         // Services whose consumer was created or found
-	runCtx   context.Context         // set while Run runs
-	stopped  bool
-	owned    map[string]Owner // Services this instance holds the pin of
-	removed  []string         // Services removed while owned: their records go (owner loop)
-	runGroup sync.WaitGroup   // the workers started under runCtx
+	mu      sync.Mutex
+	poller  Poller                  // set by Targets
+	want    []string                // Services of the target set, sorted
+	workers map[string]*serviceWork // by Service
+	ensured map[string]bool         // Services whose consumer was created or found
+	runCtx  context.Context         // set while Run runs
+	stopped bool
+	owned   map[string]Owner // Services this instance holds the pin of
+	// confirmed is when the owner loop last read each Service's pinned
+	// id: a belief not confirmed for a pinned TTL is dropped.
+	confirmed map[string]time.Time
+	removed   []string       // Services removed while owned: their records go (owner loop)
+	runGroup  sync.WaitGroup // the workers started under runCtx
 }
 
 type task struct {
@@ -150,7 +153,8 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Node, error
 	}
 	return &Node{js: js, cfg: cfg, log: cfg.Log.Named("ha"), store: store, kv: kv, queue: q,
 		ticks: make(chan task, cfg.Queue), dropLog: rate.Sometimes{Interval: time.Minute},
-		workers: map[string]*serviceWork{}, ensured: map[string]bool{}, owned: map[string]Owner{}}, nil
+		workers: map[string]*serviceWork{}, ensured: map[string]bool{}, owned: map[string]Owner{},
+		confirmed: map[string]time.Time{}}, nil
 }
 
 // attemptTimeout bounds one attempt at an asset request. The instances of

@@ -72,11 +72,13 @@ func (n *Node) checkOwnership(ctx context.Context) {
 		if sp.pin != "" {
 			pinned, err := n.pinnedID(ctx, sp.svc)
 			if err != nil {
-				continue // unknown: keep what we believed
+				n.unconfirmed(sp.svc, now, err)
+				continue
 			}
 			held = pinned == sp.pin
 		}
 		n.mu.Lock()
+		n.confirmed[sp.svc] = now
 		prev, was := n.owned[sp.svc]
 		_, wanted := n.workers[sp.svc]
 		switch {
@@ -101,6 +103,22 @@ func (n *Node) checkOwnership(ctx context.Context) {
 		}
 		n.mu.Unlock()
 	}
+}
+
+// unconfirmed handles a check of svc that could not reach the consumer
+// (NATS unreachable, no quorum): the belief stands for one pinned TTL, the
+// time the server keeps a silent owner's pin; past it the pin has moved or
+// will when the cluster answers, so /status and the heartbeat stop
+// claiming the Service. The record in the bucket cannot be removed from
+// here; the next owner overwrites it.
+func (n *Node) unconfirmed(svc string, now time.Time, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, was := n.owned[svc]; !was || now.Sub(n.confirmed[svc]) <= n.cfg.Work.PinnedTTL {
+		return
+	}
+	delete(n.owned, svc)
+	n.log.Warn("ha: service ownership unconfirmed for a pinned ttl; no longer claimed", zap.String("service", svc), zap.Error(err))
 }
 
 // pinnedID is the id the consumer of svc pins now ("" for none).

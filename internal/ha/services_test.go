@@ -123,3 +123,51 @@ func TestClusterServicesFollowTargets(t *testing.T) {
 		t.Errorf("Owned() = %v, want %s alone", got, svc2)
 	}
 }
+
+// TestClusterOwnershipNotClaimedWhileUnreachable: an instance that cannot
+// reach NATS stops claiming its Services (Owned, hence /status and the
+// heartbeat) once a pinned TTL has passed without confirming them: by then
+// the server has moved, or will move, the pin.
+func TestClusterOwnershipNotClaimedWhileUnreachable(t *testing.T) {
+	cl := natstest.StartCluster(t, 1)
+	nc, err := nats.Connect(cl.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := Config{Instance: "a", Work: testWork(1), KV: kvstore.Config{Bucket: "st", Replicas: 1}, CreateAssets: true}
+	n, err := Open(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &servicePoller{polls: map[string]int{}}
+	svc := "KS" + strings.Repeat("4", 32)
+	if err := n.Targets(p).SetTargets(specsOf([]string{svc})); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.EnsureServices(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = n.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	q, err := work.NewQueue(js, cfg.Work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := specsOf([]string{svc})[0].Target
+	if _, err := q.Publish(ctx, tg, poller.Tick{Key: tg.Key(), Due: time.UnixMilli(1_700_000_000_000)}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, "the Service owned", 10*time.Second, func() bool { return len(n.Owned()) == 1 })
+
+	cl.Stop(0)
+	natstest.WaitFor(t, "the Service no longer claimed", 5*cfg.Work.PinnedTTL, func() bool { return len(n.Owned()) == 0 })
+}
