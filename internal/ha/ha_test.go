@@ -89,7 +89,15 @@ func TestHAThreeInstancesFailover(t *testing.T) {
 		t.Fatalf("%s: Owned() = %v, want %s among them", victim.name, got, services[0])
 	}
 
-	// The owner dies: another instance takes its Services over.
+	// The owner dies mid-poll (issue 12, scenario 1): a listing done, its
+	// commit not, when its connection closes. Another instance takes its
+	// Services over, that target's task included (after the ack wait).
+	victim.hold.arm()
+	select {
+	case <-victim.hold.caught:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the owner started no poll to be killed in")
+	}
 	killed := time.Now()
 	victim.kill()
 	natstest.WaitFor(t, "another instance listing the dead owner's Service", 20*time.Second, func() bool {
@@ -106,6 +114,14 @@ func TestHAThreeInstancesFailover(t *testing.T) {
 	if ps := log.pollers(services[0], killed.Add(time.Second)); slices.Contains(ps, victim.name) {
 		t.Fatalf("service %s listed by the dead instance %s after its death", services[0], victim.name)
 	}
+	natstest.WaitFor(t, "the target caught mid-poll polled by another instance", 20*time.Second, func() bool {
+		for _, x := range log.snapshot() {
+			if x.target == victim.hold.target && x.inst != victim.name && x.start.After(killed) {
+				return true
+			}
+		}
+		return false
+	})
 	taken := time.Now()
 	natstest.WaitFor(t, "a few more polls of every target", 20*time.Second, func() bool {
 		n := 0

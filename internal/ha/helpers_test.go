@@ -98,8 +98,8 @@ func (w *world) targets() []proxy.Target {
 
 // listing is one listing an instance made.
 type listing struct {
-	inst, service string
-	start, end    time.Time
+	inst, service, target string
+	start, end            time.Time
 }
 
 // pollLog records every listing of every instance.
@@ -147,17 +147,45 @@ func (l *pollLog) overlap() string {
 	return ""
 }
 
-// recLister records each listing of its instance.
+// recLister records each listing of its instance; armed, it holds the
+// next one after the API answered, until its poll is cancelled: an
+// instance caught mid-poll.
 type recLister struct {
 	inst string
 	next poller.Lister
 	log  *pollLog
+	hold *hold
+}
+
+// hold catches one listing mid-poll.
+type hold struct {
+	mu     sync.Mutex
+	armed  bool
+	target string        // the target caught
+	caught chan struct{} // closed when one is held
+}
+
+func (h *hold) arm() {
+	h.mu.Lock()
+	h.armed, h.caught = true, make(chan struct{})
+	h.mu.Unlock()
 }
 
 func (r recLister) AppendInteractions(ctx context.Context, t proxy.Target, dst []proxy.Interaction) ([]proxy.Interaction, error) {
 	start := time.Now()
 	out, err := r.next.AppendInteractions(ctx, t, dst)
-	r.log.add(listing{inst: r.inst, service: t.ServiceSID, start: start, end: time.Now()})
+	r.log.add(listing{inst: r.inst, service: t.ServiceSID, target: t.Key(), start: start, end: time.Now()})
+	r.hold.mu.Lock()
+	catch := r.hold.armed
+	if catch {
+		r.hold.armed, r.hold.target = false, t.Key()
+		close(r.hold.caught)
+	}
+	r.hold.mu.Unlock()
+	if catch {
+		<-ctx.Done() // the instance dies with this poll in its hands
+		return dst, ctx.Err()
+	}
 	return out, err
 }
 
@@ -182,6 +210,7 @@ func (q *queued) ReasonFetched(string)             {}
 // the Node, the publisher draining the shared outbox.
 type instance struct {
 	name    string
+	hold    *hold // catches one listing mid-poll when armed
 	nc      *nats.Conn
 	node    *Node
 	p       *poller.Poller
@@ -220,7 +249,7 @@ func startInstance(t *testing.T, name string, cl *natstest.Cluster, w *world, wc
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{name: name, nc: nc, node: node, pub: pub, queued: &queued{}}
+	in := &instance{name: name, nc: nc, node: node, pub: pub, queued: &queued{}, hold: &hold{}}
 	in.p, err = poller.New(poller.Config{
 		DefaultSchedule: "@every 1s", Spread: true, Rules: diff.DefaultRules(),
 		Render: func(e event.Event) (event.Message, error) { return event.Render(e, event.RenderOptions{}) },
@@ -230,7 +259,7 @@ func startInstance(t *testing.T, name string, cl *natstest.Cluster, w *world, wc
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := recLister{inst: name, next: w.client(t), log: log}
+	client := recLister{inst: name, next: w.client(t), log: log, hold: in.hold}
 	var specs []poller.TargetSpec
 	for _, tg := range w.targets() {
 		specs = append(specs, poller.TargetSpec{Target: tg, Lister: client})
