@@ -173,7 +173,34 @@ func TestHAThreeInstancesFailover(t *testing.T) {
 		return err == nil && n == 0
 	})
 
-	ids := streamEvents(t, js)
+	recs := streamRecords(t, js)
+	var ids []string
+	// Per-target order across three publishers (docs/ha.md, "Publishing"):
+	// an interaction's created event is before its failed and
+	// status_changed events in the stream, as its commits were.
+	created := event.TypePrefix + "interaction." + string(event.Created)
+	createdAt := map[string]int{}
+	for i, r := range recs {
+		ids = append(ids, r.ID)
+		if r.Type == created {
+			createdAt[r.Data.InteractionSID] = i
+		}
+	}
+	ordered := 0
+	for i, r := range recs {
+		if r.Type == created || r.Data.InteractionSID == "" {
+			continue
+		}
+		if c, ok := createdAt[r.Data.InteractionSID]; ok {
+			ordered++
+			if c > i {
+				t.Errorf("%s of %s at stream position %d, before its created event at %d", r.Type, r.Data.InteractionSID, i, c)
+			}
+		}
+	}
+	if ordered == 0 {
+		t.Error("no interaction with both a created and a later event: the order check checks nothing")
+	}
 	seen := map[string]bool{}
 	for _, id := range ids {
 		if seen[id] {
@@ -204,5 +231,5 @@ func TestHAThreeInstancesFailover(t *testing.T) {
 			t.Errorf("failure %s %s→%s at %s: no failed event in the stream", f.InteractionSID, f.Leg, f.To, f.Time.Format(time.TimeOnly))
 		}
 	}
-	t.Logf("%d events, %d failures, owners %v, %s killed", len(ids), len(failures), owners, victim.name)
+	t.Logf("%d events, %d failures, %d events checked after their created, owners %v, %s killed", len(ids), len(failures), ordered, owners, victim.name)
 }

@@ -309,18 +309,43 @@ func (in *instance) kill() {
 // streamEvents reads every event in the events stream: their ids in order.
 func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
+	var ids []string
+	for _, e := range streamRecords(t, js) {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+// streamRecord is one event as the stream holds it.
+type streamRecord struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Data struct {
+		InteractionSID string `json:"interaction_sid"`
+	} `json:"data"`
+}
+
+// streamRecords reads every event in the events stream, in stream order.
+func streamRecords(t *testing.T, js jetstream.JetStream) []streamRecord {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, notify.DefaultStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A node of a loaded in-process cluster may briefly answer the API
+	// with no responders: ask until one answers.
+	var (
+		s    jetstream.Stream
+		info *jetstream.StreamInfo
+		err  error
+	)
+	natstest.WaitFor(t, "the events stream's info", 10*time.Second, func() bool {
+		if s, err = js.Stream(ctx, notify.DefaultStreamName); err != nil {
+			return false
+		}
+		info, err = s.Info(ctx)
+		return err == nil
+	})
 	n := int(info.State.Msgs)
-	var ids []string
+	var ids []streamRecord
 	if n == 0 {
 		return nil
 	}
@@ -334,16 +359,14 @@ func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 			t.Fatal(err)
 		}
 		for m := range b.Messages() {
-			var ce struct {
-				ID string `json:"id"`
-			}
+			var ce streamRecord
 			if err := json.Unmarshal(m.Data(), &ce); err != nil {
 				t.Fatalf("event %s: %v", m.Subject(), err)
 			}
 			if h := m.Headers().Get(jetstream.MsgIDHeader); h != ce.ID {
 				t.Fatalf("event %s: Nats-Msg-Id %q, id %q", m.Subject(), h, ce.ID)
 			}
-			ids = append(ids, ce.ID)
+			ids = append(ids, ce)
 		}
 		if err := b.Error(); err != nil {
 			t.Fatal(err)
