@@ -44,7 +44,8 @@ type daemon struct {
 	opts    daemonOptions
 	log     *zap.Logger
 	metrics *admin.Metrics
-	db      *state.DB
+	db      daemonStore // the bbolt file, or with ha.enabled the KV bucket
+	ha      *haWiring   // nil unless ha.enabled
 	pub     *notify.Publisher
 	poller  *poller.Poller
 	beat    *poller.Heartbeat // nil when heartbeat events are not published
@@ -78,9 +79,18 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 			d.close()
 		}
 	}()
-	d.db, err = state.Open(cfg.State.Path, stateOptions(cfg))
-	if err != nil {
-		return nil, err
+	if cfg.HA.Enabled {
+		// State lives in the bucket every instance shares: no file opened.
+		if d.ha, err = openHA(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		d.db = d.ha.node.Store()
+	} else {
+		db, err := state.Open(cfg.State.Path, stateOptions(cfg))
+		if err != nil {
+			return nil, err
+		}
+		d.db = db
 	}
 	if d.clients, err = buildClients(cfg, nil, d.metrics, d.activity); err != nil {
 		return nil, err
@@ -97,12 +107,17 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	pcfg.Waker = d.pub
 	pcfg.Observer = d.metrics
 	pcfg.OnTick = d.onTick
+	if d.ha != nil {
+		// Ticks become tasks; the Service's owner polls them (ha_wiring.go).
+		pcfg.Dispatch = d.ha.node.Dispatch
+	}
 	if d.poller, err = poller.New(pcfg); err != nil {
 		return nil, err
 	}
 	if slices.Contains(cfg.Rules.PublishKinds, event.Heartbeat) {
 		d.beat, err = poller.NewHeartbeat(poller.HeartbeatConfig{Interval: cfg.Poll.HeartbeatInterval,
-			Instance: cfg.Instance, Publisher: d.pub, Render: pcfg.Render, Outbox: d.db, Log: pcfg.Log}, d.poller)
+			Instance: cfg.Instance, Publisher: d.pub, Render: pcfg.Render, Outbox: d.db, Log: pcfg.Log,
+			Owned: d.ownedServices()}, d.poller)
 		if err != nil {
 			return nil, err
 		}
@@ -116,6 +131,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 		d.activity.poller = d.poller
 		setter = d.activity
 	}
+	if d.ha != nil {
+		setter = d.ha.node.Targets(d.poller) // a worker per Service of the set
+	}
 	if d.targets, err = newTargetWiring(cfg, d.clients, setter, d.db, d.metrics.Registry(), log); err != nil {
 		return nil, err
 	}
@@ -126,6 +144,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if err := d.targets.configure(cfg, d.clients); err != nil {
 		return nil, err
 	}
+	if d.ha != nil {
+		if err := d.ha.start(ctx); err != nil {
+			return nil, err
+		}
+	}
 	d.status = admin.Status{
 		Instance: func() string { return d.config().Instance },
 		Targets:  d.poller, Outbox: d.db.OutboxStats, NATS: d.pub.Connected,
@@ -135,6 +158,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 		if err := d.metrics.SetActivity(d.activity.Stats); err != nil {
 			return nil, err
 		}
+	}
+	if d.ha != nil {
+		d.status.HA = func() *admin.HAView { return d.ha.view(d.config().Instance) }
 	}
 	d.metrics.SetSources(admin.Sources{
 		Outbox:    d.db.OutboxStats,
@@ -147,8 +173,12 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 			return nil, err
 		}
 	}
+	where := cfg.State.Path
+	if d.ha != nil {
+		where = "kv bucket " + cfg.HA.Bucket + " (ha)"
+	}
 	log.Info("monitord started", zap.String("instance", cfg.Instance), zap.Int("targets", len(d.targets.set.Specs())),
-		zap.String("state", cfg.State.Path), zap.String("admin", d.AdminAddr()))
+		zap.String("state", where), zap.String("admin", d.AdminAddr()))
 	return d, nil
 }
 
@@ -189,6 +219,17 @@ func (d *daemon) Run(ctx context.Context) error {
 	// The parts run on contexts that carry ctx's values but not its
 	// cancellation: each is stopped by its own interrupt, in order.
 	base := context.WithoutCancel(ctx)
+	if d.ha != nil {
+		// Before the poller: its workers poll through the poller, so
+		// they stop first (a poll cut short is handed to the next owner
+		// at once) and each unpins the Service it owned.
+		hctx, cancelHA := context.WithCancel(base)
+		haDone := make(chan struct{})
+		g.Add(func() error {
+			defer close(haDone)
+			return d.ha.node.Run(hctx)
+		}, func(error) { cancelHA(); <-haDone })
+	}
 	pctx, cancelPoll := context.WithCancel(base)
 	pollerDone := make(chan struct{})
 	activityDone := make(chan struct{})
@@ -259,6 +300,12 @@ func (d *daemon) Run(ctx context.Context) error {
 // delivered at the next start: the outbox is durable, so a short drain
 // loses nothing.
 func (d *daemon) drain(ctx context.Context, max time.Duration) {
+	if d.ha != nil {
+		// The outbox is the deployment's: the other instances publish
+		// it, and the others' commits would keep it from ever being
+		// empty here. What is pending stays in the bucket.
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
 	if d.pub.WaitEmptyConnected(ctx) == nil {
@@ -283,6 +330,7 @@ func (d *daemon) close() {
 		}
 		d.db = nil
 	}
+	d.ha.close() // after the store: closing the KV store writes through it
 }
 
 func (d *daemon) config() *config.Config {

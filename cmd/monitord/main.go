@@ -49,6 +49,8 @@ func commands() []command {
 		{"demo", "simulator + embedded NATS + daemon in one process", cmdDemo},
 		{"tail", "subscribe to monitord events and print them", cmdTail},
 		{"alertmanager", "post failed events to Prometheus Alertmanager", cmdAlertmanager},
+		{"status", "status --cluster: which instance owns which Service (ha)", cmdStatus},
+		{"nats-assets", "print the nats CLI commands that create the ha bucket, stream and consumers", cmdNATSAssets},
 		{"version", "print version, commit and Go version", cmdVersion},
 	}
 }

@@ -62,6 +62,11 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	} else {
+		if cfg.HA.Enabled {
+			// The state is the cluster's; a poll outside the work queue
+			// could race the Service's owner for Twilio's budget.
+			return usagef("once: ha.enabled: the instances poll; use once --dry-run to see what a first poll raises")
+		}
 		if db, err = state.Open(cfg.State.Path, stateOptions(cfg)); err != nil {
 			return err
 		}

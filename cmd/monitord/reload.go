@@ -82,6 +82,7 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	check("instance", old.Instance, cur.Instance)
 	check("state", old.State, cur.State)
+	check("ha", old.HA, cur.HA)
 	check("nats", old.NATS, cur.NATS)
 	check("admin", old.Admin, cur.Admin)
 	check("log", old.Log, cur.Log)

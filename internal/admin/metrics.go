@@ -131,7 +131,7 @@ func NewMetrics() *Metrics {
 	for _, k := range event.Kinds {
 		m.events.WithLabelValues(string(k)) // export zeros: rate() works from the first event
 	}
-	for _, r := range []string{"ok", "error", "outbox_full", "state_error", "cancelled", "panic"} {
+	for _, r := range []string{"ok", "error", "outbox_full", "state_error", "conflict", "cancelled", "panic"} {
 		m.polls.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "no_code", "not_found", "error", "timeout", "skipped"} {

@@ -27,11 +27,33 @@ type Status struct {
 	// Classes, in poll.mode activity, returns each target's class (new,
 	// hot, cold) by key; nil otherwise.
 	Classes func() map[string]string
+	// HA is this instance's share of a deployment of several (ha.enabled);
+	// nil for a single instance.
+	HA func() *HAView
+}
+
+// HAView is what /status shows of ha mode: which Services this instance
+// owns (polls) now, of those it serves, and whether the shared state
+// answers.
+type HAView struct {
+	Instance     string    `json:"instance"`
+	Services     []string  `json:"services"`
+	Owned        []HAOwned `json:"owned"`
+	KV           string    `json:"kv"` // "ok" or the error reaching the bucket
+	TicksSkipped int64     `json:"ticks_skipped"`
+}
+
+// HAOwned is one Service this instance owns, since when.
+type HAOwned struct {
+	Service string    `json:"service"`
+	Since   time.Time `json:"since"`
 }
 
 // StatusDoc is the /status document.
 type StatusDoc struct {
 	Instance  string                `json:"instance"`
+	Mode      string                `json:"mode"` // single or ha
+	HA        *HAView               `json:"ha,omitempty"`
 	Targets   int                   `json:"targets"`
 	Healthy   int                   `json:"healthy"`
 	Failing   int                   `json:"failing"`
@@ -53,7 +75,11 @@ func (s Status) Doc() StatusDoc {
 			st[i].Class = classes[st[i].Key]
 		}
 	}
-	return StatusDoc{Instance: s.Instance(), Targets: sum.Targets, Healthy: sum.Healthy, Failing: sum.Failing,
+	mode, view := "single", (*HAView)(nil)
+	if s.HA != nil {
+		mode, view = "ha", s.HA()
+	}
+	return StatusDoc{Instance: s.Instance(), Mode: mode, HA: view, Targets: sum.Targets, Healthy: sum.Healthy, Failing: sum.Failing,
 		Unknown: sum.Unknown, LastCycle: sum.LastCycle, NATS: s.NATS(), Outbox: n, Status: st}
 }
 
@@ -68,6 +94,12 @@ func (s Status) Line(now time.Time) string {
 	cycle := "no complete cycle yet"
 	if !sum.LastCycle.IsZero() {
 		cycle = "last cycle " + now.Sub(sum.LastCycle).Round(time.Second).String() + " ago"
+	}
+	if s.HA != nil {
+		// In ha mode this instance polls only the Services it owns: its
+		// own cycle is not the deployment's.
+		v := s.HA()
+		cycle = fmt.Sprintf("ha: owns %d of %d services; kv %s", len(v.Owned), len(v.Services), v.KV)
 	}
 	return fmt.Sprintf("%d targets (%d healthy, %d failing); outbox %d; nats %s; %s",
 		sum.Targets, sum.Healthy, sum.Failing, n, nats, cycle)

@@ -65,6 +65,8 @@ type Config struct {
 	Reasons Reasons `koanf:"reasons"`
 	// Alertmanager configures `monitord alertmanager` (alertmanager.go).
 	Alertmanager Alertmanager `koanf:"alertmanager"`
+	// HA runs several instances on NATS JetStream (ha.go).
+	HA HA `koanf:"ha"`
 
 	// warnings are what Validate found risky but allowed; fileWarnings
 	// what Load found reading secret files.
@@ -430,6 +432,7 @@ func Default() Config {
 		Admin:        Admin{Listen: "127.0.0.1:9464"},
 		Log:          Log{Level: "info", Format: "auto"},
 		Alertmanager: DefaultAlertmanager(),
+		HA:           DefaultHA(),
 		Reasons:      Reasons{Enabled: true, Rate: 10, Concurrency: 4, Timeout: 5 * time.Second},
 	}
 }

@@ -66,6 +66,7 @@ func (c *Config) validate(part Part) error {
 		c.Poll.validate(&p)
 		c.Rules.validate(&p)
 		c.State.validate(&p)
+		c.validateHA(&p)
 	}
 	c.NATS.validate(&p)
 	c.NATS.checkAuthTransport(&p, c.warnf)
@@ -286,6 +287,9 @@ func loopback(host string) bool {
 // directories. It is not part of Validate because `once --dry-run` opens
 // no state; check calls it, so that a path run cannot open fails there.
 func (c *Config) CheckStatePath() error {
+	if c.HA.Enabled {
+		return nil // state lives in the ha bucket: the file is never opened
+	}
 	var p Problems
 	checkStatePath(&p, c.State.Path)
 	if len(p) == 0 {

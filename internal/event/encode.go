@@ -123,6 +123,16 @@ func appendHeartbeat(b []byte, e *Event) []byte {
 	b = append(b, `,"outbox_depth":`...)
 	b = strconv.AppendInt(b, int64(h.OutboxDepth), 10)
 	b = appendOptTime(b, "last_complete_cycle", h.LastCompleteCycle)
+	if h.OwnedServices != nil {
+		b = append(b, `,"owned_services":[`...)
+		for i, s := range h.OwnedServices {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+		}
+		b = append(b, ']')
+	}
 	return append(b, "}}"...)
 }
 

@@ -113,6 +113,10 @@ type HeartbeatInfo struct {
 	OutboxDepth       int
 	LastCompleteCycle time.Time
 	Seq               uint64
+	// OwnedServices are the Services the instance polls now, with
+	// several instances (ha.enabled); nil for a single instance, which
+	// polls every Service (the field is then left out).
+	OwnedServices []string
 }
 
 // InteractionID is the deterministic id of an interaction event: the same

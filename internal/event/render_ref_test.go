@@ -67,12 +67,13 @@ type targetData struct {
 
 // heartbeatData is the data of heartbeat.
 type heartbeatData struct {
-	Instance          string `json:"instance"`
-	Seq               uint64 `json:"seq"`
-	TargetsHealthy    int    `json:"targets_healthy"`
-	TargetsFailing    int    `json:"targets_failing"`
-	OutboxDepth       int    `json:"outbox_depth"`
-	LastCompleteCycle string `json:"last_complete_cycle,omitempty"`
+	Instance          string    `json:"instance"`
+	Seq               uint64    `json:"seq"`
+	TargetsHealthy    int       `json:"targets_healthy"`
+	TargetsFailing    int       `json:"targets_failing"`
+	OutboxDepth       int       `json:"outbox_depth"`
+	LastCompleteCycle string    `json:"last_complete_cycle,omitempty"`
+	OwnedServices     *[]string `json:"owned_services,omitempty"` // nil: single instance; [] a standby
 }
 
 func newInteractionData(e Event, includeBody bool) interactionData {
@@ -182,6 +183,7 @@ func renderReference(e Event, o RenderOptions) ([]byte, error) {
 				TargetsFailing:    b.TargetsFailing,
 				OutboxDepth:       b.OutboxDepth,
 				LastCompleteCycle: formatTime(b.LastCompleteCycle),
+				OwnedServices:     ownedRef(b.OwnedServices),
 			},
 		})
 	}
@@ -200,6 +202,9 @@ func TestRenderMatchesReference(t *testing.T) {
 	hb := examples()[7]
 	hb.Beat = &HeartbeatInfo{Instance: "host<&", Seq: 1<<64 - 1, TargetsHealthy: -1}
 	cases["nasty heartbeat"] = hb
+	ha := examples()[7]
+	ha.Beat = &HeartbeatInfo{Instance: "mon-a", Seq: 7, OwnedServices: []string{"KS0123456789abcdef0123456789abcdef", "KS\"<&>"}}
+	cases["ha heartbeat"] = ha
 	for name, e := range cases {
 		for _, o := range []RenderOptions{{}, {IncludeBody: true}} {
 			m, err := Render(e, o)
@@ -265,4 +270,11 @@ func BenchmarkRenderReference(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func ownedRef(s []string) *[]string {
+	if s == nil {
+		return nil
+	}
+	return &s
 }

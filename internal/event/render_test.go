@@ -207,6 +207,12 @@ func variants() map[string]Event {
 		}
 		if e.Beat != nil {
 			sparse.Beat = &HeartbeatInfo{Instance: "b"}
+			owner := e
+			owner.Beat = &HeartbeatInfo{Instance: "mon-a", OwnedServices: []string{exTarget.ServiceSID}}
+			cases["heartbeat/ha"] = owner
+			standby := e
+			standby.Beat = &HeartbeatInfo{Instance: "mon-b", OwnedServices: []string{}}
+			cases["heartbeat/ha-standby"] = standby
 		}
 		cases[string(e.Kind)+"/sparse"] = sparse
 		session := sparse

@@ -215,7 +215,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 			}
 			everProvisioned = everProvisioned || provisioned
 			delay := p.cfg.RetryInterval
-			if err != nil {
+			if copyInProcess(err) {
+				// Several instances drain one outbox (docs/ha.md): the
+				// stream is storing another publisher's copy of this very
+				// event. Not a failure: look again once it is stored, and
+				// the Nats-Msg-Id drops this copy then.
+				delay = inProcessRetry
+				retryAt = time.Now().Add(delay)
+				p.log.Debug("event being stored by another publisher; draining again shortly", zap.Error(err))
+			} else if err != nil {
 				// Jitter keeps instances sharing a NATS from retrying in step.
 				delay = delay/2 + rand.N(delay/2+1)
 				retryAt = time.Now().Add(delay)
@@ -237,6 +245,19 @@ func (p *Publisher) Run(ctx context.Context) error {
 			resetTimer(timer, p.cfg.RetryInterval)
 		}
 	}
+}
+
+// inProcessRetry is how soon a drain that met another publisher's copy in
+// process tries again: about one replication round trip.
+const inProcessRetry = 50 * time.Millisecond
+
+// copyInProcess reports a clustered stream's refusal of an event whose
+// Nats-Msg-Id another publish is proposing at that moment (409, error code
+// 10158): with several instances draining one outbox, their copies of an
+// event arrive within milliseconds of each other.
+func copyInProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10158
 }
 
 func (p *Publisher) attempt(ctx context.Context, l *link, provisioned *bool) error {

@@ -36,8 +36,10 @@ func (s *racedStore) Commit(key string, rev state.Revision, next state.Next, msg
 
 // TestCommitConflictCommitsNothing: a poll whose target another writer
 // committed since it loaded commits nothing (no snapshot, no events: the
-// other writer's state wins) and counts as a state error; the next poll
-// starts from what the other wrote and derives the events again.
+// other writer's state wins) and counts as a conflict, not a state error
+// (/readyz stays ready: with several instances it is a double poll, not a
+// broken store); the next poll starts from what the other wrote and
+// derives the events again.
 func TestCommitConflictCommitsNothing(t *testing.T) {
 	f := newFixture(t, proxysim.Options{Seed: 3, Participants: 1}, nil)
 	f.p.SetTargets(f.specs(nil))
@@ -54,8 +56,11 @@ func TestCommitConflictCommitsNothing(t *testing.T) {
 
 	raced := &racedStore{DB: f.db}
 	f.p.cfg.Store = raced
-	if res := f.p.PollAll(ctx); res[ResultStateError] != 1 {
-		t.Fatalf("raced poll: %v, want state_error", res)
+	if res := f.p.PollAll(ctx); res[ResultConflict] != 1 {
+		t.Fatalf("raced poll: %v, want conflict", res)
+	}
+	if err := f.p.StateErr(); err != nil {
+		t.Fatalf("StateErr after a conflict = %v, want nil: another writer winning is not a state failure (ha)", err)
 	}
 	if !errors.Is(raced.err, state.ErrConflict) {
 		t.Fatalf("commit error %v, want ErrConflict", raced.err)

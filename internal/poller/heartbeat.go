@@ -33,7 +33,11 @@ type HeartbeatConfig struct {
 	Publisher Publisher   // required
 	Render    RenderFunc  // required
 	Outbox    OutboxStats // may be nil: depth 0
-	Log       *zap.Logger // may be nil
+	// Owned, with several instances (ha.enabled), lists the Services this
+	// instance polls now, for the heartbeat's owned_services; nil for a
+	// single instance (the field is left out).
+	Owned func() []string
+	Log   *zap.Logger // may be nil
 	// Clock stamps the events; default time.Now.
 	Clock func() time.Time
 	// Ticks is what waits out the interval; default RealClock.
@@ -132,6 +136,7 @@ func (h *Heartbeat) Beat(now time.Time, seq uint64) event.Event {
 			OutboxDepth:       depth,
 			LastCompleteCycle: s.LastCycle,
 			Seq:               seq,
+			OwnedServices:     h.owned(),
 		},
 	}
 }
@@ -144,4 +149,16 @@ func (h *Heartbeat) beat(ctx context.Context, seq uint64) error {
 	pctx, cancel := context.WithTimeout(ctx, h.cfg.Interval)
 	defer cancel()
 	return h.cfg.Publisher.PublishNow(pctx, m)
+}
+
+// owned is the heartbeat's owned_services: never nil in ha mode, so that
+// an instance owning nothing says so with [].
+func (h *Heartbeat) owned() []string {
+	if h.cfg.Owned == nil {
+		return nil
+	}
+	if o := h.cfg.Owned(); o != nil {
+		return o
+	}
+	return []string{}
 }

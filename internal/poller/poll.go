@@ -156,12 +156,18 @@ func (p *Poller) pollFailed(log *zap.Logger, e *entry, rev state.Revision, prev 
 // back-pressure, not loss: the snapshot did not move, so the next poll
 // derives the same events again once the publisher has drained. A
 // conflict (another writer committed the target since this poll loaded
-// it) is a state error: with one writer per state file it cannot happen,
-// and the next poll starts from what the other wrote.
+// it) is not a state failure either: with several instances sharing the
+// KV store (docs/ha.md), a task delivered twice is polled twice, the first
+// commit wins and only its events are published; the next poll starts from
+// what it wrote. It must not make /readyz fail, so it is not a StateErr.
 func (p *Poller) commitFailed(log *zap.Logger, err error) string {
 	if errors.Is(err, state.ErrOutboxFull) {
 		log.Warn("outbox full: poll not committed, retried next time", zap.Error(err))
 		return ResultOutboxFull
+	}
+	if errors.Is(err, state.ErrConflict) {
+		log.Debug("poll not committed: another writer committed the target first", zap.Error(err))
+		return ResultConflict
 	}
 	p.stateFailed(log, "commit state", err)
 	return ResultStateError

@@ -91,6 +91,7 @@ const (
 	ResultError      = "error"       // listing failed; health committed
 	ResultOutboxFull = "outbox_full" // nothing committed: retried next time
 	ResultStateError = "state_error" // state could not be read or written
+	ResultConflict   = "conflict"    // another instance committed the target first (ha): nothing committed
 	ResultCancelled  = "cancelled"   // shutdown or removal interrupted it
 	ResultPanic      = "panic"       // recovered; the target polls again
 )
@@ -149,6 +150,13 @@ type Config struct {
 	Waker        Waker        // may be nil
 	Observer     Observer     // may be nil
 	Log          *zap.Logger  // may be nil
+
+	// Dispatch, when set, receives every due tick of a current target
+	// instead of a local poll: the instance only schedules, and whoever
+	// takes the tick (several instances, internal/ha: a work queue) polls it
+	// through Poll. It is called from the scheduler's loop and must not
+	// block. Nil: ticks are polled here (single instance).
+	Dispatch func(proxy.Target, Tick)
 
 	// OnTick is called from the scheduler's own loop once a second while
 	// it is scheduling (systemd's WATCHDOG=1 hangs off it).

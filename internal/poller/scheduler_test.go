@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -274,6 +275,36 @@ func TestNewHeartbeatErrors(t *testing.T) {
 	} {
 		if _, err := NewHeartbeat(c.cfg, sum); err == nil || err.Error() != c.want {
 			t.Errorf("got %v, want %s", err, c.want)
+		}
+	}
+}
+
+// TestHeartbeatOwnedServices: with several instances the heartbeat says
+// which Services the instance polls ([] for a standby); a single instance's
+// leaves the field out.
+func TestHeartbeatOwnedServices(t *testing.T) {
+	render := func(e event.Event) (event.Message, error) { return event.Render(e, event.RenderOptions{}) }
+	sum := summaryFunc(func() Summary { return Summary{} })
+	for _, c := range []struct {
+		owned func() []string
+		want  string
+	}{
+		{nil, ""},
+		{func() []string { return nil }, `"owned_services":[]`},
+		{func() []string { return []string{"KS1", "KS2"} }, `"owned_services":["KS1","KS2"]`},
+	} {
+		hb, err := NewHeartbeat(HeartbeatConfig{Interval: time.Second, Instance: "i1", Publisher: &countingPublisher{},
+			Render: render, Owned: c.owned}, sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := render(hb.Beat(time.Unix(1, 0), 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(m.Data)
+		if c.want == "" && strings.Contains(got, "owned_services") || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("heartbeat %s: want %q", got, c.want)
 		}
 	}
 }

@@ -27,6 +27,13 @@ func (p *Poller) activate(tick Tick) {
 	if !ok || stopped || e.ctx == nil || e.ctx.Err() != nil {
 		return // removed after its tick was popped, or shutting down
 	}
+	if p.cfg.Dispatch != nil {
+		// The skip lock and the 404 back-off belong to whoever polls:
+		// the work queue refuses a tick whose previous task is queued or
+		// running (one task per target).
+		p.cfg.Dispatch(e.spec.Load().Target, tick)
+		return
+	}
 	if !e.running.TryLock() {
 		p.cfg.Observer.PollSkipped()
 		p.cfg.Log.Debug("poll skipped: previous still queued or running", zap.String("target", e.key))

@@ -32,6 +32,9 @@ type Worker struct {
 	poll     Poller
 	services []string
 	log      *zap.Logger
+
+	pinMu sync.Mutex
+	pins  map[string]string // by Service: the pin id of the last task delivered, while consuming
 }
 
 // NewWorker returns a worker polling through p the tasks of services (SIDs)
@@ -51,7 +54,28 @@ func NewWorker(js jetstream.JetStream, c Config, p Poller, services []string, lo
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Worker{js: js, cfg: c, poll: p, services: slices.Clone(services), log: log}, nil
+	return &Worker{js: js, cfg: c, poll: p, services: slices.Clone(services), log: log, pins: map[string]string{}}, nil
+}
+
+// Pin returns the pin id the server stamped on the last task of service
+// delivered to this worker while it consumes, "" before the first one or
+// after the consumption ended. The server pins one client per consumer, so
+// a Pin equal to the consumer's PinnedClientID (its info) means this worker
+// owns the Service now; a Pin that differs is one it held before.
+func (w *Worker) Pin(service string) string {
+	w.pinMu.Lock()
+	defer w.pinMu.Unlock()
+	return w.pins[service]
+}
+
+func (w *Worker) setPin(service, pin string) {
+	w.pinMu.Lock()
+	defer w.pinMu.Unlock()
+	if pin == "" {
+		delete(w.pins, service)
+		return
+	}
+	w.pins[service] = pin
 }
 
 // Run serves every Service of the worker until ctx is done, then waits for
@@ -111,8 +135,9 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 			_ = m.Nak()
 			return
 		}
-		if id := m.Headers().Get("Nats-Pin-Id"); id != "" {
+		if id := m.Headers().Get("Nats-Pin-Id"); id != "" && id != pin {
 			pin = id
+			w.setPin(svc, id)
 		}
 		w.handle(ctx, svc, m, &polls, log)
 	},
@@ -138,6 +163,7 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 	stopping = true
 	held := pin
 	mu.Unlock()
+	w.setPin(svc, "")
 	polls.Wait()
 	if gone != nil {
 		return gone

@@ -22,7 +22,7 @@ const domain = "internal/proxy"
 // package (diff, event, config, schedule) must never reach one of them.
 var ioParts = []string{
 	"internal/state", "internal/state/kvstore", "internal/notify", "internal/poller", "internal/admin",
-	"internal/discover", "internal/targets", "internal/proxysim",
+	"internal/discover", "internal/targets", "internal/proxysim", "internal/work", "internal/ha",
 }
 
 // importRule is one rule over the module's packages, all paths relative to
@@ -125,6 +125,11 @@ var rules = []importRule{
 		From:  []string{"internal/work"},
 		Never: []string{"internal/notify", "internal/discover", "internal/targets", "internal/admin", "internal/config"},
 		Why:   "the work queue hands each task to the poller through its Poller interface (it takes only poller.Tick and the result names): delivery and the target set stay the poller's and cmd's",
+	},
+	{
+		From: []string{"internal/ha"},
+		Only: []string{domain, "internal/poller", "internal/work", "internal/state/kvstore"},
+		Why:  "ha composes the KV store, the work queue and the poller's dispatch for several instances; the config, the publisher and the target set stay cmd's to wire",
 	},
 	{
 		From:  []string{"..."},

@@ -1,13 +1,18 @@
 package kvstore_test
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/natstest"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/state/kvstore"
 )
@@ -46,17 +51,36 @@ func benchStores(b *testing.B) map[string]benchStore {
 	b.Cleanup(func() { _ = db.Close() })
 	srv := startServer(b, b.TempDir(), -1)
 	syncSrv := kvstore.StartSyncServer(b, b.TempDir())
+	// kv-r3: what ha.enabled runs on, a 3-node cluster and 3 replicas
+	// (each write waits for a quorum), all nodes in this process.
+	cl := natstest.StartCluster(b, 3)
+	nc, err := nats.Connect(cl.URLs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r3, err := kvstore.Open(ctx, js, kvstore.Config{Bucket: bucketName(), Replicas: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
 	return map[string]benchStore{
 		"bbolt":   db,
 		"kv":      open(b, connect(b, srv), bucketName()),
 		"kv-sync": open(b, connect(b, syncSrv), bucketName()),
+		"kv-r3":   r3,
 	}
 }
 
 func BenchmarkStore200(b *testing.B) {
 	stores := benchStores(b)
 	snaps := [2]*diff.Snapshot{benchSnapshot(200, "delivered"), benchSnapshot(200, "failed")}
-	names := []string{"bbolt", "kv", "kv-sync"}
+	names := []string{"bbolt", "kv", "kv-sync", "kv-r3"}
 	for _, name := range names {
 		if _, err := stores[name].Commit(tkey, 0, state.Next{Snapshot: snaps[0], Health: state.Health{LastSuccess: t0}}, nil); err != nil {
 			b.Fatal(err)
@@ -74,7 +98,13 @@ func BenchmarkStore200(b *testing.B) {
 			}
 		})
 	}
-	for _, name := range names {
+	// Not on kv-r3: a read right after a write may be answered by a
+	// replica that has not applied it yet (a direct get, the marker
+	// listing's consumer), so the loop's own checks fail: a conflict
+	// against an older revision, or a peek that misses the event just
+	// committed. docs/ha.md ("Reads from a lagging replica") has the
+	// finding; the figures wait for its fix.
+	for _, name := range names[:3] {
 		st := stores[name]
 		// LoadCommit: a poll whose listing changed: load, then commit the
 		// next snapshot (one status toggled) and one event; the publisher

@@ -122,13 +122,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	}
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      cfg.Bucket,
-			Description: "monitord per-target state and pending events",
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
-		})
+		kv, err = js.CreateKeyValue(ctx, BucketConfig(cfg))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open kv state bucket %s: %w", cfg.Bucket, err)
@@ -174,6 +168,20 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	const overhead = 512
 	return &Store{kv: kv, cfg: cfg, maxValue: limit - overhead, stream: stream, subjectPrefix: "$KV." + cfg.Bucket + ".",
 		times: map[string]pollTimes{}}, nil
+}
+
+// BucketConfig is the bucket Open creates for cfg (zero fields: the
+// defaults): history 1, no TTL, file storage. `monitord nats-assets`
+// prints it for operators who create it themselves.
+func BucketConfig(cfg Config) jetstream.KeyValueConfig {
+	cfg, _ = cfg.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "monitord per-target state and pending events",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}
 }
 
 // MaxValue is the largest record stored in one value, in bytes; larger

@@ -1,0 +1,31 @@
+package config
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// TestHAEnabledWithDefaults: `ha: {enabled: true}` alone is a valid
+// config; every other key of the section has a working default.
+func TestHAEnabledWithDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ha.yaml")
+	writeFile(t, path, `twilio:
+  account_sid: AC0123456789abcdef0123456789abcdef
+  auth_token: tok
+targets:
+  - service_sid: KS0123456789abcdef0123456789abcdef
+    session_sid: KC0123456789abcdef0123456789abcdef
+    participant_sid: KP0123456789abcdef0123456789abcdef
+ha:
+  enabled: true
+`)
+	cfg, err := Load(path, nil, nil)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := DefaultHA()
+	want.Enabled = true
+	if cfg.HA != want {
+		t.Errorf("ha = %+v, want %+v", cfg.HA, want)
+	}
+}
