@@ -29,6 +29,7 @@ type demoOptions struct {
 	schedule    string
 	discover    bool
 	verbose     bool
+	ha          bool
 
 	// tempParent is where the demo's temp dir is made ("" : the system's);
 	// the test points it at its own dir to check that nothing is left.
@@ -46,8 +47,9 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	fs.StringVar(&o.schedule, "schedule", "@every 2s", "poll schedule (cron spec) of every target")
 	fs.BoolVar(&o.discover, "discover", true, "find targets by listing the simulated Services' sessions, which open and close as the demo runs; false: watch a fixed list")
 	fs.BoolVar(&o.verbose, "verbose", false, "log the daemon at info level (default: warnings only)")
+	fs.BoolVar(&o.ha, "ha", false, "three instances on a 3-node JetStream cluster; partway, the owner of a Service stops and another takes over (a fixed target list: no discovery with ha yet)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: monitord demo [--duration D] [--seed N] [--targets N] [--failure-rate F]")
+		fmt.Fprintln(stderr, "usage: monitord demo [--ha] [--duration D] [--seed N] [--targets N] [--failure-rate F]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Runs the Proxy API simulator, an embedded NATS server with JetStream and the real")
 		fmt.Fprintln(stderr, "monitord pipeline in one process, and prints each event as it comes back from NATS.")
@@ -100,6 +102,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sigpipe := make(chan os.Signal, 1)
 	signal.Notify(sigpipe, syscall.SIGPIPE)
 	defer signal.Stop(sigpipe)
+	if o.ha {
+		_, err = runDemoHA(ctx, o, stdout, stderr)
+		return err
+	}
 	_, err = runDemo(ctx, o, stdout, stderr)
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -149,5 +150,36 @@ func TestShortDuration(t *testing.T) {
 		if got := shortDuration(d); got != want {
 			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestDemoHA: `demo --ha` runs three instances on a 3-node cluster, stops
+// the owner of the Services partway and shows another taking them over;
+// every event reaches the stream once.
+func TestDemoHA(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+
+	var out, errb syncBuffer
+	err := run(context.Background(), []string{"demo", "--ha", "--duration", "16s", "--schedule", "@every 1s", "--targets", "4", "--seed", "7"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("demo --ha returned %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	got := out.String()
+	for _, want := range []string{"three monitord instances", ">>> stopping demo-", " took over KS", "summary:"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	m := regexp.MustCompile(`ha: (\d+) distinct event ids, (\d+) of them received more than once`).FindStringSubmatch(got)
+	if m == nil || m[1] == "0" || m[2] != "0" {
+		t.Errorf("want events, none twice; got %q:\n%s", m, got)
+	}
+	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  failed  `).MatchString(got) {
+		t.Errorf("no failed event line:\n%s", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "monitord-demo-*")); len(left) > 0 {
+		t.Errorf("temp dirs left behind: %v", left)
 	}
 }
