@@ -72,17 +72,17 @@ type Node struct {
 	failed  atomic.Int64 // ticks whose publish failed
 	dropLog rate.Sometimes
 
-	mu      sync.Mutex
-	poller  Poller                  // set by Targets
-	want    []string                // Services served: of the target set and discovered, sorted
-	tsvcs   []string                // Services of the target set
+	mu     sync.Mutex
+	poller Poller   // set by Targets
+	want   []string // Services served: of the target set and discovered, sorted
+	tsvcs  []string // Services of the target set
 	// discovered are the discover entries, by Service (Discover).
 	discovered map[string]*DiscoveredService
-	workers map[string]*serviceWork // by Service
-	ensured map[string]bool         // Services whose consumer was created or found
-	runCtx  context.Context         // set while Run runs
-	stopped bool
-	owned   map[string]Owner // Services this instance holds the pin of
+	workers    map[string]*serviceWork // by Service
+	ensured    map[string]bool         // Services whose consumer was created or found
+	runCtx     context.Context         // set while Run runs
+	stopped    bool
+	owned      map[string]Owner // Services this instance holds the pin of
 	// confirmed is when the owner loop last read each Service's pinned
 	// id: a belief not confirmed for a pinned TTL is dropped.
 	confirmed map[string]time.Time
