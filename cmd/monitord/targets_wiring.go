@@ -33,7 +33,7 @@ type targetWiring struct {
 	// haEntries is every discover entry with its Discoverer and Tracker,
 	// for ha.enabled (haWiring.discover).
 	haEntries []haEntry
-	listers     map[string]*accountLister       // by account name
+	listers   map[string]*accountLister // by account name
 
 	// onRefresh, when set, also gets each refresh's result: once uses it
 	// to name the Services whose discovery failed. Set before any refresh.
