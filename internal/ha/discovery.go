@@ -27,8 +27,10 @@ import (
 const discoveryPrefix = "d."
 
 // maxDiscoveryRecord is the largest record written: the bucket's default
-// maximum value size. About 16,000 live sessions of two participants fit
-// (about 60 bytes a session once compressed).
+// maximum value size. About 19,000 live sessions of two participants fit
+// (55 bytes a session once compressed, BenchmarkHADiscoveryRecord); a
+// larger Service's refresh fails to write, naming the sizes, and every
+// instance keeps the last set written.
 const maxDiscoveryRecord = 1 << 20
 
 // Discovery is an instance's discovery of the Services its discover
@@ -92,16 +94,37 @@ func (n *Node) Discover(ds DiscoveredService) error {
 	if _, dup := n.discovered[ds.Service]; dup {
 		return fmt.Errorf("ha discover %s: a second entry for one Service", ds.Service)
 	}
-	n.discovered[ds.Service] = &ds
+	n.discovered[ds.Service] = &discState{DiscoveredService: ds}
 	n.wantLocked()
 	return nil
+}
+
+// discState is a discovered Service on this instance.
+type discState struct {
+	DiscoveredService
+	// mu orders what reaches the Tracker: an owner's refresh (adopt,
+	// refresh, write) and the watch's adoptions never interleave.
+	mu sync.Mutex
+	// due is the refresh tick of the newest record adopted or written,
+	// unix ms: a record the watch delivers late (older) is not adopted
+	// over a newer decision.
+	due int64
+}
+
+// adopt takes rec when it is newer than what ds holds. ds.mu is held.
+func (ds *discState) adoptLocked(rec *discoveryRecord) {
+	if rec.DueMillis <= ds.due {
+		return
+	}
+	ds.due = rec.DueMillis
+	ds.Tracker.Adopt(rec.tracked(&ds.DiscoveredService))
 }
 
 // discoveryLoops starts in wg, when there are discovered Services, the
 // watch of their records and each one's refresh ticks, until ctx is done.
 func (n *Node) discoveryLoops(ctx context.Context, wg *sync.WaitGroup) {
 	n.mu.Lock()
-	dss := make([]*DiscoveredService, 0, len(n.discovered))
+	dss := make([]*discState, 0, len(n.discovered))
 	for _, ds := range n.discovered {
 		dss = append(dss, ds)
 	}
@@ -132,7 +155,7 @@ func (w workPoller) Refresh(ctx context.Context, service string, due time.Time) 
 // refresh) and queues the schedule's last instant unless the record says
 // a refresh at or after it was done: the first deployment, or one that was
 // down across a tick, does not wait a whole interval for its set.
-func (n *Node) discoverTicks(ctx context.Context, ds *DiscoveredService) {
+func (n *Node) discoverTicks(ctx context.Context, ds *discState) {
 	sched := poller.Aligned(ds.Schedule)
 	now := time.Now()
 	var start time.Time
@@ -147,7 +170,9 @@ func (n *Node) discoverTicks(ctx context.Context, ds *DiscoveredService) {
 		cancel()
 		if err == nil {
 			if rec != nil {
-				ds.Tracker.Adopt(rec.tracked(ds))
+				ds.mu.Lock()
+				ds.adoptLocked(rec)
+				ds.mu.Unlock()
 				if !start.IsZero() && rec.DueMillis >= start.UnixMilli() {
 					start = time.Time{}
 				}
@@ -229,7 +254,9 @@ func (n *Node) adoptUpdates(ctx context.Context, w jetstream.KeyWatcher) {
 				n.log.Warn("ha: bad discovery record ignored", zap.String("key", e.Key()), zap.Error(err))
 				continue
 			}
-			ds.Tracker.Adopt(rec.tracked(ds))
+			ds.mu.Lock()
+			ds.adoptLocked(rec)
+			ds.mu.Unlock()
 		}
 	}
 }
@@ -246,6 +273,8 @@ func (n *Node) refresh(ctx context.Context, svc string, due time.Time) error {
 	if ds == nil {
 		return fmt.Errorf("discover task for Service %s: no discover entry here (every instance must list the same)", svc)
 	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
 	rec, rev, err := n.readDiscovery(ctx, svc)
 	if err != nil {
 		return err
@@ -254,9 +283,10 @@ func (n *Node) refresh(ctx context.Context, svc string, due time.Time) error {
 		if rec.DueMillis >= due.UnixMilli() {
 			return nil
 		}
-		tr := rec.tracked(ds)
-		ds.Tracker.Adopt(tr)
-		if err := ds.Discovery.Seed(svc, tr); err != nil {
+		ds.adoptLocked(rec)
+		// Seeded even when adoptLocked had it: this instance's own
+		// caches may be from before another owner's refreshes.
+		if err := ds.Discovery.Seed(svc, rec.tracked(&ds.DiscoveredService)); err != nil {
 			return err
 		}
 	}
@@ -278,6 +308,7 @@ func (n *Node) refresh(ctx context.Context, svc string, due time.Time) error {
 		// set stands, and the next refresh starts from it.
 		return fmt.Errorf("write discovery record %s: %w", svc, err)
 	}
+	ds.due = next.DueMillis
 	return nil
 }
 

@@ -77,7 +77,7 @@ type Node struct {
 	want   []string // Services served: of the target set and discovered, sorted
 	tsvcs  []string // Services of the target set
 	// discovered are the discover entries, by Service (Discover).
-	discovered map[string]*DiscoveredService
+	discovered map[string]*discState
 	workers    map[string]*serviceWork // by Service
 	ensured    map[string]bool         // Services whose consumer was created or found
 	runCtx     context.Context         // set while Run runs
@@ -156,7 +156,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Node, error
 	}
 	return &Node{js: js, cfg: cfg, log: cfg.Log.Named("ha"), store: store, kv: kv, queue: q,
 		ticks: make(chan task, cfg.Queue), dropLog: rate.Sometimes{Interval: time.Minute},
-		workers: map[string]*serviceWork{}, discovered: map[string]*DiscoveredService{}, ensured: map[string]bool{}, owned: map[string]Owner{},
+		workers: map[string]*serviceWork{}, discovered: map[string]*discState{}, ensured: map[string]bool{}, owned: map[string]Owner{},
 		confirmed: map[string]time.Time{}}, nil
 }
 

@@ -1,0 +1,102 @@
+package ha
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/monitord/monitord/internal/proxy"
+)
+
+// TestHADiscoveryRecordRoundTrip: the owner's set, live and in grace, of
+// either source, reads back as it was written; a record naming a bad SID
+// is refused naming it.
+func TestHADiscoveryRecordRoundTrip(t *testing.T) {
+	svc := "KS" + strings.Repeat("a", 32)
+	kc := func(c byte) string { return "KC" + strings.Repeat(string(c), 32) }
+	kp := func(c byte) string { return "KP" + strings.Repeat(string(c), 32) }
+	grace := time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)
+	due := grace.Add(time.Hour)
+	part := func(s, p byte) proxy.Target {
+		return proxy.Target{Source: proxy.SourceParticipant, ServiceSID: svc, SessionSID: kc(s), ParticipantSID: kp(p)}
+	}
+	sess := func(s byte) proxy.Target {
+		return proxy.Target{Source: proxy.SourceSession, ServiceSID: svc, SessionSID: kc(s)}
+	}
+	for name, tc := range map[string]struct {
+		src     proxy.Source
+		tracked map[proxy.Target]time.Time
+	}{
+		"participants": {proxy.SourceParticipant, map[proxy.Target]time.Time{
+			part('1', '1'): {}, part('1', '2'): {}, part('2', '3'): grace, part('2', '4'): {}}},
+		"sessions": {proxy.SourceSession, map[proxy.Target]time.Time{sess('1'): {}, sess('2'): grace}},
+		"empty":    {proxy.SourceParticipant, map[proxy.Target]time.Time{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := newDiscoveryRecord("a", due, due, tc.src, tc.tracked).encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := decodeDiscovery(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := rec.tracked(&DiscoveredService{Service: svc, Source: tc.src})
+			if !maps.EqualFunc(got, tc.tracked, time.Time.Equal) || rec.DueMillis != due.UnixMilli() || rec.Instance != "a" {
+				t.Fatalf("read back %v due %d by %q, want %v due %d by a", got, rec.DueMillis, rec.Instance, tc.tracked, due.UnixMilli())
+			}
+		})
+	}
+	for name, tc := range map[string]struct{ json, want string }{
+		"bad session":     {`{"sessions":[{"s":"KCzz"}]}`, "discovery record: session_sid"},
+		"bad participant": {`{"sessions":[{"s":"` + kc('1') + `","p":["KPzz"]}]}`, "discovery record: participant_sid"},
+		"not json":        {`{`, "decode discovery record"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			_, _ = zw.Write([]byte(tc.json))
+			_ = zw.Close()
+			if _, err := decodeDiscovery(buf.Bytes()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("decode = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := decodeDiscovery([]byte("plain")); err == nil || !strings.Contains(err.Error(), "decode discovery record") {
+		t.Fatalf("decode of an uncompressed value = %v, want decode discovery record: …", err)
+	}
+}
+
+// BenchmarkHADiscoveryRecord encodes the record of 10,000 live sessions of
+// two participants (random SIDs, as Twilio's are) and reports its size
+// per session: what bounds the sessions one value holds.
+func BenchmarkHADiscoveryRecord(b *testing.B) {
+	svc := "KS" + strings.Repeat("a", 32)
+	tracked := map[proxy.Target]time.Time{}
+	sid := func(prefix string, i, j int) string {
+		h := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(j)})
+		return prefix + hex.EncodeToString(h[:16])
+	}
+	const sessions = 10000
+	for i := range sessions {
+		for j := range 2 {
+			tracked[proxy.Target{Source: proxy.SourceParticipant, ServiceSID: svc, SessionSID: sid("KC", i, 9),
+				ParticipantSID: sid("KP", i, j)}] = time.Time{}
+		}
+	}
+	now := time.Now()
+	var size int
+	for b.Loop() {
+		data, err := newDiscoveryRecord("a", now, now, proxy.SourceParticipant, tracked).encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(data)
+	}
+	b.ReportMetric(float64(size)/sessions, "bytes/session")
+}
