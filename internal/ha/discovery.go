@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
 	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/proxy"
-	"github.com/monitord/monitord/internal/schedule"
 )
 
 // discoveryPrefix starts the keys of the discovery records in the state
@@ -57,10 +57,11 @@ type Tracker interface {
 type DiscoveredService struct {
 	// Service is the Service SID (KS…).
 	Service string
-	// Schedule is the entry's refresh schedule. Every instance derives
+	// Schedule is the entry's refresh schedule, as schedule.Parse reads
+	// it (ha imports no config reader). Every instance derives
 	// the same instants from it (poller.Aligned), so the refresh ticks of
 	// the three schedulers are one task each.
-	Schedule schedule.Schedule
+	Schedule cron.Schedule
 	// Source is the entry's target source, recorded with its set.
 	Source proxy.Source
 	// Discovery runs the refresh when this instance owns the Service.
