@@ -3,14 +3,23 @@ package ha
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/robfig/cron/v3"
+
+	"github.com/monitord/monitord/internal/natstest"
 	"github.com/monitord/monitord/internal/proxy"
+	"github.com/monitord/monitord/internal/state/kvstore"
+	"github.com/monitord/monitord/internal/work"
 )
 
 // TestHADiscoveryRecordRoundTrip: the owner's set, live and in grace, of
@@ -99,4 +108,70 @@ func BenchmarkHADiscoveryRecord(b *testing.B) {
 		size = len(data)
 	}
 	b.ReportMetric(float64(size)/sessions, "bytes/session")
+}
+
+// nopDiscovery and nopTracker only fill DiscoveredService's fields.
+type nopDiscovery struct{}
+
+func (nopDiscovery) RefreshService(context.Context, string) ([]proxy.Session, error) { return nil, nil }
+func (nopDiscovery) Seed(string, map[proxy.Target]time.Time) error                   { return nil }
+
+type nopTracker struct{}
+
+func (nopTracker) Tracked() map[proxy.Target]time.Time { return nil }
+func (nopTracker) Adopt(map[proxy.Target]time.Time)    {}
+
+// TestHADiscoverRefusesBadEntries: Discover names what is wrong with an
+// entry, and a discovered Service is served (its consumer made, its
+// worker run) before it has any target.
+func TestHADiscoverRefusesBadEntries(t *testing.T) {
+	cl := natstest.StartCluster(t, 1)
+	nc, err := nats.Connect(cl.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Open(ctx, js, Config{Instance: "a", Work: testWork(1), KV: kvstore.Config{Bucket: "st", Replicas: 1}, CreateAssets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := cron.ParseStandard("@every 1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := "KS" + strings.Repeat("a", 32)
+	good := DiscoveredService{Service: svc, Schedule: sched, Discovery: nopDiscovery{}, Tracker: nopTracker{}}
+	bad := good
+	bad.Service = "KSzz"
+	noTracker := good
+	noTracker.Tracker = nil
+	for _, tc := range []struct {
+		ds   DiscoveredService
+		want string
+	}{
+		{bad, "ha discover: service_sid"},
+		{noTracker, "ha discover " + svc + ": schedule, discovery and tracker are required"},
+		{good, ""},
+		{good, "ha discover " + svc + ": a second entry for one Service"},
+	} {
+		err := n.Discover(tc.ds)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Discover(%s) = %v, want %q", tc.ds.Service, err, tc.want)
+		}
+	}
+	if got := n.Services(); !slices.Equal(got, []string{svc}) {
+		t.Errorf("Services() = %v, want the discovered Service with no target", got)
+	}
+	if err := n.EnsureServices(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, testWork(1).Stream, work.ConsumerName(svc)); err != nil {
+		t.Errorf("consumer of the discovered Service: %v", err)
+	}
 }
