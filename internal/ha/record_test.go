@@ -175,3 +175,34 @@ func TestHADiscoverRefusesBadEntries(t *testing.T) {
 		t.Errorf("consumer of the discovered Service: %v", err)
 	}
 }
+
+// recTracker records what it is asked to adopt.
+type recTracker struct{ adopted []int }
+
+func (r *recTracker) Tracked() map[proxy.Target]time.Time { return nil }
+func (r *recTracker) Adopt(m map[proxy.Target]time.Time)  { r.adopted = append(r.adopted, len(m)) }
+
+// TestHAStaleRecordNotAdopted: a record the watch delivers after a newer
+// one was adopted or written is not adopted over it: it would put back,
+// for a moment, targets the owner dropped and forgot.
+func TestHAStaleRecordNotAdopted(t *testing.T) {
+	svc := "KS" + strings.Repeat("a", 32)
+	kc := func(c byte) string { return "KC" + strings.Repeat(string(c), 32) }
+	kp := "KP" + strings.Repeat("1", 32)
+	rec := func(due int64, sessions ...byte) *discoveryRecord {
+		r := &discoveryRecord{DueMillis: due}
+		for _, s := range sessions {
+			r.Sessions = append(r.Sessions, recordedTarget{Session: kc(s), Participants: []string{kp}})
+		}
+		return r
+	}
+	tr := &recTracker{}
+	ds := &discState{DiscoveredService: DiscoveredService{Service: svc, Source: proxy.SourceParticipant, Tracker: tr}}
+	ds.adoptLocked(rec(2000, '1', '2'))
+	ds.adoptLocked(rec(1000, '1', '2', '3')) // late: the owner dropped session 3 at 2000
+	ds.adoptLocked(rec(2000, '1', '2'))      // the same again (the owner's own write)
+	ds.adoptLocked(rec(3000, '1'))
+	if !slices.Equal(tr.adopted, []int{2, 1}) {
+		t.Fatalf("adopted sets of sizes %v, want [2 1]: the records of ticks 2000 and 3000 only", tr.adopted)
+	}
+}
