@@ -112,7 +112,7 @@ type discState struct {
 	due int64
 }
 
-// adopt takes rec when it is newer than what ds holds. ds.mu is held.
+// adoptLocked takes rec when it is newer than what ds holds. ds.mu is held.
 func (ds *discState) adoptLocked(rec *discoveryRecord) {
 	if rec.DueMillis <= ds.due {
 		return
