@@ -137,6 +137,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if d.targets, err = newTargetWiring(cfg, d.clients, setter, d.db, d.metrics.Registry(), log); err != nil {
 		return nil, err
 	}
+	if d.ha != nil {
+		if err := d.ha.discover(d.targets); err != nil { // refreshed by each Service's owner
+			return nil, err
+		}
+	}
 	if d.activity != nil {
 		d.targets.driveDiscovery(d.activity)
 		d.activity.restore(activityStatePath(cfg.State.Path)) // before the first targets

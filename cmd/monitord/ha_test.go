@@ -259,4 +259,25 @@ func TestHACommandsOnConfig(t *testing.T) {
 	if kv != 1 || stream != 1 || consumers != 2 {
 		t.Errorf("nats-assets printed %d bucket, %d stream, %d consumer commands; want 1, 1, 2:\n%s", kv, stream, consumers, out.String())
 	}
+
+	// A Service watched by discovery has its consumer from the start: its
+	// refresh tasks are delivered through it.
+	discovered := "KS" + strings.Repeat("3", 32)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("discover:\n  - {service_sid: " + discovered + "}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"nats-assets", "-c", path}, &out, &errb); err != nil {
+		t.Fatalf("nats-assets with a discover entry: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "nats consumer add MONITORD_TASKS tasks_"+discovered+" ") {
+		t.Errorf("nats-assets printed no consumer of the discovered Service %s:\n%s", discovered, out.String())
+	}
 }

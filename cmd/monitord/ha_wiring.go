@@ -13,9 +13,11 @@ import (
 
 	"github.com/monitord/monitord/internal/admin"
 	"github.com/monitord/monitord/internal/config"
+	"github.com/monitord/monitord/internal/discover"
 	"github.com/monitord/monitord/internal/ha"
 	"github.com/monitord/monitord/internal/notify"
 	"github.com/monitord/monitord/internal/poller"
+	"github.com/monitord/monitord/internal/schedule"
 	"github.com/monitord/monitord/internal/state/kvstore"
 	"github.com/monitord/monitord/internal/targets"
 	"github.com/monitord/monitord/internal/work"
@@ -90,6 +92,29 @@ func openHA(ctx context.Context, cfg *config.Config, log *zap.Logger) (*haWiring
 		return nil, fmt.Errorf("ha: %w", err)
 	}
 	return &haWiring{nc: nc, node: node}, nil
+}
+
+// discover hands the Node every discover entry: with ha, the refreshes
+// run as tasks on each Service's owner (never by the Discoverers' own
+// Run), and every instance polls the set the owner decided.
+func (h *haWiring) discover(w *targetWiring) error {
+	for _, e := range w.haEntries {
+		spec := e.cfg.Schedule
+		if spec == "" {
+			spec = discover.DefaultSchedule
+		}
+		sched, err := schedule.Parse(spec)
+		if err != nil {
+			return fmt.Errorf("discover %s: schedule: %w", e.cfg.ServiceSID, err)
+		}
+		err = h.node.Discover(ha.DiscoveredService{Service: e.cfg.ServiceSID, Schedule: sched, Source: e.cfg.Source,
+			Discovery: e.d, Tracker: e.tracker})
+		if err != nil {
+			return err
+		}
+	}
+	w.driven = w.driven || len(w.haEntries) > 0
+	return nil
 }
 
 // start creates (or checks) the consumer of every Service of the target

@@ -35,13 +35,17 @@ func cmdNATSAssets(_ context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// configServices lists the Services of the configured targets, sorted:
-// with ha.enabled every target is configured (discover is refused).
+// configServices lists the Services of the configured targets and of the
+// discover entries, sorted: each has a consumer, a discovered one from the
+// start, because its refresh tasks are delivered through it.
 func configServices(cfg *config.Config) []string {
 	var out []string
 	for _, a := range cfg.EffectiveAccounts() {
 		for _, t := range a.Targets {
 			out = append(out, t.ServiceSID)
+		}
+		for _, d := range a.Discover {
+			out = append(out, d.ServiceSID)
 		}
 	}
 	slices.Sort(out)

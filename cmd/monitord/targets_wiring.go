@@ -29,12 +29,22 @@ type targetWiring struct {
 	metrics     *discover.Metrics // nil when there is nothing to discover
 	discoverers []*discover.Discoverer
 	byService   map[string]*discover.Discoverer // the Discoverer of each discovered Service
-	driven      bool                            // poll.mode activity: the planners refresh, not Run
-	listers     map[string]*accountLister       // by account name
+	driven      bool                            // poll.mode activity's planners or ha's Service owners refresh, not Run
+	// haEntries is every discover entry with its Discoverer and Tracker,
+	// for ha.enabled (haWiring.discover).
+	haEntries []haEntry
+	listers   map[string]*accountLister // by account name
 
 	// onRefresh, when set, also gets each refresh's result: once uses it
 	// to name the Services whose discovery failed. Set before any refresh.
 	onRefresh func(discover.RefreshResult)
+}
+
+// haEntry is one discover entry as ha.Node.Discover takes it.
+type haEntry struct {
+	cfg     config.Discover
+	d       *discover.Discoverer
+	tracker *targets.Tracker
 }
 
 // accountLister is an account's client behind a pointer a reload swaps, so
@@ -91,6 +101,7 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 		l.c.Store(clients[a.Name].client)
 		w.listers[a.Name] = l
 		entries := make([]discover.Entry, 0, len(a.Discover))
+		var trackers []*targets.Tracker
 		for i, dsc := range a.Discover {
 			tr, err := set.Tracker(dsc.ServiceSID, dsc.Grace)
 			if err != nil {
@@ -101,6 +112,7 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 				e.ParticipantRefreshEvery = activityParticipantRefresh(dsc, cfg.Poll.Activity.IndexEvery)
 			}
 			entries = append(entries, e)
+			trackers = append(trackers, tr)
 		}
 		dsc, err := discover.New(discover.Config{
 			Entries: entries, Lister: l, Observer: w, Location: loc,
@@ -110,8 +122,9 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 			return nil, fmt.Errorf("account %s: %w", a.Name, err)
 		}
 		w.discoverers = append(w.discoverers, dsc)
-		for _, e := range a.Discover {
+		for i, e := range a.Discover {
 			w.byService[e.ServiceSID] = dsc
+			w.haEntries = append(w.haEntries, haEntry{cfg: e, d: dsc, tracker: trackers[i]})
 		}
 	}
 	return w, nil

@@ -71,7 +71,8 @@ func DefaultHA() HA {
 
 // validateHA checks the ha section when it is enabled (its keys are not
 // used otherwise), and what HA needs of the rest: NATS in JetStream mode,
-// task subjects apart from the events stream's, no discovery yet.
+// task subjects apart from the events stream's. Discovery works with ha:
+// each Service's owner refreshes it (internal/ha).
 func (c *Config) validateHA(p *Problems) {
 	h := c.HA
 	if !h.Enabled {
@@ -116,14 +117,5 @@ func (c *Config) validateHA(p *Problems) {
 		// The activity planner drives polls from this process; with ha
 		// the work queue decides who polls. Not combined yet.
 		p.addf("ha.enabled: poll.mode activity is not supported with ha yet; use poll.mode schedule")
-	}
-	for _, a := range c.EffectiveAccounts() {
-		if len(a.Discover) > 0 {
-			// Discovery must run on the Service's owner only and keep its
-			// index in the bucket; until it does, HA polls configured
-			// targets only (docs/ha.md).
-			p.addf("ha.enabled: discover entries are not supported with ha yet (account %s lists %d); list the targets under targets", a.Name, len(a.Discover))
-			break
-		}
 	}
 }

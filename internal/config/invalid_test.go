@@ -67,7 +67,6 @@ func TestInvalid(t *testing.T) {
 			`ha.tasks.ack_wait: 1s is under 1.5s (a running poll renews it every third)`,
 			`ha.tasks.concurrency: must be at least 1, got 0`,
 			`ha.enabled: poll.mode activity is not supported with ha yet; use poll.mode schedule`,
-			`ha.enabled: discover entries are not supported with ha yet (account default lists 1); list the targets under targets`,
 		},
 		"log": {
 			`log.level: "verbose" is not "debug", "info", "warn" or "error"`,

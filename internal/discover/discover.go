@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -257,4 +258,53 @@ func (d *Discoverer) Refresh(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Seed gives the entry of serviceSID the set another instance's refresh
+// left (with ha: the Service's previous owner's, read from the shared
+// bucket; zero time: live, else in grace since), so that this instance's
+// next refresh plans from it rather than cold: the participants of every
+// session with live targets are taken as listed (spread over the
+// re-listing cycle, as a first listing is), and sessions it tracks are
+// not taken for sessions first seen ended. A session the set names with
+// participants other than those cached replaces the cache. Without an
+// entry for serviceSID it returns an error.
+func (d *Discoverer) Seed(serviceSID string, tracked map[proxy.Target]time.Time) error {
+	for _, st := range d.entries {
+		if st.entry.ServiceSID != serviceSID {
+			continue
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.seedLocked(tracked)
+		return nil
+	}
+	return fmt.Errorf("discover: no entry for Service %s", serviceSID)
+}
+
+func (st *entryState) seedLocked(tracked map[proxy.Target]time.Time) {
+	st.targets = make(map[proxy.Target]time.Time, len(tracked))
+	live := map[string]bool{}
+	parts := map[string][]string{}
+	for t, since := range tracked {
+		st.targets[t] = since
+		if !since.IsZero() {
+			continue
+		}
+		live[t.SessionSID] = true
+		if t.Source == proxy.SourceParticipant {
+			parts[t.SessionSID] = append(parts[t.SessionSID], t.ParticipantSID)
+		}
+	}
+	st.live = live
+	if st.entry.Source != proxy.SourceParticipant {
+		return
+	}
+	for sid, ps := range parts {
+		slices.Sort(ps)
+		if c := st.sessions[sid]; c != nil && slices.Equal(slices.Sorted(slices.Values(c.participants)), ps) {
+			continue
+		}
+		st.sessions[sid] = &sessionCache{participants: ps, listedAt: st.refreshes - phase(sid, st.entry.ParticipantRefreshEvery)}
+	}
 }

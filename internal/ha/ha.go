@@ -72,14 +72,17 @@ type Node struct {
 	failed  atomic.Int64 // ticks whose publish failed
 	dropLog rate.Sometimes
 
-	mu      sync.Mutex
-	poller  Poller                  // set by Targets
-	want    []string                // Services of the target set, sorted
-	workers map[string]*serviceWork // by Service
-	ensured map[string]bool         // Services whose consumer was created or found
-	runCtx  context.Context         // set while Run runs
-	stopped bool
-	owned   map[string]Owner // Services this instance holds the pin of
+	mu     sync.Mutex
+	poller Poller   // set by Targets
+	want   []string // Services served: of the target set and discovered, sorted
+	tsvcs  []string // Services of the target set
+	// discovered are the discover entries, by Service (Discover).
+	discovered map[string]*discState
+	workers    map[string]*serviceWork // by Service
+	ensured    map[string]bool         // Services whose consumer was created or found
+	runCtx     context.Context         // set while Run runs
+	stopped    bool
+	owned      map[string]Owner // Services this instance holds the pin of
 	// confirmed is when the owner loop last read each Service's pinned
 	// id: a belief not confirmed for a pinned TTL is dropped.
 	confirmed map[string]time.Time
@@ -153,7 +156,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Node, error
 	}
 	return &Node{js: js, cfg: cfg, log: cfg.Log.Named("ha"), store: store, kv: kv, queue: q,
 		ticks: make(chan task, cfg.Queue), dropLog: rate.Sometimes{Interval: time.Minute},
-		workers: map[string]*serviceWork{}, ensured: map[string]bool{}, owned: map[string]Owner{},
+		workers: map[string]*serviceWork{}, discovered: map[string]*discState{}, ensured: map[string]bool{}, owned: map[string]Owner{},
 		confirmed: map[string]time.Time{}}, nil
 }
 
@@ -259,7 +262,20 @@ func (n *Node) Services() []string {
 func (n *Node) setServices(svcs []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.want = svcs
+	n.tsvcs = svcs
+	n.wantLocked()
+}
+
+// wantLocked serves the Services of the target set and the discovered
+// ones: a discovered Service's worker runs before it has any target,
+// because its refresh tasks are delivered to it. n.mu is held.
+func (n *Node) wantLocked() {
+	want := slices.Clone(n.tsvcs)
+	for svc := range n.discovered {
+		want = append(want, svc)
+	}
+	slices.Sort(want)
+	n.want = slices.Compact(want)
 	if n.runCtx != nil && !n.stopped && n.poller != nil {
 		n.syncWorkersLocked()
 	}
@@ -314,7 +330,7 @@ func (n *Node) syncWorkersLocked() {
 		if _, ok := n.workers[svc]; ok {
 			continue
 		}
-		w, err := work.NewWorker(n.js, n.cfg.Work, n.poller, []string{svc}, n.log.With(zap.String("service", svc)))
+		w, err := work.NewWorker(n.js, n.cfg.Work, workPoller{n, n.poller}, []string{svc}, n.log.With(zap.String("service", svc)))
 		if err != nil {
 			n.log.Error("ha: worker", zap.String("service", svc), zap.Error(err))
 			continue
@@ -354,6 +370,7 @@ func (n *Node) Run(ctx context.Context) error {
 		loops.Go(func() { n.publishTicks(ctx) })
 	}
 	loops.Go(func() { n.ownerLoop(ctx) })
+	n.discoveryLoops(ctx, &loops)
 	<-ctx.Done()
 	n.mu.Lock()
 	n.stopped = true

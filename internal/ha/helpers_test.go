@@ -216,6 +216,7 @@ type instance struct {
 	p       *poller.Poller
 	pub     *notify.Publisher
 	queued  *queued
+	client  *twilio.Client // the instance's own, so its budget is its own
 	stopped bool
 
 	cancelNode, cancelPoll, cancelPub context.CancelFunc
@@ -223,6 +224,23 @@ type instance struct {
 }
 
 func startInstance(t *testing.T, name string, cl *natstest.Cluster, w *world, wc work.Config, log *pollLog) *instance {
+	t.Helper()
+	return startInstanceWith(t, name, cl, w, wc, log, func(in *instance, client poller.Lister) {
+		var specs []poller.TargetSpec
+		for _, tg := range w.targets() {
+			specs = append(specs, poller.TargetSpec{Target: tg, Lister: client})
+		}
+		if err := in.node.Targets(in.p).SetTargets(specs); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// startInstanceWith starts an instance whose targets wire gives its node
+// and poller (the configured world's targets, or discovery), listing
+// through client.
+func startInstanceWith(t *testing.T, name string, cl *natstest.Cluster, w *world, wc work.Config, log *pollLog,
+	wire func(in *instance, client poller.Lister)) *instance {
 	t.Helper()
 	zl := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(name)
 	nc, err := nats.Connect(cl.URLs(), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
@@ -259,14 +277,8 @@ func startInstance(t *testing.T, name string, cl *natstest.Cluster, w *world, wc
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := recLister{inst: name, next: w.client(t), log: log, hold: in.hold}
-	var specs []poller.TargetSpec
-	for _, tg := range w.targets() {
-		specs = append(specs, poller.TargetSpec{Target: tg, Lister: client})
-	}
-	if err := node.Targets(in.p).SetTargets(specs); err != nil {
-		t.Fatal(err)
-	}
+	in.client = w.client(t)
+	wire(in, recLister{inst: name, next: in.client, log: log, hold: in.hold})
 	if err := node.EnsureServices(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -74,12 +75,36 @@ func (t *Tracker) Saw(now time.Time, live []proxy.Target, ended map[proxy.Target
 	next, dropped := nextSet(t.tracked, seen, now, t.grace)
 	t.tracked = next
 	// Two entries of one Service deliver under s.mu, so never out of order.
-	s.setDiscoveredLocked(t.svc, s.unionLocked(t.svc))
-	out := make(map[proxy.Target]time.Time, len(next))
-	for x, since := range next {
-		out[x] = since
+	s.setDiscoveredLocked(t.svc, s.unionLocked(t.svc), true)
+	return maps.Clone(next), dropped
+}
+
+// Tracked returns what the entry tracks now (zero time: live; else the
+// instant its grace started): with ha, the owner of the Service writes it
+// into the shared bucket after each refresh. The map is the caller's.
+func (t *Tracker) Tracked() map[proxy.Target]time.Time {
+	t.set.mu.Lock()
+	defer t.set.mu.Unlock()
+	return maps.Clone(t.tracked)
+}
+
+// Adopt replaces what the entry tracks with another instance's decision
+// (with ha, the Service owner's last refresh, read from the shared bucket)
+// and polls it. It applies no grace rule and forgets no state: dropping a
+// target, and forgetting its state, is decided once, by the Service's
+// owner in Saw; an instance adopting a set that lags behind the owner's
+// must not delete what the owner committed since. An owner that adopts
+// the set before it refreshes starts its grace timers where the previous
+// owner left them.
+func (t *Tracker) Adopt(tracked map[proxy.Target]time.Time) {
+	s := t.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.tracked = maps.Clone(tracked)
+	if t.tracked == nil {
+		t.tracked = map[proxy.Target]time.Time{}
 	}
-	return out, dropped
+	s.setDiscoveredLocked(t.svc, s.unionLocked(t.svc), false)
 }
 
 // unionLocked is svc's discovered set: every target one of its entries

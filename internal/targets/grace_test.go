@@ -299,3 +299,66 @@ func TestTrackerRejectsNegativeGrace(t *testing.T) {
 type setterOK struct{}
 
 func (setterOK) SetTargets([]poller.TargetSpec) error { return nil }
+
+// TestHAAdoptPollsAndNeverForgets: with ha, an instance that is not the
+// Service's owner takes the owner's decision (Adopt). It polls what was
+// adopted, and a set that drops a target (a lagging copy of the owner's
+// decision) forgets no state: the owner decides that once, in Saw. An
+// owner that adopted the set before its refresh keeps the grace timers
+// the previous owner started.
+func TestHAAdoptPollsAndNeverForgets(t *testing.T) {
+	w := newWorld(t)
+	b1, b2 := w.targets[2], w.targets[3]
+	svcB := b1.ServiceSID
+	p := w.poller(t)
+	s := newSet(t, p, w.db, nil)
+	tmpl := map[string]poller.TargetSpec{svcB: {Lister: w.client, Account: "default", Schedule: "@every 2s"}}
+	if err := s.Configure(nil, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.Tracker(svcB, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	polled := func() []string {
+		var keys []string
+		for _, st := range p.Status() {
+			keys = append(keys, st.Key)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	tr.Adopt(map[proxy.Target]time.Time{b1: {}, b2: t0})
+	if got := polled(); !slices.Equal(got, keysOf(b1, b2)) {
+		t.Fatalf("polled after adopting %v, want both", got)
+	}
+	if res := p.PollAll(context.Background()); res[poller.ResultOK] != 2 {
+		t.Fatalf("polls: %v", res)
+	}
+	// A set without b2 (the owner dropped it, or a stale copy): no longer
+	// polled here, but its state stays for the owner to decide.
+	tr.Adopt(map[proxy.Target]time.Time{b1: {}})
+	if got := polled(); !slices.Equal(got, keysOf(b1)) {
+		t.Fatalf("polled after the smaller set %v, want b1", got)
+	}
+	if got := w.keys(t); !slices.Equal(got, keysOf(b1, b2)) {
+		t.Fatalf("state after adopting the smaller set %v, want both kept", got)
+	}
+	// This instance becomes the owner: it adopts the last decision (b2 in
+	// grace since t0) and refreshes. The grace ends an hour after t0, not
+	// an hour after this refresh, and then the owner forgets b2's state.
+	tr.Adopt(map[proxy.Target]time.Time{b1: {}, b2: t0})
+	if tracked, dropped := tr.Saw(t0.Add(30*time.Minute), []proxy.Target{b1}, nil); dropped != 0 || !tracked[b2].Equal(t0) {
+		t.Fatalf("owner's refresh in grace: tracked %v dropped %d, want b2 in grace since %s", tracked, dropped, t0)
+	}
+	if _, dropped := tr.Saw(t0.Add(time.Hour), []proxy.Target{b1}, nil); dropped != 1 {
+		t.Fatalf("owner's refresh at the end of the grace: dropped %d, want 1", dropped)
+	}
+	if got := w.keys(t); !slices.Equal(got, keysOf(b1)) {
+		t.Fatalf("state after the owner dropped b2 %v, want b1", got)
+	}
+	if got := tr.Tracked(); len(got) != 1 || !got[b1].IsZero() {
+		t.Fatalf("Tracked() = %v, want b1 live", got)
+	}
+}

@@ -143,7 +143,7 @@ func (s *Set) Configure(configured []poller.TargetSpec, templates map[string]pol
 			return err
 		}
 	}
-	if err := s.applyLocked(configured, next, s.discovered); err != nil {
+	if err := s.applyLocked(configured, next, s.discovered, true); err != nil {
 		return err
 	}
 	s.configured, s.templates, s.started = configured, next, true
@@ -156,20 +156,26 @@ func (s *Set) Configure(configured []poller.TargetSpec, templates map[string]pol
 // it is also configured. The first set of a Service also forgets the state
 // of its targets that nothing polls any more (dropped while monitord was
 // stopped). s.mu is held.
-func (s *Set) setDiscoveredLocked(svc string, discovered []proxy.Target) {
+//
+// decided is false for a set adopted from another instance's decision
+// (Tracker.Adopt, ha): it is polled, but forgets nothing, because the
+// instance that decided has forgotten what it dropped already, and one that
+// merely lags behind it must never delete state the decider has written
+// since.
+func (s *Set) setDiscoveredLocked(svc string, discovered []proxy.Target, decided bool) {
 	next := make(map[string][]proxy.Target, len(s.discovered)+1)
 	for k, v := range s.discovered {
 		next[k] = v
 	}
 	next[svc] = discovered
-	if err := s.applyLocked(s.configured, s.templates, next); err != nil {
+	if err := s.applyLocked(s.configured, s.templates, next, decided); err != nil {
 		// The poller refused the whole list (it validates every spec
 		// first); the next refresh tries again with the newest set.
 		s.log.Error("apply discovered targets", zap.String("service", svc), zap.Error(err))
 		return
 	}
 	s.discovered = next
-	if s.pruned[svc] {
+	if !decided || s.pruned[svc] {
 		return
 	}
 	s.pruned[svc] = true
@@ -189,9 +195,10 @@ func (s *Set) Specs() []poller.TargetSpec {
 }
 
 // applyLocked hands the poller the merge of configured and discovered, and
-// forgets the state of the targets it no longer polls. s.mu is held.
+// forgets the state of the targets it no longer polls, unless forget is
+// false (a set adopted from another instance). s.mu is held.
 func (s *Set) applyLocked(configured []poller.TargetSpec, templates map[string]poller.TargetSpec,
-	discovered map[string][]proxy.Target) error {
+	discovered map[string][]proxy.Target, forget bool) error {
 	specs, nConf, nDisc := Merge(configured, discovered, templates)
 	if err := s.cfg.Poller.SetTargets(specs); err != nil {
 		return err
@@ -210,6 +217,9 @@ func (s *Set) applyLocked(configured []poller.TargetSpec, templates map[string]p
 		}
 	}
 	s.applied = now
+	if !forget {
+		return nil
+	}
 	slices.Sort(removed)
 	// SetTargets has cancelled and awaited the removed targets' polls, so
 	// none of them commits after this. A removed target added back later is

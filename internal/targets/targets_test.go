@@ -371,5 +371,5 @@ func TestReloadKeepsDiscoverEntries(t *testing.T) {
 func setDiscovered(s *Set, svc string, discovered []proxy.Target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setDiscoveredLocked(svc, discovered)
+	s.setDiscoveredLocked(svc, discovered, true)
 }

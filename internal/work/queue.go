@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,29 +16,66 @@ import (
 )
 
 // task is a message of the work queue: the target in its parts (never a
-// key to parse back) and the tick's due instant.
+// key to parse back) and the tick's due instant; or, with Kind
+// KindDiscover, a discovery refresh of ServiceSID due then.
 type task struct {
-	Source         proxy.Source `json:"source"`
+	Kind           string       `json:"kind,omitempty"`
+	Source         proxy.Source `json:"source,omitempty"`
 	ServiceSID     string       `json:"service_sid"`
 	SessionSID     string       `json:"session_sid"`
 	ParticipantSID string       `json:"participant_sid,omitempty"`
 	DueMillis      int64        `json:"due_ms"`
 }
 
-// decodeTask reads a task message and checks the target it names.
-func decodeTask(data []byte) (proxy.Target, poller.Tick, error) {
+// KindDiscover is the kind of a discovery refresh task: it travels on its
+// Service's subject, so the Service's pinned owner runs it, within that
+// instance's per-Service budget (docs/ha.md, "Discovery with ha").
+const KindDiscover = "discover"
+
+// DiscoverSubject is the subject of service's discovery refresh tasks:
+// under the Service's token, so its consumer delivers them, and apart from
+// every target's hash (16 hex digits), so a refresh never waits on a poll.
+func DiscoverSubject(prefix, service string) string {
+	return prefix + ".task." + service + "." + KindDiscover
+}
+
+// DiscoverTickID names one refresh of service due at due, as every
+// instance's scheduler names it: the Nats-Msg-Id that makes their copies
+// one task.
+func DiscoverTickID(service string, due time.Time) string {
+	return KindDiscover + "/" + service + "@" + strconv.FormatInt(due.UnixMilli(), 10)
+}
+
+// decodeTask reads a task message and checks the target it names. A
+// discovery task returns the zero target with only ServiceSID set and
+// discover true.
+func decodeTask(data []byte) (t proxy.Target, tick poller.Tick, discover bool, err error) {
 	var tk task
 	if err := json.Unmarshal(data, &tk); err != nil {
-		return proxy.Target{}, poller.Tick{}, fmt.Errorf("decode task: %w", err)
+		return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("decode task: %w", err)
 	}
-	t := proxy.Target{Source: tk.Source, ServiceSID: tk.ServiceSID, SessionSID: tk.SessionSID, ParticipantSID: tk.ParticipantSID}
+	switch tk.Kind {
+	case "":
+	case KindDiscover:
+		if err := proxy.CheckSID("service_sid", "KS", tk.ServiceSID); err != nil {
+			return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("discover task: %w", err)
+		}
+		if tk.DueMillis <= 0 {
+			return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("discover task due_ms %d: want a positive unix time in milliseconds", tk.DueMillis)
+		}
+		due := time.UnixMilli(tk.DueMillis).UTC()
+		return proxy.Target{ServiceSID: tk.ServiceSID}, poller.Tick{Key: KindDiscover + "/" + tk.ServiceSID, Due: due}, true, nil
+	default:
+		return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("task kind %q: want %q or none", tk.Kind, KindDiscover)
+	}
+	t = proxy.Target{Source: tk.Source, ServiceSID: tk.ServiceSID, SessionSID: tk.SessionSID, ParticipantSID: tk.ParticipantSID}
 	if err := t.Validate(); err != nil {
-		return proxy.Target{}, poller.Tick{}, fmt.Errorf("task target: %w", err)
+		return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("task target: %w", err)
 	}
 	if tk.DueMillis <= 0 {
-		return proxy.Target{}, poller.Tick{}, fmt.Errorf("task due_ms %d: want a positive unix time in milliseconds", tk.DueMillis)
+		return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("task due_ms %d: want a positive unix time in milliseconds", tk.DueMillis)
 	}
-	return t, poller.Tick{Key: t.Key(), Due: time.UnixMilli(tk.DueMillis).UTC()}, nil
+	return t, poller.Tick{Key: t.Key(), Due: time.UnixMilli(tk.DueMillis).UTC()}, false, nil
 }
 
 // Ensure creates the work-queue stream and the consumer of each Service,
@@ -115,8 +153,29 @@ func (q *Queue) Publish(ctx context.Context, t proxy.Target, tick poller.Tick) (
 	if err != nil {
 		return 0, fmt.Errorf("encode task: %w", err)
 	}
-	m := &nats.Msg{Subject: Subject(q.cfg.Prefix, t), Data: data, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, tick.ID())
+	return q.publish(ctx, Subject(q.cfg.Prefix, t), tick.ID(), data)
+}
+
+// PublishDiscover queues the discovery refresh of service due at due (an
+// instant of the entry's schedule, the same on every instance), with
+// DiscoverTickID as Nats-Msg-Id so that every scheduler's copy is one
+// task. As Publish, an error means it may or may not be queued.
+func (q *Queue) PublishDiscover(ctx context.Context, service string, due time.Time) (Outcome, error) {
+	if err := proxy.CheckSID("service_sid", "KS", service); err != nil {
+		return 0, fmt.Errorf("discover task: %w", err)
+	}
+	data, err := json.Marshal(task{Kind: KindDiscover, ServiceSID: service, DueMillis: due.UnixMilli()})
+	if err != nil {
+		return 0, fmt.Errorf("encode task: %w", err)
+	}
+	return q.publish(ctx, DiscoverSubject(q.cfg.Prefix, service), DiscoverTickID(service, due), data)
+}
+
+// publish sends one task with id as Nats-Msg-Id and waits for the final
+// answer.
+func (q *Queue) publish(ctx context.Context, subject, id string, data []byte) (Outcome, error) {
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, id)
 	wait := 10 * time.Millisecond
 	for {
 		ack, err := q.js.PublishMsg(ctx, m)
@@ -128,7 +187,7 @@ func (q *Queue) Publish(ctx context.Context, t proxy.Target, tick poller.Tick) (
 		case perSubjectFull(err):
 			return Busy, nil
 		case !inProcess(err):
-			return 0, fmt.Errorf("publish task %s: %w", tick.ID(), err)
+			return 0, fmt.Errorf("publish task %s: %w", id, err)
 		}
 		// Another scheduler's copy is being replicated right now. Ask
 		// again once it is settled rather than count it as queued: if
@@ -138,7 +197,7 @@ func (q *Queue) Publish(ctx context.Context, t proxy.Target, tick poller.Tick) (
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return 0, fmt.Errorf("publish task %s: %w", tick.ID(), ctx.Err())
+			return 0, fmt.Errorf("publish task %s: %w", id, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, 500*time.Millisecond)

@@ -59,9 +59,19 @@ func TestDecodeTask(t *testing.T) {
 			good.ParticipantSID + `","due_ms":1}`, "task target: session_sid"},
 		{"no due", `{"source":"participant","service_sid":"` + good.ServiceSID + `","session_sid":"` + good.SessionSID +
 			`","participant_sid":"` + good.ParticipantSID + `"}`, "task due_ms 0"},
+		{"discover ok", `{"kind":"discover","service_sid":"` + good.ServiceSID + `","due_ms":1700000000000}`, ""},
+		{"discover bad service", `{"kind":"discover","service_sid":"KSzz","due_ms":1}`, "discover task: service_sid"},
+		{"discover no due", `{"kind":"discover","service_sid":"` + good.ServiceSID + `"}`, "discover task due_ms 0"},
+		{"unknown kind", `{"kind":"sweep","service_sid":"` + good.ServiceSID + `","due_ms":1}`, `task kind "sweep"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg, tick, err := decodeTask([]byte(tc.data))
+			tg, tick, discover, err := decodeTask([]byte(tc.data))
+			if tc.want == "" && discover {
+				if err != nil || tg.ServiceSID != good.ServiceSID || tick.Due.UnixMilli() != 1700000000000 {
+					t.Fatalf("decodeTask = %v, %v, %v; want a discover task of %s at 1700000000000", tg, tick, err, good.ServiceSID)
+				}
+				return
+			}
 			if tc.want == "" {
 				if err != nil || tg != good || tick.ID() != good.Key()+"@1700000000000" {
 					t.Fatalf("decodeTask = %v, %v, %v; want %v at 1700000000000", tg, tick, err, good)

@@ -20,6 +20,14 @@ type Poller interface {
 	Poll(ctx context.Context, t proxy.Target, tick poller.Tick) (string, error)
 }
 
+// Refresher runs a Service's discovery refresh task (KindDiscover). A
+// Poller that is also a Refresher gets them; a worker whose Poller is not
+// terminates them. An error leaves the task to be delivered again after
+// the ack wait.
+type Refresher interface {
+	Refresh(ctx context.Context, service string, due time.Time) error
+}
+
 // Worker pulls the tasks of a set of Services and polls them. It pulls
 // each Service through the Service's consumer in priority group Group:
 // the server delivers to one pinned worker at a time and moves the pin
@@ -211,7 +219,7 @@ func (w *Worker) release(svc, pin string, log *zap.Logger) {
 // flight is bounded by the consumer's max_ack_pending, so it needs no
 // limit of its own.
 func (w *Worker) handle(ctx context.Context, svc string, m jetstream.Msg, polls *sync.WaitGroup, log *zap.Logger) {
-	t, tick, err := decodeTask(m.Data())
+	t, tick, discover, err := decodeTask(m.Data())
 	if err == nil && t.ServiceSID != svc {
 		err = fmt.Errorf("task of service %s on the subject of service %s", t.ServiceSID, svc)
 	}
@@ -220,6 +228,10 @@ func (w *Worker) handle(ctx context.Context, svc string, m jetstream.Msg, polls 
 		// rather than redeliver it forever. The next tick queues a new one.
 		log.Error("work: bad task dropped", zap.String("subject", m.Subject()), zap.Error(err))
 		_ = m.TermWithReason(err.Error())
+		return
+	}
+	if discover {
+		w.handleDiscover(ctx, svc, m, tick.Due, polls, log)
 		return
 	}
 	polls.Go(func() {
@@ -263,4 +275,38 @@ func (w *Worker) inProgress(m jetstream.Msg, stop <-chan struct{}) {
 			_ = m.InProgress()
 		}
 	}
+}
+
+// handleDiscover runs one discovery refresh task of svc, as handle runs a
+// poll: in progress while it runs, handed back at shutdown, acknowledged
+// when done. A failed refresh is acknowledged too: the next tick of the
+// entry's schedule refreshes again, as a failed refresh of one instance
+// waits for its next tick.
+func (w *Worker) handleDiscover(ctx context.Context, svc string, m jetstream.Msg, due time.Time, polls *sync.WaitGroup, log *zap.Logger) {
+	r, ok := w.poll.(Refresher)
+	if !ok {
+		log.Error("work: discover task for a worker without discovery dropped", zap.String("subject", m.Subject()))
+		_ = m.TermWithReason("no discovery here")
+		return
+	}
+	polls.Go(func() {
+		stop := make(chan struct{})
+		var beats sync.WaitGroup
+		beats.Go(func() { w.inProgress(m, stop) })
+		err := r.Refresh(ctx, svc, due)
+		close(stop)
+		beats.Wait()
+		if ctx.Err() != nil {
+			_ = m.Nak()
+			return
+		}
+		if err != nil {
+			log.Warn("work: discovery refresh", zap.Error(err))
+		}
+		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.DoubleAck(actx); err != nil {
+			log.Debug("work: ack discover", zap.Error(err))
+		}
+		cancel()
+	})
 }
