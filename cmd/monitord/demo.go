@@ -47,7 +47,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	fs.StringVar(&o.schedule, "schedule", "@every 2s", "poll schedule (cron spec) of every target")
 	fs.BoolVar(&o.discover, "discover", true, "find targets by listing the simulated Services' sessions, which open and close as the demo runs; false: watch a fixed list")
 	fs.BoolVar(&o.verbose, "verbose", false, "log the daemon at info level (default: warnings only)")
-	fs.BoolVar(&o.ha, "ha", false, "three instances on a 3-node JetStream cluster; partway, the owner of a Service stops and another takes over (a fixed target list: no discovery with ha yet)")
+	fs.BoolVar(&o.ha, "ha", false, "three instances on a 3-node JetStream cluster; partway, the owner of a Service stops and another takes over")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: monitord demo [--ha] [--duration D] [--seed N] [--targets N] [--failure-rate F]")
 		fmt.Fprintln(stderr)

@@ -53,10 +53,8 @@ func runDemoHA(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*d
 		urls = append(urls, s.ClientURL())
 	}
 
-	// The instances need the same targets (no discovery with ha yet) and
-	// differ in their name. A short pinned TTL makes the takeover quick
-	// enough to watch.
-	o.discover = false
+	// The instances share one config but for their name. A short pinned
+	// TTL makes the takeover quick enough to watch.
 	cfgs := make([]*config.Config, len(demoInstances))
 	for i, name := range demoInstances {
 		cfg := demoConfig(o, sim, srv.URL, urls[0], filepath.Join(dir, name))
