@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	oklogrun "github.com/oklog/run"
@@ -63,6 +64,9 @@ type daemon struct {
 	mu      sync.Mutex // serialises reloads
 	cfg     *config.Config
 	clients map[string]*accountClient
+	// liveClients is clients for readers that must not take mu: the ha
+	// takeover hook runs inside a worker that a reload may be waiting on.
+	liveClients atomic.Pointer[map[string]*accountClient]
 }
 
 // startDaemon builds every part from cfg (a loaded, validated config):
@@ -95,6 +99,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if d.clients, err = buildClients(cfg, nil, d.metrics, d.activity); err != nil {
 		return nil, err
 	}
+	live := d.clients // a copy of the map value: Reload replaces d.clients under mu
+	d.liveClients.Store(&live)
 	ncfg := notifyConfig(cfg)
 	ncfg.Observer = d.metrics
 	if d.pub, err = notify.New(ncfg, d.db, log); err != nil {

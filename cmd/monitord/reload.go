@@ -61,6 +61,8 @@ func (d *daemon) Reload(cfg *config.Config) error {
 			c.client.Close()
 		}
 	}
+	d.clients = clients
+	d.liveClients.Store(&clients)
 	if changed := restartOnly(d.cfg, cfg); len(changed) > 0 {
 		d.log.Warn("reload: these settings take effect only after a restart", zap.Strings("keys", changed))
 	}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/monitord/monitord/internal/proxysim"
+)
+
+// TestReloadKeepsTheNewClients: a reload that changes an account's
+// settings builds a new client, and the daemon keeps it: the next reload
+// without a change reuses it (its rate limiter keeps its state), and the
+// clients closed at shutdown are the ones in use. Before, the daemon kept
+// the map it started with, so every later reload rebuilt the client (a
+// fresh bucket, a full burst) and the one in use was never closed.
+func TestReloadKeepsTheNewClients(t *testing.T) {
+	sim := proxysim.New(proxysim.Options{Seed: 1, Services: 1})
+	o := demoOptions{targets: 2, schedule: "@every 1m", failureRate: 0.2, seed: 1}
+	cfg := demoConfig(o, sim, "http://127.0.0.1:1", "nats://127.0.0.1:1", t.TempDir())
+	cfg.Admin.Listen = ""
+	d, err := startDaemon(context.Background(), cfg, zap.NewNop(), daemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	name := cfg.EffectiveAccounts()[0].Name
+	first := d.clients[name].client
+
+	changed := *cfg
+	changed.Twilio.Limits.RequestsPerSecond = 20
+	if err := d.Reload(&changed); err != nil {
+		t.Fatal(err)
+	}
+	second := d.clients[name].client
+	if second == first || d.clients[name].settings.Limits.RequestsPerSecond != 20 {
+		t.Fatalf("after a change of limits: client %p (was %p), %v req/s; want a new client at 20", second, first,
+			d.clients[name].settings.Limits.RequestsPerSecond)
+	}
+	same := changed
+	if err := d.Reload(&same); err != nil {
+		t.Fatal(err)
+	}
+	if d.clients[name].client != second {
+		t.Errorf("a reload without a change rebuilt the client")
+	}
+}
