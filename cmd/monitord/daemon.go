@@ -85,7 +85,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	}()
 	if cfg.HA.Enabled {
 		// State lives in the bucket every instance shares: no file opened.
-		if d.ha, err = openHA(ctx, cfg, log); err != nil {
+		if d.ha, err = openHA(ctx, cfg, log, d.spendBurstOnOwned); err != nil {
 			return nil, err
 		}
 		d.db = d.ha.node.Store()

@@ -55,6 +55,18 @@ func haConfig(cfg *config.Config, log *zap.Logger) ha.Config {
 		KV: kvstore.Config{Bucket: cfg.HA.Bucket, Replicas: cfg.HA.Replicas}}
 }
 
+// spendBurstOnOwned is the Node's OnOwned: a Service this instance takes
+// over starts at its bucket's rate, without a burst. The previous owner
+// may have spent its own burst in the same 5 s window, and rate × 5 plus
+// two bursts passes Twilio's 150 (the defaults: 135 + 20 = 155).
+func (d *daemon) spendBurstOnOwned(service string) {
+	if cs := d.liveClients.Load(); cs != nil {
+		for _, ac := range *cs {
+			ac.client.SpendBurst(service)
+		}
+	}
+}
+
 // connectHA dials NATS with the publisher's authentication and TLS. It
 // fails at once when no server answers: with ha.enabled the state is in
 // NATS, so nothing can start without it (systemd restarts the unit).
@@ -79,14 +91,16 @@ func connectHA(cfg *config.Config, name string) (*nats.Conn, jetstream.JetStream
 
 // openHA connects and opens the Node: the bucket and the tasks stream are
 // created, or found when ha.create_assets is off.
-func openHA(ctx context.Context, cfg *config.Config, log *zap.Logger) (*haWiring, error) {
+func openHA(ctx context.Context, cfg *config.Config, log *zap.Logger, onOwned func(service string)) (*haWiring, error) {
 	nc, js, err := connectHA(cfg, cfg.NATS.Name+"/ha")
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	node, err := ha.Open(ctx, js, haConfig(cfg, log))
+	hc := haConfig(cfg, log)
+	hc.OnOwned = onOwned
+	node, err := ha.Open(ctx, js, hc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("ha: %w", err)

@@ -53,6 +53,11 @@ type Config struct {
 	// tick that finds it full is skipped and counted, as a tick that
 	// finds its target's previous poll running.
 	Queue int
+	// OnOwned, when set, is called when this instance's worker is pinned
+	// for a Service anew, before it runs that Service's first task: the
+	// daemon spends the Service's burst there, so that a takeover cannot
+	// put two owners' bursts into one of Twilio's 5 s windows.
+	OnOwned func(service string)
 	// Log may be nil.
 	Log *zap.Logger
 }
@@ -334,6 +339,9 @@ func (n *Node) syncWorkersLocked() {
 		if err != nil {
 			n.log.Error("ha: worker", zap.String("service", svc), zap.Error(err))
 			continue
+		}
+		if n.cfg.OnOwned != nil {
+			w.OnPinned(n.cfg.OnOwned)
 		}
 		wctx, cancel := context.WithCancel(n.runCtx)
 		sw := &serviceWork{w: w, cancel: cancel, done: make(chan struct{})}

@@ -2,6 +2,7 @@ package twilio
 
 import (
 	"context"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -67,4 +68,33 @@ func newBucket(rps rate.Limit, burst int, f BucketFunc, k bucketKey) Bucket {
 		}
 	}
 	return rate.NewLimiter(rps, burst)
+}
+
+// endpoints are every endpoint a Service's buckets may be keyed by.
+var endpoints = []Endpoint{EndpointSessions, EndpointSession, EndpointParticipants, EndpointInteractions,
+	EndpointInteraction, EndpointMessageInteractions, EndpointMessageInteraction}
+
+// SpendBurst empties the token buckets of a Service, so that its next
+// requests go at the bucket's rate from now on, without a burst. An
+// instance that takes a Service over from another (several instances)
+// calls it: the previous owner may have spent its own burst within the
+// same 5 s window of Twilio's, and two bursts on top of the rate would
+// pass the limit (5 × 27 + 2 × 10 = 155 > 150). Buckets the client does
+// not own (Config.Buckets) are left alone.
+func (c *Client) SpendBurst(serviceSID string) {
+	keys := []bucketKey{{serviceSID, ""}}
+	if c.cfg.LimitScope == ScopeEndpoint {
+		keys = keys[:0]
+		for _, ep := range endpoints {
+			keys = append(keys, bucketKey{serviceSID, ep})
+		}
+	}
+	now := time.Now()
+	for _, k := range keys {
+		if lim, ok := c.limits.limiter(k).(*rate.Limiter); ok {
+			if n := int(lim.TokensAt(now)); n > 0 {
+				lim.AllowN(now, n)
+			}
+		}
+	}
 }

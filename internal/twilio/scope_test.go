@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
@@ -128,5 +129,35 @@ func TestFetchSession(t *testing.T) {
 	}
 	if !slices.Equal(asked, []twilio.Endpoint{twilio.EndpointSessions, twilio.EndpointSession}) {
 		t.Errorf("buckets %q, want the list's and the fetch's", asked)
+	}
+}
+
+// TestSpendBurst: a Service whose burst was spent (an instance taking it
+// over) waits for the bucket's rate before its next request, while
+// another Service's burst is untouched. At 0.001 requests/s the next token
+// is 1,000 s away, so the request is refused up front within its 2 s.
+func TestSpendBurst(t *testing.T) {
+	for _, scope := range []string{twilio.ScopeService, twilio.ScopeEndpoint} {
+		t.Run(scope, func(t *testing.T) {
+			sim := proxysim.New(proxysim.Options{Seed: 5, Services: 2, Sessions: 1, Participants: 1, Interactions: 2})
+			c := simClient(t, sim, func(c *twilio.Config) { c.RequestsPerSecond, c.Burst, c.LimitScope = 0.001, 3, scope })
+			targets := sim.Targets()
+			spent, other := targets[0], targets[len(targets)-1]
+			if spent.ServiceSID == other.ServiceSID {
+				t.Fatal("want targets of two Services")
+			}
+			c.SpendBurst(spent.ServiceSID)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err := c.AppendInteractions(ctx, proxy.Target{Source: proxy.SourceParticipant, ServiceSID: spent.ServiceSID,
+				SessionSID: spent.SessionSID, ParticipantSID: spent.ParticipantSID}, nil)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("spent Service: %v, want a wait past the deadline", err)
+			}
+			if _, err := c.AppendInteractions(ctx, proxy.Target{Source: proxy.SourceParticipant, ServiceSID: other.ServiceSID,
+				SessionSID: other.SessionSID, ParticipantSID: other.ParticipantSID}, nil); err != nil {
+				t.Errorf("other Service: %v, want its burst", err)
+			}
+		})
 	}
 }

@@ -162,10 +162,19 @@ func TestFailoverPinnedOwner(t *testing.T) {
 	// The new owner stops gracefully: it unpins, so the last one takes
 	// over without waiting for the pinned TTL.
 	var next string
+	var nextFirst time.Time
 	for _, p := range j.snapshot() {
 		if p.service == svc && p.start.After(killedAt) {
+			if next == "" {
+				nextFirst = p.start
+			}
 			next = p.inst
 		}
+	}
+	// The new owner heard it was pinned before it polled (the daemon
+	// spends the Service's burst there).
+	if at := ins[next].pinnedAt(svc); at.IsZero() || at.After(nextFirst) {
+		t.Errorf("%s: OnPinned for %s at %v, its first poll after the kill at %v", next, svc, at, nextFirst)
 	}
 	stoppedAt := time.Now()
 	ins[next].stop()

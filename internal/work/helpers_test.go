@@ -149,6 +149,14 @@ type instance struct {
 	mu       sync.Mutex
 	outcomes map[string][]Outcome // by tick id
 	errs     []error
+	pinned   map[string]time.Time // by Service: when OnPinned first said so
+}
+
+// pinnedAt is when the worker was first pinned for svc (zero: never).
+func (in *instance) pinnedAt(svc string) time.Time {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.pinned[svc]
 }
 
 // startInstance starts an instance polling targets every interval.
@@ -171,7 +179,15 @@ func startInstance(t *testing.T, name, urls string, c Config, targets []proxy.Ta
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{name: name, nc: nc, cancel: cancel, done: make(chan struct{}), outcomes: map[string][]Outcome{}}
+	in := &instance{name: name, nc: nc, cancel: cancel, done: make(chan struct{}), outcomes: map[string][]Outcome{},
+		pinned: map[string]time.Time{}}
+	w.OnPinned(func(svc string) {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if _, ok := in.pinned[svc]; !ok {
+			in.pinned[svc] = time.Now()
+		}
+	})
 	byKey := map[string]proxy.Target{}
 	for _, tg := range targets {
 		byKey[tg.Key()] = tg

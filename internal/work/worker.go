@@ -43,7 +43,15 @@ type Worker struct {
 
 	pinMu sync.Mutex
 	pins  map[string]string // by Service: the pin id of the last task delivered, while consuming
+
+	onPinned func(service string) // may be nil; see OnPinned
 }
+
+// OnPinned sets f to be called when this worker is pinned for a Service
+// anew (the first task with a pin id it has not seen), before that task
+// is handled: the instance has just become the Service's owner, maybe
+// taking it over from another. Set it before Run.
+func (w *Worker) OnPinned(f func(service string)) { w.onPinned = f }
 
 // NewWorker returns a worker polling through p the tasks of services (SIDs)
 // in c's stream.
@@ -146,6 +154,9 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 		if id := m.Headers().Get("Nats-Pin-Id"); id != "" && id != pin {
 			pin = id
 			w.setPin(svc, id)
+			if w.onPinned != nil {
+				w.onPinned(svc)
+			}
 		}
 		w.handle(ctx, svc, m, &polls, log)
 	},
