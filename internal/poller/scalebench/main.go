@@ -6,8 +6,8 @@
 // by result, skipped activations, schedule lag) and prints a table for
 // docs/performance.md ("Daemon at scale").
 //
-//	go build -o /tmp/monitord ./cmd/monitord
-//	go run ./internal/poller/scalebench -monitord /tmp/monitord -duration 3m
+//	go build -o monitord ./cmd/monitord
+//	go run ./internal/poller/scalebench -monitord ./monitord -duration 3m
 //
 // -gzip both runs it twice, the simulator serving plain JSON then gzip (as
 // Twilio does when asked, and monitord asks), and prints the two side by
