@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 
 	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/proxysim"
@@ -139,11 +140,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*dem
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("demo: config: %w", err)
 	}
-	level := "warn"
-	if o.verbose {
-		level = "info"
-	}
-	log, err := newLogger(config.Log{Level: level, Format: "console"}, stderr)
+	log, err := demoLogger(o, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -272,4 +269,13 @@ func shortDuration(d time.Duration) string {
 		s = t + "h"
 	}
 	return s
+}
+
+// demoLogger logs the daemon's warnings (info with --verbose) readably.
+func demoLogger(o demoOptions, stderr io.Writer) (*zap.Logger, error) {
+	level := "warn"
+	if o.verbose {
+		level = "info"
+	}
+	return newLogger(config.Log{Level: level, Format: "console"}, stderr)
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/monitord/monitord/internal/config"
-	"github.com/monitord/monitord/internal/event"
 )
 
 // demoInstances are the names of `demo --ha`'s three monitord instances.
@@ -71,11 +69,7 @@ func runDemoHA(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*d
 		}
 		cfgs[i] = cfg
 	}
-	level := "warn"
-	if o.verbose {
-		level = "info"
-	}
-	log, err := newLogger(config.Log{Level: level, Format: "console"}, stderr)
+	log, err := demoLogger(o, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -107,16 +101,7 @@ func runDemoHA(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*d
 	stats := newDemoStats()
 	p := newEventPrinter(stdout, false)
 	defer p.close()
-	ids := map[string]int{}
-	var idsMu sync.Mutex
-	p.seen = func(subject string, data []byte) {
-		stats.event(subject, data)
-		if e, err := event.Decode(data); err == nil {
-			idsMu.Lock()
-			ids[e.ID]++
-			idsMu.Unlock()
-		}
-	}
+	p.seen = stats.event
 	p.onWriteError = func(error) { stopOnWriteError() }
 	printDemoHABanner(p, o, cfgs[0], srv.URL, urls)
 
@@ -171,16 +156,9 @@ func runDemoHA(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*d
 	}
 	held := waitCaughtUp(nc, cfgs[0].NATS.Stream.Name, stats, 5*time.Second)
 	p.close()
-	idsMu.Lock()
-	twice := 0
-	for _, n := range ids {
-		if n > 1 {
-			twice++
-		}
-	}
-	idsMu.Unlock()
+	distinct, twice := stats.twice()
 	p.line(stats.summary(held))
-	p.line(fmt.Sprintf("ha: %d distinct event ids, %d of them received more than once.", len(ids), twice))
+	p.line(fmt.Sprintf("ha: %d distinct event ids, %d of them received more than once.", distinct, twice))
 	if err := p.writeErr(); err != nil && !errors.Is(err, syscall.EPIPE) {
 		return stats, fmt.Errorf("demo: write output: %w", err)
 	}
@@ -281,18 +259,8 @@ func startDemoCluster(storeDir string, n int) ([]*server.Server, error) {
 	}
 	var nodes []*server.Server
 	for i := range n {
-		opts := &server.Options{
-			ServerName:         fmt.Sprintf("demo-n%d", i+1),
-			Host:               "127.0.0.1",
-			Port:               server.RANDOM_PORT,
-			NoLog:              true,
-			NoSigs:             true,
-			JetStream:          true,
-			StoreDir:           filepath.Join(storeDir, fmt.Sprintf("n%d", i+1)),
-			JetStreamMaxMemory: 64 << 20,
-			JetStreamMaxStore:  1 << 30,
-			Cluster:            server.ClusterOpts{Name: "monitord-demo", Host: "127.0.0.1", Port: routePorts[i]},
-		}
+		opts := embeddedOptions(fmt.Sprintf("demo-n%d", i+1), filepath.Join(storeDir, fmt.Sprintf("n%d", i+1)))
+		opts.Cluster = server.ClusterOpts{Name: "monitord-demo", Host: "127.0.0.1", Port: routePorts[i]}
 		for j, port := range routePorts {
 			if j != i {
 				opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", port)})

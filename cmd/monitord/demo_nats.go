@@ -72,8 +72,24 @@ func waitCaughtUp(nc *nats.Conn, stream string, stats *demoStats, max time.Durat
 // tests use it because it is the real server, not a stand-in. The caller
 // shuts it down (Shutdown, then WaitForShutdown).
 func startEmbeddedNATS(storeDir string) (*server.Server, error) {
-	opts := &server.Options{
-		ServerName: "monitord-embedded",
+	s, err := server.NewServer(embeddedOptions("monitord-embedded", storeDir))
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, errors.New("embedded nats-server: not ready within 10s")
+	}
+	return s, nil
+}
+
+// embeddedOptions are the options of an in-process nats-server on a free
+// loopback port, with JetStream storing under storeDir when it is not "".
+func embeddedOptions(name, storeDir string) *server.Options {
+	return &server.Options{
+		ServerName: name,
 		Host:       "127.0.0.1",
 		Port:       server.RANDOM_PORT,
 		NoLog:      true,
@@ -85,15 +101,4 @@ func startEmbeddedNATS(storeDir string) (*server.Server, error) {
 		JetStreamMaxMemory: 64 << 20,
 		JetStreamMaxStore:  1 << 30,
 	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats-server: %w", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		s.WaitForShutdown()
-		return nil, errors.New("embedded nats-server: not ready within 10s")
-	}
-	return s, nil
 }

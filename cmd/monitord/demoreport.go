@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/poller"
 )
 
@@ -19,16 +20,33 @@ type demoStats struct {
 	pollsOK int
 	byKind  map[string]int
 	total   uint64
+	ids     map[string]int // times each event id was received
 }
 
-func newDemoStats() *demoStats { return &demoStats{byKind: map[string]int{}} }
+func newDemoStats() *demoStats { return &demoStats{byKind: map[string]int{}, ids: map[string]int{}} }
 
 // event counts one event received from NATS.
-func (s *demoStats) event(subject string, _ []byte) {
+func (s *demoStats) event(subject string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.byKind[kindFromSubject(subject)]++
 	s.total++
+	if e, err := event.Decode(data); err == nil && e.ID != "" {
+		s.ids[e.ID]++
+	}
+}
+
+// twice returns how many distinct event ids were received, and how many
+// of them more than once (none, if no event was published twice).
+func (s *demoStats) twice() (distinct, twice int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.ids {
+		if n > 1 {
+			twice++
+		}
+	}
+	return len(s.ids), twice
 }
 
 func (s *demoStats) addPolls(n, ok int) {
