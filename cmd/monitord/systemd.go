@@ -23,6 +23,7 @@ type systemd struct {
 	lastPing   time.Time
 	lastStatus time.Time
 	failed     bool // a notify error was logged
+	building   bool // a STATUS= line is being built
 }
 
 // statusEvery is how often STATUS= is refreshed from the tick.
@@ -81,15 +82,25 @@ func (s *systemd) tick(now time.Time, status func() string) {
 	if ping {
 		s.lastPing = now
 	}
-	st := now.Sub(s.lastStatus) >= statusEvery
+	st := now.Sub(s.lastStatus) >= statusEvery && !s.building
 	if st {
-		s.lastStatus = now
+		s.lastStatus, s.building = now, true
 	}
 	s.mu.Unlock()
 	if ping {
 		s.send(sdnotify.SdNotifyWatchdog)
 	}
 	if st {
-		s.send("STATUS=" + status())
+		// Built apart from the scheduler's loop: with ha.enabled the line
+		// reads the outbox and the bucket over NATS, which may take
+		// seconds, and the loop must keep dispatching (and feeding the
+		// watchdog) meanwhile. One build at a time.
+		go func() {
+			line := status()
+			s.mu.Lock()
+			s.building = false
+			s.mu.Unlock()
+			s.send("STATUS=" + line)
+		}()
 	}
 }

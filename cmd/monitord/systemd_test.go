@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/monitord/monitord/internal/proxysim"
 )
@@ -104,4 +107,37 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	// Sent before run returned; the reader may not have picked it up yet.
 	waitFor(t, "STOPPING=1", 10*time.Second, func() bool { return sock.has("STOPPING=1") })
+}
+
+// TestSystemdTickDoesNotWaitForStatus: the scheduler's tick never waits
+// for the STATUS= line (with ha.enabled it reads the bucket over NATS):
+// a line that takes long to build leaves the tick returning at once, the
+// watchdog fed, and no second build started meanwhile.
+func TestSystemdTickDoesNotWaitForStatus(t *testing.T) {
+	ns := listenNotify(t)
+	s := newSystemd(true, zap.NewNop())
+	s.watchdog = 2 * time.Second
+	release := make(chan struct{})
+	var builds atomic.Int32
+	slow := func() string { builds.Add(1); <-release; return "slow line" }
+	ticked := make(chan struct{})
+	go func() {
+		now := time.Now()
+		s.tick(now, slow)
+		s.tick(now.Add(statusEvery+time.Second), slow) // due again, but one is being built
+		close(ticked)
+	}()
+	select {
+	case <-ticked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("tick waited for the STATUS= line")
+	}
+	close(release)
+	waitFor(t, "the slow STATUS= line sent", 5*time.Second, func() bool { return ns.has("STATUS=slow line") })
+	if n := builds.Load(); n != 1 {
+		t.Errorf("%d builds of the line, want 1 while the first was under way", n)
+	}
+	if !ns.has("WATCHDOG=1") {
+		t.Error("watchdog not fed")
+	}
 }
