@@ -97,7 +97,7 @@ func (c *Config) validateHA(p *Problems) {
 		p.addf("ha.tasks.stream: %q is nats.stream.name too; the tasks need a stream of their own", t.Stream)
 	}
 	switch {
-	case !validSubjectToken(t.SubjectPrefix):
+	case t.SubjectPrefix == "" || !validSubjectToken(t.SubjectPrefix):
 		p.addf("ha.tasks.subject_prefix: %q must be one subject token (no \".\", \"*\", \">\" or spaces)", t.SubjectPrefix)
 	case t.SubjectPrefix == c.NATS.SubjectPrefix:
 		p.addf("ha.tasks.subject_prefix: %q is nats.subject_prefix too; the events stream would capture the tasks", t.SubjectPrefix)

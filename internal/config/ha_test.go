@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -27,5 +28,26 @@ ha:
 	want.Enabled = true
 	if cfg.HA != want {
 		t.Errorf("ha = %+v, want %+v", cfg.HA, want)
+	}
+}
+
+// TestHAEmptySubjectPrefix: an empty tasks prefix is refused by check, not
+// at start by the work queue.
+func TestHAEmptySubjectPrefix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ha.yaml")
+	writeFile(t, path, `twilio:
+  account_sid: AC0123456789abcdef0123456789abcdef
+  auth_token: tok
+targets:
+  - service_sid: KS0123456789abcdef0123456789abcdef
+    session_sid: KC0123456789abcdef0123456789abcdef
+    participant_sid: KP0123456789abcdef0123456789abcdef
+ha:
+  enabled: true
+  tasks: {subject_prefix: ""}
+`)
+	_, err := Load(path, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `ha.tasks.subject_prefix: "" must be one subject token`) {
+		t.Errorf("Load: %v, want the empty prefix refused", err)
 	}
 }

@@ -76,6 +76,8 @@ type Node struct {
 	dropped atomic.Int64 // ticks skipped: the queue full
 	failed  atomic.Int64 // ticks whose publish failed
 	dropLog rate.Sometimes
+	// ensureLog rate-limits the warning about consumers not ensured.
+	ensureLog rate.Sometimes
 
 	mu     sync.Mutex
 	poller Poller   // set by Targets
@@ -161,7 +163,8 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Node, error
 	}
 	return &Node{js: js, cfg: cfg, log: cfg.Log.Named("ha"), store: store, kv: kv, queue: q,
 		ticks: make(chan task, cfg.Queue), dropLog: rate.Sometimes{Interval: time.Minute},
-		workers: map[string]*serviceWork{}, discovered: map[string]*discState{}, ensured: map[string]bool{}, owned: map[string]Owner{},
+		ensureLog: rate.Sometimes{Interval: time.Minute},
+		workers:   map[string]*serviceWork{}, discovered: map[string]*discState{}, ensured: map[string]bool{}, owned: map[string]Owner{},
 		confirmed: map[string]time.Time{}}, nil
 }
 
@@ -297,6 +300,7 @@ func (n *Node) EnsureServices(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
+	var errs []error
 	for _, svc := range todo {
 		err := retry(ctx, func(ctx context.Context) error {
 			if !n.cfg.CreateAssets {
@@ -308,13 +312,16 @@ func (n *Node) EnsureServices(ctx context.Context) error {
 			return nil
 		})
 		if err != nil {
-			return err
+			// The other Services' consumers are ensured all the same: one
+			// missing consumer must not hold back the rest.
+			errs = append(errs, err)
+			continue
 		}
 		n.mu.Lock()
 		n.ensured[svc] = true
 		n.mu.Unlock()
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // syncWorkersLocked starts a worker for each wanted Service without one and

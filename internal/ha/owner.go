@@ -45,7 +45,9 @@ func (n *Node) ownerLoop(ctx context.Context) {
 		}
 		ectx, cancel := context.WithTimeout(ctx, n.cfg.Work.PullExpiry)
 		if err := n.EnsureServices(ectx); err != nil && ctx.Err() == nil {
-			n.log.Debug("ha: ensure consumers", zap.Error(err))
+			// A Service whose consumer is missing is not polled by anyone
+			// (create_assets: false, a Service added by a reload): say so.
+			n.ensureLog.Do(func() { n.log.Warn("ha: consumers not ensured; their Services are not polled", zap.Error(err)) })
 		}
 		n.checkOwnership(ectx)
 		cancel()
@@ -127,11 +129,8 @@ func (n *Node) pinnedID(ctx context.Context, svc string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, g := range info.PriorityGroups {
+	// js.Consumer fetched the info already: no second request.
+	for _, g := range c.CachedInfo().PriorityGroups {
 		if g.Group == work.Group {
 			return g.PinnedClientID, nil
 		}
