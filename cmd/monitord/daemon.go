@@ -63,10 +63,10 @@ type daemon struct {
 
 	mu      sync.Mutex // serialises reloads
 	cfg     *config.Config
-	clients map[string]*accountClient
-	// liveClients is clients for readers that must not take mu: the ha
-	// takeover hook runs inside a worker that a reload may be waiting on.
-	liveClients atomic.Pointer[map[string]*accountClient]
+	// clients are the Twilio clients by account: replaced by Reload
+	// (under mu), read without mu by the ha takeover hook, which runs
+	// inside a worker that a reload may be waiting on.
+	clients atomic.Pointer[map[string]*accountClient]
 }
 
 // startDaemon builds every part from cfg (a loaded, validated config):
@@ -96,11 +96,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 		}
 		d.db = db
 	}
-	if d.clients, err = buildClients(cfg, nil, d.metrics, d.activity); err != nil {
+	clients, err := buildClients(cfg, nil, d.metrics, d.activity)
+	if err != nil {
 		return nil, err
 	}
-	live := d.clients // a copy of the map value: Reload replaces d.clients under mu
-	d.liveClients.Store(&live)
+	d.clients.Store(&clients)
 	ncfg := notifyConfig(cfg)
 	ncfg.Observer = d.metrics
 	if d.pub, err = notify.New(ncfg, d.db, log); err != nil {
@@ -140,7 +140,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 	if d.ha != nil {
 		setter = d.ha.node.Targets(d.poller) // a worker per Service of the set
 	}
-	if d.targets, err = newTargetWiring(cfg, d.clients, setter, d.db, d.metrics.Registry(), log); err != nil {
+	if d.targets, err = newTargetWiring(cfg, clients, setter, d.db, d.metrics.Registry(), log); err != nil {
 		return nil, err
 	}
 	if d.ha != nil {
@@ -152,7 +152,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 		d.targets.driveDiscovery(d.activity)
 		d.activity.restore(activityStatePath(cfg.State.Path)) // before the first targets
 	}
-	if err := d.targets.configure(cfg, d.clients); err != nil {
+	if err := d.targets.configure(cfg, clients); err != nil {
 		return nil, err
 	}
 	if d.ha != nil {
@@ -332,7 +332,7 @@ func (d *daemon) close() {
 	if d.admin != nil {
 		d.admin.Close()
 	}
-	for _, c := range d.clients {
+	for _, c := range d.accountClients() {
 		c.client.Close()
 	}
 	if d.db != nil {
@@ -356,3 +356,12 @@ func (d *daemon) statusLine() string { return d.status.Line(time.Now()) }
 // onTick runs on the scheduler's own loop every second: the systemd
 // watchdog is fed from here, so a stuck scheduler stops feeding it.
 func (d *daemon) onTick(now time.Time) { d.sd.tick(now, d.statusLine) }
+
+// accountClients returns the Twilio clients by account (nil before they
+// are built).
+func (d *daemon) accountClients() map[string]*accountClient {
+	if cs := d.clients.Load(); cs != nil {
+		return *cs
+	}
+	return nil
+}

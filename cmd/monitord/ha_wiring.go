@@ -60,10 +60,8 @@ func haConfig(cfg *config.Config, log *zap.Logger) ha.Config {
 // may have spent its own burst in the same 5 s window, and rate × 5 plus
 // two bursts passes Twilio's 150 (the defaults: 135 + 20 = 155).
 func (d *daemon) spendBurstOnOwned(service string) {
-	if cs := d.liveClients.Load(); cs != nil {
-		for _, ac := range *cs {
-			ac.client.SpendBurst(service)
-		}
+	for _, ac := range d.accountClients() {
+		ac.client.SpendBurst(service)
 	}
 }
 

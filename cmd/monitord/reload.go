@@ -38,13 +38,14 @@ func (d *daemon) Reload(cfg *config.Config) error {
 	if d.activity != nil {
 		d.activity.configure(cfg) // before the targets: new Services' limits
 	}
-	clients, err := buildClients(cfg, d.clients, d.metrics, d.activity)
+	old := d.accountClients()
+	clients, err := buildClients(cfg, old, d.metrics, d.activity)
 	if err != nil {
 		return err
 	}
 	if err := d.targets.configure(cfg, clients); err != nil { // merged with discovered targets
 		for name, c := range clients {
-			if d.clients[name] != c {
+			if old[name] != c {
 				c.client.Close()
 			}
 		}
@@ -52,7 +53,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 	}
 	d.poller.SetRules(diffRules(cfg), cfg.Rules.PublishKinds)
 	d.metrics.SetErrorCodes(cfg.Reasons.MetricCodes)
-	for name, c := range d.clients {
+	for name, c := range old {
 		if clients[name] != c {
 			// No target uses it any more: SetTargets swapped the listers
 			// and waited out removed targets' polls. A kept target's poll
@@ -61,8 +62,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 			c.client.Close()
 		}
 	}
-	d.clients = clients
-	d.liveClients.Store(&clients)
+	d.clients.Store(&clients)
 	if changed := restartOnly(d.cfg, cfg); len(changed) > 0 {
 		d.log.Warn("reload: these settings take effect only after a restart", zap.Strings("keys", changed))
 	}

@@ -26,23 +26,23 @@ func TestReloadKeepsTheNewClients(t *testing.T) {
 	}
 	defer d.close()
 	name := cfg.EffectiveAccounts()[0].Name
-	first := d.clients[name].client
+	first := d.accountClients()[name].client
 
 	changed := *cfg
 	changed.Twilio.Limits.RequestsPerSecond = 20
 	if err := d.Reload(&changed); err != nil {
 		t.Fatal(err)
 	}
-	second := d.clients[name].client
-	if second == first || d.clients[name].settings.Limits.RequestsPerSecond != 20 {
+	second := d.accountClients()[name].client
+	if second == first || d.accountClients()[name].settings.Limits.RequestsPerSecond != 20 {
 		t.Fatalf("after a change of limits: client %p (was %p), %v req/s; want a new client at 20", second, first,
-			d.clients[name].settings.Limits.RequestsPerSecond)
+			d.accountClients()[name].settings.Limits.RequestsPerSecond)
 	}
 	same := changed
 	if err := d.Reload(&same); err != nil {
 		t.Fatal(err)
 	}
-	if d.clients[name].client != second {
+	if d.accountClients()[name].client != second {
 		t.Errorf("a reload without a change rebuilt the client")
 	}
 }
