@@ -61,8 +61,8 @@ type daemon struct {
 	activity *activityWiring
 	status   admin.Status
 
-	mu      sync.Mutex // serialises reloads
-	cfg     *config.Config
+	mu  sync.Mutex // serialises reloads
+	cfg *config.Config
 	// clients are the Twilio clients by account: replaced by Reload
 	// (under mu), read without mu by the ha takeover hook, which runs
 	// inside a worker that a reload may be waiting on.
