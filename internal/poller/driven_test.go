@@ -54,3 +54,44 @@ func TestDrivenTargetsAreNotScheduled(t *testing.T) {
 		t.Fatalf("%d targets after removing the driven one, want 1", n)
 	}
 }
+
+// TestRemovalCancelsPollThroughPoll: a poll started through Poll (the work
+// queue's, the activity planner's) is cancelled when its target is
+// removed, as a scheduled one is, so SetTargets does not wait out a
+// blocked listing; and a Poll of a removed target gives up instead of
+// waiting for ever on the lock that removal keeps.
+func TestRemovalCancelsPollThroughPoll(t *testing.T) {
+	f := newFixture(t, proxysim.Options{Seed: 22, Participants: 2}, nil)
+	specs := f.specs(nil)
+	listing := make(chan struct{}, 1)
+	for i := range specs {
+		specs[i].Driven = true
+	}
+	specs[0].Lister = hookLister{f.client, func(ctx context.Context) {
+		listing <- struct{}{}
+		<-ctx.Done() // an API that never answers
+	}}
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	runPoller(t, f.p)
+	polled := make(chan string, 1)
+	go func() {
+		r, _ := f.p.Poll(context.Background(), specs[0].Target, Tick{})
+		polled <- r
+	}()
+	<-listing
+	removed := make(chan error, 1)
+	go func() { removed <- f.p.SetTargets(specs[1:]) }()
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SetTargets waited for a poll it should have cancelled")
+	}
+	if r := <-polled; r != ResultCancelled {
+		t.Errorf("the removed target's poll: %q, want cancelled", r)
+	}
+}

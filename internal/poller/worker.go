@@ -65,17 +65,49 @@ func (p *Poller) Poll(ctx context.Context, t proxy.Target, tick Tick) (string, e
 	key := t.Key()
 	p.mu.Lock()
 	e, ok := p.entries[key]
+	var removed context.Context // done when the target is removed; nil before Run
+	if ok {
+		removed = e.ctx
+	}
 	p.mu.Unlock()
 	if !ok {
 		return "", fmt.Errorf("poll %s: not a current target", key)
 	}
-	e.running.Lock()
+	// The poll runs until ctx ends or the target is removed, as a
+	// scheduled poll does: removal cancels it and waits for it, so it can
+	// never commit after the target's state is forgotten.
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if removed != nil {
+		defer context.AfterFunc(removed, cancel)()
+	}
+	if !lockEntry(pctx, &e.running) {
+		// Removed (removal keeps the lock for good) or ctx ended.
+		return ResultCancelled, nil
+	}
 	defer e.running.Unlock()
 	fired := time.Now()
 	if !tick.Due.IsZero() {
 		fired = fired.Add(-p.cfg.SchedClock.Now().Sub(tick.Due)) // waited since the tick was due
 	}
-	return p.work(ctx, ctx, e, fired), nil
+	return p.work(ctx, pctx, e, fired), nil
+}
+
+// lockEntry takes mu unless ctx ends first. A sync.Mutex cannot be waited
+// on with a context, so it retries every 10 ms; it waits only while
+// another poll of the same target runs, which the callers (one task per
+// target, one planner action per target) make rare.
+func lockEntry(ctx context.Context, mu *sync.Mutex) bool {
+	tk := time.NewTicker(10 * time.Millisecond)
+	defer tk.Stop()
+	for !mu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tk.C:
+		}
+	}
+	return true
 }
 
 // work waits for a worker, polls e on pctx and reports the result. The
