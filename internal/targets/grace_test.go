@@ -362,3 +362,38 @@ func TestHAAdoptPollsAndNeverForgets(t *testing.T) {
 		t.Fatalf("Tracked() = %v, want b1 live", got)
 	}
 }
+
+// countingSetter accepts every target list and counts them.
+type countingSetter struct{ n int }
+
+func (c *countingSetter) SetTargets([]poller.TargetSpec) error { c.n++; return nil }
+
+// TestSameDiscoveredSetNotReapplied: a refresh that finds the same set
+// hands the poller nothing (activity mode refreshes every 30 s); one that
+// changes it does.
+func TestSameDiscoveredSetNotReapplied(t *testing.T) {
+	w := newWorld(t)
+	b1, b2 := w.targets[2], w.targets[3]
+	c := &countingSetter{}
+	s := newSet(t, c, w.db, nil)
+	tmpl := map[string]poller.TargetSpec{b1.ServiceSID: {Lister: w.client, Account: "default"}}
+	if err := s.Configure(nil, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.Tracker(b1.ServiceSID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	tr.Saw(now, []proxy.Target{b1, b2}, nil)
+	before := c.n
+	tr.Saw(now.Add(30*time.Second), []proxy.Target{b2, b1}, nil)
+	if c.n != before {
+		t.Errorf("the same set applied again: %d SetTargets, want %d", c.n, before)
+	}
+	tr.Saw(now.Add(time.Minute), []proxy.Target{b1}, nil) // b2 into its grace: still tracked
+	tr.Saw(now.Add(2*time.Hour), []proxy.Target{b1}, nil) // grace over: dropped
+	if c.n != before+1 {
+		t.Errorf("%d SetTargets after a change, want %d", c.n, before+1)
+	}
+}

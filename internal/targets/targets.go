@@ -163,6 +163,11 @@ func (s *Set) Configure(configured []poller.TargetSpec, templates map[string]pol
 // merely lags behind it must never delete state the decider has written
 // since.
 func (s *Set) setDiscoveredLocked(svc string, discovered []proxy.Target, decided bool) {
+	if cur, ok := s.discovered[svc]; ok && slices.Equal(cur, discovered) && (!decided || s.pruned[svc]) {
+		// Nothing to hand the poller: in poll.mode activity a Service is
+		// refreshed every index interval (30 s), mostly to the same set.
+		return
+	}
 	next := make(map[string][]proxy.Target, len(s.discovered)+1)
 	for k, v := range s.discovered {
 		next[k] = v
