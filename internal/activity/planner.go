@@ -20,7 +20,7 @@ const (
 	ClassCold              // everything else: the safety interval
 )
 
-// String names the class as Stats, logs and (later) /status show it.
+// String names the class as Stats, logs, metrics and /status show it.
 func (c Class) String() string {
 	switch c {
 	case ClassNew:
@@ -79,7 +79,7 @@ func (s *ClassStats) started(lag, interval time.Duration) {
 	}
 }
 
-// Stats is the planner's account of its budget; metrics come later.
+// Stats is the planner's account of its budget, exported as metrics.
 type Stats struct {
 	Index, New, Hot, Cold ClassStats
 	Moved                 int64 // sessions seen new or moved by the index

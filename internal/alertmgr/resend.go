@@ -74,8 +74,9 @@ func (s *active) list() []Alert {
 }
 
 // resend posts every active alert once, in batches. A failure is logged
-// and counted; the next interval tries again, and consuming new events
-// does not wait for it.
+// and counted; the next interval tries again. It runs in the bridge's
+// loop: while Alertmanager is down, fetching new events waits for it (at
+// most the post timeout per batch), which loses nothing.
 func (b *Bridge) resend(ctx context.Context) {
 	b.active.prune(b.cfg.Now())
 	all := b.active.list()

@@ -46,10 +46,11 @@ type Data struct {
 	Failures   int    `json:"failures"`
 
 	// heartbeat
-	Instance       string `json:"instance"`
-	TargetsHealthy int    `json:"targets_healthy"`
-	TargetsFailing int    `json:"targets_failing"`
-	OutboxDepth    int    `json:"outbox_depth"`
+	Instance       string   `json:"instance"`
+	TargetsHealthy int      `json:"targets_healthy"`
+	TargetsFailing int      `json:"targets_failing"`
+	OutboxDepth    int      `json:"outbox_depth"`
+	OwnedServices  []string `json:"owned_services"` // ha.enabled: the Services the instance polls
 }
 
 // ErrData marks a Decode error in the data member only: the envelope was

@@ -26,12 +26,12 @@ import (
 // store's own keys start with t., c. and p.; the ownership records with o.
 const discoveryPrefix = "d."
 
-// maxDiscoveryRecord is the largest record written: the bucket's default
-// maximum value size. About 19,000 live sessions of two participants fit
-// (55 bytes a session once compressed, BenchmarkHADiscoveryRecord); a
-// larger Service's refresh fails to write, naming the sizes, and every
-// instance keeps the last set written.
-const maxDiscoveryRecord = 1 << 20
+// A discovery record is written whole into one value: the largest the
+// bucket takes (kvstore.Store.MaxValue: the server's max payload, 1 MiB by
+// default, or the bucket's own limit). About 19,000 live sessions of two
+// participants fit in 1 MiB (55 bytes a session once compressed,
+// BenchmarkHADiscoveryRecord); a larger Service's refresh fails to write,
+// naming the sizes, and every instance keeps the last set written.
 
 // Discovery is an instance's discovery of the Services its discover
 // entries watch (*discover.Discoverer).
@@ -295,7 +295,7 @@ func (n *Node) refresh(ctx context.Context, svc string, due time.Time) error {
 		return err // names the Service already
 	}
 	next := newDiscoveryRecord(n.cfg.Instance, due, time.Now(), ds.Source, ds.Tracker.Tracked())
-	data, err := next.encode()
+	data, err := next.encode(n.store.MaxValue())
 	if err != nil {
 		return fmt.Errorf("discovery record %s: %w", svc, err)
 	}
@@ -399,7 +399,7 @@ func (r *discoveryRecord) tracked(ds *DiscoveredService) map[proxy.Target]time.T
 	return out
 }
 
-func (r *discoveryRecord) encode() ([]byte, error) {
+func (r *discoveryRecord) encode(max int) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if err := json.NewEncoder(zw).Encode(r); err != nil {
@@ -408,8 +408,8 @@ func (r *discoveryRecord) encode() ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	if buf.Len() > maxDiscoveryRecord {
-		return nil, fmt.Errorf("%d sessions make %d bytes, over the %d a value holds", len(r.Sessions), buf.Len(), maxDiscoveryRecord)
+	if buf.Len() > max {
+		return nil, fmt.Errorf("%d sessions make %d bytes, over the %d a value holds", len(r.Sessions), buf.Len(), max)
 	}
 	return buf.Bytes(), nil
 }

@@ -47,7 +47,7 @@ func TestHADiscoveryRecordRoundTrip(t *testing.T) {
 		"empty":    {proxy.SourceParticipant, map[proxy.Target]time.Time{}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			data, err := newDiscoveryRecord("a", due, due, tc.src, tc.tracked).encode()
+			data, err := newDiscoveryRecord("a", due, due, tc.src, tc.tracked).encode(1 << 20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,10 +87,6 @@ func TestHADiscoveryRecordRoundTrip(t *testing.T) {
 func BenchmarkHADiscoveryRecord(b *testing.B) {
 	svc := "KS" + strings.Repeat("a", 32)
 	tracked := map[proxy.Target]time.Time{}
-	sid := func(prefix string, i, j int) string {
-		h := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(j)})
-		return prefix + hex.EncodeToString(h[:16])
-	}
 	const sessions = 10000
 	for i := range sessions {
 		for j := range 2 {
@@ -101,7 +97,7 @@ func BenchmarkHADiscoveryRecord(b *testing.B) {
 	now := time.Now()
 	var size int
 	for b.Loop() {
-		data, err := newDiscoveryRecord("a", now, now, proxy.SourceParticipant, tracked).encode()
+		data, err := newDiscoveryRecord("a", now, now, proxy.SourceParticipant, tracked).encode(1 << 20)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -205,4 +201,24 @@ func TestHAStaleRecordNotAdopted(t *testing.T) {
 	if !slices.Equal(tr.adopted, []int{2, 1}) {
 		t.Fatalf("adopted sets of sizes %v, want [2 1]: the records of ticks 2000 and 3000 only", tr.adopted)
 	}
+}
+
+// TestHADiscoveryRecordTooLarge: a record over what the bucket takes is
+// refused before the write, naming the sizes.
+func TestHADiscoveryRecordTooLarge(t *testing.T) {
+	tracked := map[proxy.Target]time.Time{}
+	for i := range 50 {
+		tracked[proxy.Target{Source: proxy.SourceSession, ServiceSID: sid("KS", 1, 1), SessionSID: sid("KC", i, 9)}] = time.Time{}
+	}
+	now := time.Now()
+	_, err := newDiscoveryRecord("a", now, now, proxy.SourceSession, tracked).encode(64)
+	if err == nil || !strings.Contains(err.Error(), "50 sessions make") || !strings.Contains(err.Error(), "over the 64 a value holds") {
+		t.Errorf("encode into 64 bytes: %v, want the sizes named", err)
+	}
+}
+
+// sid is a valid SID of prefix, different for each i, j.
+func sid(prefix string, i, j int) string {
+	h := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(j)})
+	return prefix + hex.EncodeToString(h[:16])
 }

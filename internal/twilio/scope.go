@@ -44,7 +44,7 @@ type Bucket interface {
 // requests it plans take their tokens where it counts them.
 type BucketFunc func(serviceSID string, ep Endpoint) Bucket
 
-// bucketKey is the key of a Service's bucket for ep under the client's
+// bucket is the budget of a Service's requests to ep under the client's
 // scope.
 func (c *Client) bucket(serviceSID string, ep Endpoint) budget {
 	if c.cfg.LimitScope != ScopeEndpoint {

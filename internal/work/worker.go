@@ -22,8 +22,9 @@ type Poller interface {
 
 // Refresher runs a Service's discovery refresh task (KindDiscover). A
 // Poller that is also a Refresher gets them; a worker whose Poller is not
-// terminates them. An error leaves the task to be delivered again after
-// the ack wait.
+// terminates them. A refresh that fails is logged and acknowledged all the
+// same: the next tick's task refreshes again, on the schedule; only one
+// cut short by shutdown is handed back.
 type Refresher interface {
 	Refresh(ctx context.Context, service string, due time.Time) error
 }
