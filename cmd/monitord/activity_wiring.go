@@ -425,7 +425,8 @@ func (w *activityWiring) index(ctx context.Context, l *serviceLoop) error {
 		return nil // no target, no discovery: nothing to index for
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		// A discovered Service's failed refresh is logged by discovery.
+		if ctx.Err() == nil && refresh == nil {
 			l.indexLog.Do(func() {
 				w.log.Warn("activity index failed; retrying", zap.String("service", l.svc), zap.Error(err))
 			})

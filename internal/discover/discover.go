@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"slices"
 	"sync"
 	"time"
@@ -193,6 +194,7 @@ func newEntryState(e Entry) (*entryState, error) {
 		sched:    sched,
 		sessions: map[string]*sessionCache{},
 		targets:  map[proxy.Target]time.Time{},
+		failLog:  rate.Sometimes{Interval: time.Minute},
 	}, nil
 }
 

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/proxysim"
 	"github.com/monitord/monitord/internal/twilio"
@@ -444,5 +447,28 @@ func TestNewRejectsBadEntries(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "discover[5]") {
 		t.Errorf("error %q names the good entry", err)
+	}
+}
+
+// TestFailedRefreshWarnsOncePerMinute: a refresh that keeps failing (the
+// activity index retries every 10 s) warns once, not at every retry.
+func TestFailedRefreshWarnsOncePerMinute(t *testing.T) {
+	w := newWorld(t, proxysim.Options{Seed: 3, Sessions: 1, Participants: 1})
+	svc := w.sim.Services()[0]
+	rec := newRecorder()
+	core, logs := observer.New(zap.WarnLevel)
+	d, err := New(Config{Entries: []Entry{rec.entry(time.Hour, Entry{ServiceSID: svc})}, Lister: w.client,
+		Observer: rec, Now: w.clock.Now, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.fault("/Sessions", http.StatusServiceUnavailable)
+	for range 3 {
+		if err := d.Refresh(context.Background()); err == nil {
+			t.Fatal("refresh succeeded against a failing sessions list")
+		}
+	}
+	if n := logs.FilterMessage("discovery refresh failed").Len(); n != 1 {
+		t.Errorf("%d warnings for 3 failed refreshes within a minute, want 1", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"hash/fnv"
 	"strings"
 	"sync"
@@ -20,8 +21,11 @@ type entryState struct {
 	entry Entry
 	sched schedule.Schedule
 
-	mu        sync.Mutex // one refresh at a time: Run's loop and Refresh
-	refreshes int        // committed refreshes so far
+	mu sync.Mutex // one refresh at a time: Run's loop and Refresh
+	// failLog rate-limits the warning of failed refreshes: in poll.mode
+	// activity the sessions index retries every 10 s while it fails.
+	failLog   rate.Sometimes
+	refreshes int // committed refreshes so far
 	// sessions caches the participants of live sessions, so a refresh lists
 	// them again only when needed (see Entry.ParticipantRefreshEvery).
 	sessions map[string]*sessionCache
@@ -90,8 +94,10 @@ func (d *Discoverer) refresh(ctx context.Context, st *entryState) (listed []prox
 		if ctx.Err() == nil {
 			// "Keeping the previous set" read wrong in monitord once, which
 			// has none: say how many targets stay, which is true of both.
-			d.log.Warn("discovery refresh failed",
-				zap.String("service", st.entry.ServiceSID), zap.Int("targets_kept", len(st.targets)), zap.Error(err))
+			st.failLog.Do(func() {
+				d.log.Warn("discovery refresh failed",
+					zap.String("service", st.entry.ServiceSID), zap.Int("targets_kept", len(st.targets)), zap.Error(err))
+			})
 		}
 		return listed, err
 	}
