@@ -169,13 +169,7 @@ func runDemoHA(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*d
 // until another owns each of them, printing what happened.
 func demoTakeover(ctx context.Context, p *eventPrinter, daemons []*daemon, cfgs []*config.Config,
 	stops []context.CancelFunc, dones []chan error) error {
-	owned := func(i int) []string {
-		var out []string
-		for _, o := range daemons[i].ha.node.Owned() {
-			out = append(out, o.Service)
-		}
-		return out
-	}
+	owned := func(i int) []string { return daemons[i].ownedServices()() } // the heartbeat's list
 	victim, services := -1, []string(nil)
 	for i := range daemons {
 		if s := owned(i); len(s) > len(services) {
