@@ -95,3 +95,40 @@ func TestRemovalCancelsPollThroughPoll(t *testing.T) {
 		t.Errorf("the removed target's poll: %q, want cancelled", r)
 	}
 }
+
+// TestRemovalCancelsPollBeforeRun: a Poll that starts before Run (the
+// daemon starts its work queue and planner alongside the scheduler, in
+// no set order) still ends when its target is removed. Before, removal
+// cancelled only the context Run gives each target, which such a Poll
+// never saw, and SetTargets waited for ever.
+func TestRemovalCancelsPollBeforeRun(t *testing.T) {
+	f := newFixture(t, proxysim.Options{Seed: 23, Participants: 2}, nil)
+	specs := f.specs(nil)
+	listing := make(chan struct{}, 1)
+	specs[0].Lister = hookLister{f.client, func(ctx context.Context) {
+		listing <- struct{}{}
+		<-ctx.Done() // an API that never answers
+	}}
+	if err := f.p.SetTargets(specs); err != nil {
+		t.Fatal(err)
+	}
+	polled := make(chan string, 1)
+	go func() {
+		r, _ := f.p.Poll(context.Background(), specs[0].Target, Tick{})
+		polled <- r
+	}()
+	<-listing
+	removed := make(chan error, 1)
+	go func() { removed <- f.p.SetTargets(specs[1:]) }()
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SetTargets waited for a poll it should have cancelled")
+	}
+	if r := <-polled; r != ResultCancelled {
+		t.Errorf("the removed target's poll: %q, want cancelled", r)
+	}
+}

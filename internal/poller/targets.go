@@ -24,6 +24,10 @@ type entry struct {
 	sched    cron.Schedule              // parsed, not yet spread; guarded by Poller.mu
 	ctx      context.Context            // cancelled when the target is removed; set while scheduled
 	cancel   context.CancelFunc
+	// gone is cancelled when the target is removed, from its creation
+	// on, Run or not: a Poll that starts before Run still ends at removal.
+	gone   context.Context
+	remove context.CancelFunc
 
 	// running is held from activation to the end of the poll, waiting for
 	// a worker included; skipIfRunning TryLocks it.
@@ -128,6 +132,7 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 			removed = append(removed, e)
 			delete(p.entries, key)
 			delete(p.cycle.pending, key)
+			e.remove()
 			if p.sched != nil {
 				p.sched.Remove(key)
 				e.cancel()
@@ -140,6 +145,7 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 		e, ok := p.entries[key]
 		if !ok {
 			e = &entry{key: key, schedule: n.schedule, sched: n.sched}
+			e.gone, e.remove = context.WithCancel(context.Background())
 			e.spec.Store(&spec)
 			p.entries[key] = e
 			p.cycle.pending[key] = struct{}{}

@@ -65,10 +65,6 @@ func (p *Poller) Poll(ctx context.Context, t proxy.Target, tick Tick) (string, e
 	key := t.Key()
 	p.mu.Lock()
 	e, ok := p.entries[key]
-	var removed context.Context // done when the target is removed; nil before Run
-	if ok {
-		removed = e.ctx
-	}
 	p.mu.Unlock()
 	if !ok {
 		return "", fmt.Errorf("poll %s: not a current target", key)
@@ -78,9 +74,7 @@ func (p *Poller) Poll(ctx context.Context, t proxy.Target, tick Tick) (string, e
 	// never commit after the target's state is forgotten.
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if removed != nil {
-		defer context.AfterFunc(removed, cancel)()
-	}
+	defer context.AfterFunc(e.gone, cancel)()
 	if !lockEntry(pctx, &e.running) {
 		// Removed (removal keeps the lock for good) or ctx ended.
 		return ResultCancelled, nil
