@@ -68,7 +68,7 @@ func (l *accountLister) ListParticipants(ctx context.Context, serviceSID, sessio
 func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p targets.Setter, store targets.Store,
 	reg prometheus.Registerer, log *zap.Logger) (*targetWiring, error) {
 	w := &targetWiring{listers: map[string]*accountLister{}, byService: map[string]*discover.Discoverer{}}
-	tcfg := targets.Config{Poller: p, Store: store, Log: log.Named("targets")}
+	tcfg := targets.Config{Poller: p, Store: store, Shared: cfg.HA.Enabled, Log: log.Named("targets")}
 	wanted := false
 	for _, a := range cfg.EffectiveAccounts() {
 		wanted = wanted || len(a.Discover) > 0

@@ -5,7 +5,8 @@
 //
 //   - at start-up, the state of targets no longer configured (removed while
 //     monitord was stopped), except under a Service that discovery watches:
-//     discovery finds those again after start;
+//     discovery finds those again after start; and not at all when the
+//     store is shared by several instances (Config.Shared);
 //   - at each Service's first discovered set, the state under that Service of
 //     targets neither discovered nor configured (sessions that ended, beyond
 //     their grace, while monitord was stopped);
@@ -57,6 +58,13 @@ type Config struct {
 	// Store is where targets' state is deleted; nil deletes nothing
 	// (`monitord once`, which polls one time and owns no long-lived state).
 	Store Store
+	// Shared says the store is shared by several instances (ha): start-up
+	// then forgets no configured target's state. An instance started on
+	// an older config, during a rolling change that adds a target, would
+	// otherwise forget the state the others poll, and the new target
+	// would be baselined again, silently. A reload that removes a target
+	// still forgets its state.
+	Shared bool
 	// Observer may be nil.
 	Observer Observer
 	// Log may be nil.
@@ -104,7 +112,7 @@ func New(cfg Config) (*Set, error) {
 //
 // The first call is start-up: it also forgets the state of every target
 // that is neither configured nor under a Service in templates (discovery
-// speaks for those once it has refreshed). Later calls take discover
+// speaks for those once it has refreshed), unless the store is shared. Later calls take discover
 // entries as they were at start-up: an entry's poll settings and client
 // apply at once, an added or removed entry only after a restart (its
 // Discoverer is built once), which is logged.
@@ -128,7 +136,7 @@ func (s *Set) Configure(configured []poller.TargetSpec, templates map[string]pol
 			}
 		}
 	}
-	if !s.started {
+	if !s.started && !s.cfg.Shared {
 		// Before the first apply, while nothing polls: a state file that
 		// cannot be read or written fails start-up here.
 		keep := make(map[string]bool, len(configured))

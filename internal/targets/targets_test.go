@@ -187,6 +187,60 @@ func TestStateForgottenOnePath(t *testing.T) {
 	}
 }
 
+// TestSharedStoreStartForgetsNothing: over a store several instances
+// share (ha), an instance that starts on an older config, one without a
+// target the others have added (a rolling change), keeps that target's
+// state, so the target is not baselined again and a failure in between
+// still pages. A reload that removes a target still forgets its state.
+func TestSharedStoreStartForgetsNothing(t *testing.T) {
+	w := newWorld(t)
+	a1, a2 := w.targets[0], w.targets[1]
+
+	// An instance on the new config polls a1 and a2.
+	p1 := w.poller(t)
+	if err := newSet(t, p1, w.db, nil).Configure(w.specs(a1, a2), nil); err != nil {
+		t.Fatal(err)
+	}
+	if res := p1.PollAll(context.Background()); res[poller.ResultOK] != 2 {
+		t.Fatalf("first instance polls: %v", res)
+	}
+
+	// Another, still on the old config (a1 only), starts.
+	p2 := w.poller(t)
+	s, err := New(Config{Poller: p2, Store: w.db, Shared: true, Log: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Configure(w.specs(a1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.keys(t), keysOf(a1, a2); !slices.Equal(got, want) {
+		t.Fatalf("state after the old-config start %v, want %v", got, want)
+	}
+
+	// Its config catches up, then a later change removes a1.
+	if err := s.Configure(w.specs(a1, a2), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Configure(w.specs(a2), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.keys(t), keysOf(a2); !slices.Equal(got, want) {
+		t.Fatalf("state after a reload removed a1 %v, want %v", got, want)
+	}
+
+	// A shared store is not read at start-up: one that cannot list its
+	// keys does not fail it.
+	p3 := w.poller(t)
+	s3, err := New(Config{Poller: p3, Store: brokenStore{}, Shared: true, Log: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Configure(w.specs(a1), nil); err != nil {
+		t.Fatalf("start over a shared store: %v", err)
+	}
+}
+
 // origins records the targets-by-origin observation.
 type origins struct{ configured, discovered int }
 
