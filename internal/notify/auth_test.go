@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/monitord/monitord/internal/natstest"
 )
 
 func writeFile(t *testing.T, name string, data []byte) string {
@@ -174,5 +177,57 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if _, err := New(DefaultConfig(), nil, nil); err == nil {
 		t.Error("New accepted a nil outbox")
+	}
+}
+
+// TestCredentialsWithoutTLSStayOnConfiguredServers: a connection with
+// credentials and no TLS (allowed to loopback, or with
+// nats.allow_insecure_auth) never takes up the servers a cluster
+// advertises, which may be on other hosts: it would log in there in
+// clear text. One without credentials, or with TLS, keeps them for
+// failover.
+func TestCredentialsWithoutTLSStayOnConfiguredServers(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	url := c.Nodes[0].URL()
+
+	plain, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(plain.DiscoveredServers()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a plain connection discovered %v, want the 2 other nodes", plain.DiscoveredServers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+	}{
+		{"user/password", func(c *Config) { c.User, c.Password = "monitord", "pw-not-for-the-wire" }},
+		{"token", func(c *Config) { c.Token = "tok-not-for-the-wire" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{URLs: []string{url}}
+			tc.set(&cfg)
+			opts, err := AuthOptions(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc, err := nats.Connect(url, opts...)
+			if err != nil {
+				t.Fatal(err) // the server has no auth: it takes any login
+			}
+			defer nc.Close()
+			if got := nc.DiscoveredServers(); len(got) != 0 {
+				t.Errorf("a connection with credentials and no TLS took up advertised servers %v", got)
+			}
+			if got := nc.Servers(); len(got) != 1 {
+				t.Errorf("its server pool %v, want the configured server only", got)
+			}
+		})
 	}
 }

@@ -66,6 +66,12 @@ func AuthOptions(c Config) ([]nats.Option, error) {
 	case c.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(c.CredsFile))
 	}
+	if len(opts) > 0 && !c.TLS.enabled() {
+		// Credentials without TLS go only where the config says (loopback,
+		// or a host accepted with nats.allow_insecure_auth), never to a
+		// server the cluster advertises: that one may be on another host.
+		opts = append(opts, nats.IgnoreDiscoveredServers())
+	}
 	if c.TLS.enabled() {
 		// Secure first: it replaces the tls.Config the others fill in.
 		opts = append(opts, nats.Secure(&tls.Config{ServerName: c.TLS.ServerName, MinVersion: tls.VersionTLS12}))
