@@ -153,6 +153,11 @@ func tail(ctx context.Context, o tailOptions, p *eventPrinter, stderr io.Writer)
 	}
 	if o.creds != "" {
 		opts = append(opts, nats.UserCredentials(o.creds))
+		if !allTLS(o.url) {
+			// A login without TLS goes only to the servers given, never to
+			// those the cluster advertises (as the daemon's, notify.AuthOptions).
+			opts = append(opts, nats.IgnoreDiscoveredServers())
+		}
 	}
 	nc, err := nats.Connect(o.url, opts...)
 	if err != nil {
@@ -254,4 +259,16 @@ func findStream(ctx context.Context, nc *nats.Conn, o tailOptions) (jetstream.St
 		}
 	}
 	return js.Stream(ctx, name)
+}
+
+// allTLS reports whether every server of a comma-separated URL list is
+// dialled with TLS (tls:// or wss://).
+func allTLS(urls string) bool {
+	for u := range strings.SplitSeq(urls, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.HasPrefix(u, "tls://") && !strings.HasPrefix(u, "wss://") {
+			return false
+		}
+	}
+	return true
 }

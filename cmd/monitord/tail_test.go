@@ -343,3 +343,21 @@ func TestTailShowsAFailureOnce(t *testing.T) {
 		t.Errorf("--json printed %d events, want every one of the %d:\n%s", n, len(evs), gotJSON)
 	}
 }
+
+// TestTailAllTLS: tail keeps a cluster's advertised servers for a creds
+// login only when every server it was given is dialled with TLS.
+func TestTailAllTLS(t *testing.T) {
+	for url, want := range map[string]bool{
+		"tls://a:4222":                 true,
+		"tls://a:4222, wss://b:443":    true,
+		"nats://127.0.0.1:4222":        false,
+		"tls://a:4222,nats://b:4222":   false,
+		"127.0.0.1:4222":               false,
+		"ws://a:80,tls://b:4222":       false,
+		" wss://a:443 , tls://b:4222 ": true,
+	} {
+		if got := allTLS(url); got != want {
+			t.Errorf("allTLS(%q) = %v, want %v", url, got, want)
+		}
+	}
+}
