@@ -189,6 +189,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.log.Info("posting events to Alertmanager", zap.Strings("urls", b.cfg.URLs),
 		zap.Strings("subjects", b.subjects()), zap.Duration("resolve_after", b.cfg.ResolveAfter))
 	lagChecked, resent := time.Time{}, time.Now()
+	if b.cfg.ResendInterval > 0 && b.restore(ctx, cons) > 0 {
+		resent = time.Time{} // post them at once: Alertmanager may have restarted too
+	}
 	for fails := 0; ctx.Err() == nil; {
 		if b.cfg.ResendInterval > 0 && time.Since(resent) >= b.cfg.ResendInterval {
 			resent = time.Now()

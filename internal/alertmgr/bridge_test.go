@@ -286,3 +286,75 @@ func TestBridgeNeverLogsSecrets(t *testing.T) {
 	}
 	am.mu.Unlock()
 }
+
+// TestBridgeRestoresActiveAfterRestart: a bridge restarted together with
+// Alertmanager posts the alerts still active again, at once, from the
+// events an earlier run posted, with about the same endsAt; alerts past
+// their endsAt are not restored.
+func TestBridgeRestoresActiveAfterRestart(t *testing.T) {
+	js, _ := runNATS(t)
+	am1, url1 := newFakeAM(t)
+	cfg := testConfig(url1)
+	cfg.ResendInterval = time.Hour // only the start-up re-send runs here
+	run := func(cfg Config) (stop func()) {
+		b, err := New(cfg, js, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- b.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	stop := run(cfg)
+	publishFailed(t, js, 0, 3)
+	waitFor(t, "3 alerts", 10*time.Second, func() bool { return am1.count() == 3 })
+	cons, err := js.Consumer(context.Background(), "MONITORD", "am")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the 3 events acked", 10*time.Second, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.AckFloor.Stream == 3
+	})
+	stop()
+
+	// Both restart: a new Alertmanager that knows nothing, a new bridge.
+	am2, url2 := newFakeAM(t)
+	cfg2 := testConfig(url2)
+	cfg2.ResendInterval = time.Hour
+	stop = run(cfg2)
+	waitFor(t, "the 3 alerts posted again", 10*time.Second, func() bool { return am2.count() == 3 })
+	stop()
+	am1.mu.Lock()
+	am2.mu.Lock()
+	for id, a := range am2.alerts {
+		was := am1.alerts[id].EndsAt
+		if a.EndsAt.After(was) || was.Sub(a.EndsAt) > 5*time.Second {
+			t.Errorf("alert %s restored with endsAt %v, first posted with %v", id, a.EndsAt, was)
+		}
+	}
+	am2.mu.Unlock()
+	am1.mu.Unlock()
+
+	// Past resolve_after the alerts have ended: nothing to restore.
+	cfg3 := testConfig(url2)
+	cfg3.ResendInterval = time.Hour
+	cfg3.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	b, err := New(cfg3, js, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.consumer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := b.restore(context.Background(), c); n != 0 {
+		t.Errorf("restored %d alerts past their endsAt", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -93,3 +94,70 @@ func (b *Bridge) resend(ctx context.Context) {
 		all = all[n:]
 	}
 }
+
+// restore rebuilds the alerts to re-send when the bridge starts: the
+// events of its kinds that an earlier run posted (the durable consumer
+// acknowledged them: at or below its ack floor) and whose alert has not
+// ended (published within resolve_after). Without it the set lived in
+// memory only, and a bridge restarted together with Alertmanager would
+// never post those alerts again: a page still waiting for its group_wait
+// would be lost. Events above the ack floor need nothing: the consumer
+// delivers them again. endsAt is counted from the event's publication,
+// not its first post: a few seconds early at most. It reads through an
+// ordered consumer of its own, which the server removes once idle. A
+// failure is logged and costs only the re-send of these alerts; it
+// returns how many alerts it restored.
+func (b *Bridge) restore(ctx context.Context, cons jetstream.Consumer) int {
+	floor := cons.CachedInfo().AckFloor.Stream
+	if floor == 0 {
+		return 0
+	}
+	now := b.cfg.Now()
+	start := now.Add(-b.cfg.ResolveAfter)
+	oc, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    b.subjects(),
+		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
+		OptStartTime:      &start,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		b.log.Warn("restore active alerts: no consumer; only new alerts will be re-sent", zap.Error(err))
+		return 0
+	}
+	var alerts []Alert
+	for done := false; !done && ctx.Err() == nil; {
+		batch, err := oc.Fetch(restoreBatch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			b.log.Warn("restore active alerts: read the stream; only new alerts will be re-sent", zap.Error(err))
+			return 0
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil || md.Sequence.Stream > floor {
+				done = true // not posted by an earlier run: delivered again
+				continue
+			}
+			a, err := FromEvent(m.Data(), md.Timestamp, b.cfg.ResolveAfter)
+			if err != nil {
+				continue // terminated when it was delivered
+			}
+			alerts = append(alerts, a)
+		}
+		if n < restoreBatch {
+			done = true // the end of the stream
+		}
+	}
+	b.active.add(alerts)
+	b.active.prune(now)
+	restored := len(b.active.alerts)
+	if restored > 0 {
+		b.log.Info("restored active alerts to re-send", zap.Int("alerts", restored),
+			zap.Time("published_since", start))
+	}
+	return restored
+}
+
+// restoreBatch is how many events restore reads per fetch.
+const restoreBatch = 500
