@@ -161,7 +161,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 		}
 	}
 	d.status = admin.Status{
-		Instance: func() string { return d.config().Instance },
+		// The name at start, as the heartbeat and the ha records carry
+		// it: instance is a restart-only setting.
+		Instance: func() string { return cfg.Instance },
 		Targets:  d.poller, Outbox: d.db.OutboxStats, NATS: d.pub.Connected,
 	}
 	if d.activity != nil {
@@ -171,7 +173,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger, opts 
 		}
 	}
 	if d.ha != nil {
-		d.status.HA = func() *admin.HAView { return d.ha.view(d.config().Instance) }
+		d.status.HA = func() *admin.HAView { return d.ha.view() }
 	}
 	d.metrics.SetSources(admin.Sources{
 		Outbox:    d.db.OutboxStats,

@@ -40,6 +40,9 @@ type daemonStore interface {
 type haWiring struct {
 	nc   *nats.Conn
 	node *ha.Node
+	// instance is the name the Node writes in the bucket: the one at
+	// start (a reload applies the ha section at the next restart).
+	instance string
 }
 
 // haWorkConfig converts the ha section to the work queue's config.
@@ -103,7 +106,7 @@ func openHA(ctx context.Context, cfg *config.Config, log *zap.Logger, onOwned fu
 		nc.Close()
 		return nil, fmt.Errorf("ha: %w", err)
 	}
-	return &haWiring{nc: nc, node: node}, nil
+	return &haWiring{nc: nc, node: node, instance: hc.Instance}, nil
 }
 
 // discover hands the Node every discover entry: with ha, the refreshes
@@ -141,8 +144,8 @@ func (h *haWiring) start(ctx context.Context) error {
 }
 
 // view is the /status section of ha mode.
-func (h *haWiring) view(instance string) *admin.HAView {
-	v := &admin.HAView{Instance: instance, Services: h.node.Services(), TicksSkipped: h.node.TicksSkipped(), KV: "ok"}
+func (h *haWiring) view() *admin.HAView {
+	v := &admin.HAView{Instance: h.instance, Services: h.node.Services(), TicksSkipped: h.node.TicksSkipped(), KV: "ok"}
 	for _, o := range h.node.Owned() {
 		v.Owned = append(v.Owned, admin.HAOwned{Service: o.Service, Since: o.Since})
 	}

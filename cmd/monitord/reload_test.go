@@ -46,3 +46,28 @@ func TestReloadKeepsTheNewClients(t *testing.T) {
 		t.Errorf("a reload without a change rebuilt the client")
 	}
 }
+
+// TestReloadKeepsTheInstanceName: instance is a restart-only setting, so
+// /status keeps naming the instance as the heartbeat and the ha records
+// do after a reload that changes it. Before, /status read the reloaded
+// config and named an instance nothing else knew.
+func TestReloadKeepsTheInstanceName(t *testing.T) {
+	sim := proxysim.New(proxysim.Options{Seed: 1, Services: 1})
+	o := demoOptions{targets: 2, schedule: "@every 1m", failureRate: 0.2, seed: 1}
+	cfg := demoConfig(o, sim, "http://127.0.0.1:1", "nats://127.0.0.1:1", t.TempDir())
+	cfg.Admin.Listen = ""
+	cfg.Instance = "first"
+	d, err := startDaemon(context.Background(), cfg, zap.NewNop(), daemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	changed := *cfg
+	changed.Instance = "renamed"
+	if err := d.Reload(&changed); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.status.Instance(); got != "first" {
+		t.Errorf("/status names instance %q after the reload, want %q (the name at start)", got, "first")
+	}
+}

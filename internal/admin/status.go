@@ -17,7 +17,8 @@ type TargetsView interface {
 // Status builds the status documents (/status, systemd's STATUS= line, the
 // monitord_targets gauge's counts) from the parts that own the data.
 type Status struct {
-	// Instance is the instance name; a func because a reload may change it.
+	// Instance is the instance name, the one at start (a reload changes
+	// it only after a restart).
 	Instance func() string
 	Targets  TargetsView
 	// Outbox is the outbox's depth (state.DB.OutboxStats).
