@@ -75,25 +75,7 @@ func TestRemovalCancelsPollThroughPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	runPoller(t, f.p)
-	polled := make(chan string, 1)
-	go func() {
-		r, _ := f.p.Poll(context.Background(), specs[0].Target, Tick{})
-		polled <- r
-	}()
-	<-listing
-	removed := make(chan error, 1)
-	go func() { removed <- f.p.SetTargets(specs[1:]) }()
-	select {
-	case err := <-removed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("SetTargets waited for a poll it should have cancelled")
-	}
-	if r := <-polled; r != ResultCancelled {
-		t.Errorf("the removed target's poll: %q, want cancelled", r)
-	}
+	pollThenRemove(t, f.p, specs, listing)
 }
 
 // TestRemovalCancelsPollBeforeRun: a Poll that starts before Run (the
@@ -112,14 +94,22 @@ func TestRemovalCancelsPollBeforeRun(t *testing.T) {
 	if err := f.p.SetTargets(specs); err != nil {
 		t.Fatal(err)
 	}
+	pollThenRemove(t, f.p, specs, listing)
+}
+
+// pollThenRemove polls specs[0] through Poll, waits until its listing has
+// begun (listing), removes it, and checks that the removal cancelled the
+// poll instead of waiting for it.
+func pollThenRemove(t *testing.T, p *Poller, specs []TargetSpec, listing <-chan struct{}) {
+	t.Helper()
 	polled := make(chan string, 1)
 	go func() {
-		r, _ := f.p.Poll(context.Background(), specs[0].Target, Tick{})
+		r, _ := p.Poll(context.Background(), specs[0].Target, Tick{})
 		polled <- r
 	}()
 	<-listing
 	removed := make(chan error, 1)
-	go func() { removed <- f.p.SetTargets(specs[1:]) }()
+	go func() { removed <- p.SetTargets(specs[1:]) }()
 	select {
 	case err := <-removed:
 		if err != nil {
