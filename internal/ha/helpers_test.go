@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -338,51 +339,74 @@ type streamRecord struct {
 }
 
 // streamRecords reads every event in the events stream, in stream order.
+// A node of a loaded in-process cluster may briefly answer the API with no
+// responders, or a fetch may time out: the read starts over until one
+// completes. An event that is not what monitord publishes fails the test
+// at once.
 func streamRecords(t *testing.T, js jetstream.JetStream) []streamRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// A node of a loaded in-process cluster may briefly answer the API
-	// with no responders: ask until one answers.
 	var (
-		s    jetstream.Stream
-		info *jetstream.StreamInfo
-		err  error
+		recs    []streamRecord
+		lastErr error
 	)
-	natstest.WaitFor(t, "the events stream's info", 10*time.Second, func() bool {
-		if s, err = js.Stream(ctx, notify.DefaultStreamName); err != nil {
-			return false
+	natstest.WaitFor(t, "the events stream read whole", 30*time.Second, func() bool {
+		var bad error
+		recs, bad, lastErr = readStream(ctx, js)
+		if bad != nil {
+			t.Fatal(bad)
 		}
-		info, err = s.Info(ctx)
-		return err == nil
+		if lastErr != nil {
+			t.Logf("reading the events stream (trying again): %v", lastErr)
+		}
+		return lastErr == nil
 	})
-	n := int(info.State.Msgs)
-	var ids []streamRecord
-	if n == 0 {
-		return nil
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	return recs
+}
+
+// readStream reads the events stream once: bad is an event that is not
+// what monitord publishes, err a read that did not complete.
+func readStream(ctx context.Context, js jetstream.JetStream) (recs []streamRecord, bad, err error) {
+	s, err := js.Stream(ctx, notify.DefaultStreamName)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	for len(ids) < n {
-		b, err := c.Fetch(n-len(ids), jetstream.FetchMaxWait(5*time.Second))
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	n := int(info.State.Msgs)
+	if n == 0 {
+		return nil, nil, nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{InactiveThreshold: 5 * time.Second})
+	if err != nil {
+		return nil, nil, err
+	}
+	for len(recs) < n {
+		b, err := c.Fetch(n-len(recs), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, nil, err
 		}
+		got := 0
 		for m := range b.Messages() {
+			got++
 			var ce streamRecord
 			if err := json.Unmarshal(m.Data(), &ce); err != nil {
-				t.Fatalf("event %s: %v", m.Subject(), err)
+				return nil, fmt.Errorf("event %s: %w", m.Subject(), err), nil
 			}
 			if h := m.Headers().Get(jetstream.MsgIDHeader); h != ce.ID {
-				t.Fatalf("event %s: Nats-Msg-Id %q, id %q", m.Subject(), h, ce.ID)
+				return nil, fmt.Errorf("event %s: Nats-Msg-Id %q, id %q", m.Subject(), h, ce.ID), nil
 			}
-			ids = append(ids, ce)
+			recs = append(recs, ce)
 		}
 		if err := b.Error(); err != nil {
-			t.Fatal(err)
+			return nil, nil, err
+		}
+		if got == 0 {
+			return nil, nil, fmt.Errorf("fetch returned nothing at %d of %d events", len(recs), n)
 		}
 	}
-	return ids
+	return recs, nil, nil
 }

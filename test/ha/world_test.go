@@ -414,9 +414,20 @@ func (w *world) unpolled() string {
 // once, or one that the reference never derived.
 func (w *world) checkStream() {
 	w.t.Helper()
-	ids, err := w.streamIDs()
-	if err != nil {
-		w.t.Fatal(err)
+	// A node of the loaded in-process cluster may briefly answer the API
+	// with no responders: the read starts over until one completes.
+	var ids map[string]int
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		if ids, err = w.streamIDs(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("read the events stream: %v", err)
+		}
+		w.t.Logf("reading the events stream (trying again): %v", err)
+		time.Sleep(100 * time.Millisecond)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
