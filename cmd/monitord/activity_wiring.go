@@ -113,8 +113,8 @@ func newActivityWiring(cfg *config.Config, log *zap.Logger) *activityWiring {
 }
 
 // configure records which account's limits each Service of cfg has, and
-// makes its planner (start-up, reload). A planner's budget keeps the rate
-// it was made with: limits apply to it after a restart.
+// makes its planner (start-up, reload). A reload that changes an
+// account's limits changes its Services' budgets from then on.
 func (w *activityWiring) configure(cfg *config.Config) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -126,6 +126,16 @@ func (w *activityWiring) configure(cfg *config.Config) {
 			w.limits[d.ServiceSID] = a.Twilio.Limits
 		}
 	}
+	now := time.Now()
+	w.bmu.Lock()
+	for svc, b := range w.budgets {
+		if lim, ok := w.limits[svc]; ok {
+			if r, n := b.Limits(); r != lim.RequestsPerSecond || n != lim.Burst {
+				b.SetLimits(lim.RequestsPerSecond, lim.Burst, now)
+			}
+		}
+	}
+	w.bmu.Unlock()
 	for svc := range w.limits {
 		w.loopLocked(svc)
 	}

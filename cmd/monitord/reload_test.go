@@ -6,6 +6,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/monitord/monitord/internal/activity"
+	"github.com/monitord/monitord/internal/config"
 	"github.com/monitord/monitord/internal/proxysim"
 )
 
@@ -69,5 +71,44 @@ func TestReloadKeepsTheInstanceName(t *testing.T) {
 	}
 	if got := d.status.Instance(); got != "first" {
 		t.Errorf("/status names instance %q after the reload, want %q (the name at start)", got, "first")
+	}
+}
+
+// TestReloadChangesActivityBudget: in poll.mode activity a reload that
+// changes an account's limits changes its Services' budgets, which the
+// planner plans with and the client's requests take their tokens from.
+// Before, a budget kept the rate it was made with until a restart.
+func TestReloadChangesActivityBudget(t *testing.T) {
+	sim := proxysim.New(proxysim.Options{Seed: 1, Services: 1})
+	o := demoOptions{targets: 2, schedule: "@every 1m", failureRate: 0.2, seed: 1}
+	cfg := demoConfig(o, sim, "http://127.0.0.1:1", "nats://127.0.0.1:1", t.TempDir())
+	cfg.Admin.Listen = ""
+	cfg.Poll.Mode = config.PollModeActivity
+	d, err := startDaemon(context.Background(), cfg, zap.NewNop(), daemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	svc := sim.Services()[0]
+	budget := func() *activity.Budget {
+		d.activity.bmu.Lock()
+		defer d.activity.bmu.Unlock()
+		return d.activity.budgets[svc]
+	}
+	b := budget()
+	if b == nil {
+		t.Fatalf("no budget for %s", svc)
+	}
+	changed := *cfg
+	changed.Twilio.Limits.RequestsPerSecond = 5
+	changed.Twilio.Limits.Burst = 3
+	if err := d.Reload(&changed); err != nil {
+		t.Fatal(err)
+	}
+	if budget() != b {
+		t.Fatal("the reload replaced the budget: its tokens and debt would be forgotten")
+	}
+	if r, n := b.Limits(); r != 5 || n != 3 {
+		t.Errorf("budget after the reload: %v/s, burst %d; want 5/s, burst 3", r, n)
 	}
 }

@@ -29,6 +29,24 @@ func NewBudget(rate float64, burst int, now time.Time) *Budget {
 	return &Budget{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
 }
 
+// SetLimits changes the rate and the depth from now (a reload of the
+// account's limits): the tokens earned so far are earned at the old rate,
+// and a shallower bucket loses what it cannot hold. A debt stays owed.
+func (b *Budget) SetLimits(rate float64, burst int, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	b.rate, b.burst = rate, float64(burst)
+	b.tokens = min(b.tokens, b.burst)
+}
+
+// Limits returns the rate and the depth in force.
+func (b *Budget) Limits() (rate float64, burst int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rate, int(b.burst)
+}
+
 // refill adds the tokens earned since the last call. Time that goes
 // backwards earns nothing.
 func (b *Budget) refill(now time.Time) {
