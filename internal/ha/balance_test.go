@@ -35,7 +35,7 @@ func newPollTally() *pollTally {
 	return &pollTally{done: map[string]int{}, active: map[string]string{}, activeN: map[string]int{}}
 }
 
-// tallyPoller is one instance's poller: each poll takes 100 ms, so polls
+// tallyPoller is one instance's poller: each poll takes 200 ms, so polls
 // are under way when a Service is handed over.
 type tallyPoller struct {
 	inst  string
@@ -54,7 +54,7 @@ func (p tallyPoller) Poll(ctx context.Context, t proxy.Target, tick poller.Tick)
 	tl.active[svc] = p.inst
 	tl.activeN[svc]++
 	tl.mu.Unlock()
-	tm := time.NewTimer(100 * time.Millisecond)
+	tm := time.NewTimer(200 * time.Millisecond)
 	defer tm.Stop()
 	res := poller.ResultOK
 	select {
@@ -120,7 +120,7 @@ func startBalanceNode(t *testing.T, cl *natstest.Cluster, name string, svcs []st
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Targets(tallyPoller{name, tally}).SetTargets(specsOf(svcs)); err != nil {
+	if err := n.Targets(tallyPoller{name, tally}).SetTargets(balanceSpecs(svcs)); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.EnsureServices(ctx); err != nil {
@@ -142,7 +142,7 @@ func (b *balanceNode) kill() { b.nc.Close(); b.stop() }
 
 func (b *balanceNode) owned() int { return len(b.node.Owned()) }
 
-// publishTicks publishes a tick of every Service's target every 250 ms
+// publishTicks publishes a tick of every target of svcs every 250 ms
 // until the returned stop is called: the tasks whose delivery pins the
 // Services.
 func publishTicks(t *testing.T, cl *natstest.Cluster, svcs []string) (stop func()) {
@@ -166,7 +166,7 @@ func publishTicks(t *testing.T, cl *natstest.Cluster, svcs []string) (stop func(
 		tk := time.NewTicker(250 * time.Millisecond)
 		defer tk.Stop()
 		for due := time.UnixMilli(1_700_000_000_000); ; due = due.Add(250 * time.Millisecond) {
-			for _, sp := range specsOf(svcs) {
+			for _, sp := range balanceSpecs(svcs) {
 				pctx, c := context.WithTimeout(ctx, 5*time.Second)
 				// A tick refused (its target's task still queued) or lost
 				// is what a real scheduler sees too: the next one comes.
@@ -192,6 +192,16 @@ func balanceServices(n int) []string {
 		out = append(out, fmt.Sprintf("KS%032d", i+1))
 	}
 	return out
+}
+
+// balanceSpecs is 3 targets of each of svcs: a Service whose polls
+// overlap, so that a new owner could start one while the old one's runs.
+func balanceSpecs(svcs []string) []poller.TargetSpec {
+	var all []string
+	for _, svc := range svcs {
+		all = append(all, svc, svc, svc)
+	}
+	return specsOf(all)
 }
 
 // spread says whether the nodes own every one of svcs, each Service by
@@ -349,6 +359,7 @@ func TestHABalanceFailoverNoFlapping(t *testing.T) {
 	if !spread(svcs, 2, 2, alive...) {
 		t.Errorf("survivors own %d and %d Services after settling, want 2 each", alive[0].owned(), alive[1].owned())
 	}
+	t.Logf("hand-overs after the failover: %d", handovers()-before)
 	if h := handovers() - before; h > 2 {
 		t.Errorf("%d hand-overs after the failover, want at most 2 (no flapping)", h)
 	}
