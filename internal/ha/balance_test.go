@@ -281,8 +281,11 @@ func TestHABalanceSpreadsServices(t *testing.T) {
 	t.Logf("a and b balanced %v after b started; hand-overs: a %d, b %d", time.Since(start).Round(time.Millisecond),
 		a.node.Handovers(), b.node.Handovers())
 
+	start = time.Now()
 	c := startBalanceNode(t, cl, "c", svcs, true, tally)
 	natstest.WaitFor(t, "a, b and c owning 1 or 2 each", 90*time.Second, func() bool { return spread(svcs, 1, 2, a, b, c) })
+	t.Logf("a, b and c balanced %v after c started; hand-overs in all: %d", time.Since(start).Round(time.Millisecond),
+		a.node.Handovers()+b.node.Handovers()+c.node.Handovers())
 	natstest.WaitFor(t, "the ownership records agreeing", 30*time.Second, func() bool { return recordsAgree(ctx, js, svcs, a, b, c) })
 	stopTicks()
 	tally.check(t)
