@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -76,27 +77,19 @@ func (n *Node) deleteInstance(ctx context.Context) {
 	}
 }
 
-// Instances lists the instance records of bucket, sorted by name, stale
+// readInstances lists the instance records in kv, sorted by name, stale
 // ones included (Seen tells).
-func Instances(ctx context.Context, js jetstream.JetStream, bucket string) ([]Instance, error) {
-	kv, err := js.KeyValue(ctx, bucket)
-	if err != nil {
-		return nil, err
-	}
-	return readInstances(ctx, kv)
-}
-
 func readInstances(ctx context.Context, kv jetstream.KeyValue) ([]Instance, error) {
 	kl, err := kv.ListKeysFiltered(ctx, instancePrefix+">")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list instances: %w", err)
 	}
 	var keys []string
 	for k := range kl.Keys() {
 		keys = append(keys, k)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list instances: %w", err)
 	}
 	var out []Instance
 	for _, k := range keys {
@@ -105,7 +98,7 @@ func readInstances(ctx context.Context, kv jetstream.KeyValue) ([]Instance, erro
 			continue // stopped meanwhile
 		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read instance %s: %w", k, err)
 		}
 		var in Instance
 		if json.Unmarshal(e.Value(), &in) != nil {

@@ -374,8 +374,8 @@ func (n *Node) syncWorkersLocked() {
 // and keeps this instance's ownership records, until ctx is done. Then it
 // stops the workers (a poll under way finishes, or is handed back to the
 // next owner when ctx's cancellation reaches it; each worker unpins the
-// Service it owned) and removes its ownership records. Stop it before the
-// poller: its workers poll through the poller.
+// Service it owned) and removes its ownership and instance records. Stop
+// it before the poller: its workers poll through the poller.
 func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	if n.runCtx != nil {
