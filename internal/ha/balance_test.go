@@ -363,7 +363,10 @@ func TestHABalanceFailoverNoFlapping(t *testing.T) {
 		t.Errorf("survivors own %d and %d Services after settling, want 2 each", alive[0].owned(), alive[1].owned())
 	}
 	t.Logf("hand-overs after the failover: %d", handovers()-before)
-	if h := handovers() - before; h > 2 {
-		t.Errorf("%d hand-overs after the failover, want at most 2 (no flapping)", h)
+	// The survivors, 1 each, take 2: 2+2 needs no hand-over, 3+1 one.
+	// More is flapping: a dead instance's record taken for an idle
+	// instance makes them pass Services back and forth (seen: 2 and 3).
+	if h := handovers() - before; h > 1 {
+		t.Errorf("%d hand-overs after the failover, want at most 1 (no flapping)", h)
 	}
 }
