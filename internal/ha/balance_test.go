@@ -287,6 +287,14 @@ func TestHABalanceSpreadsServices(t *testing.T) {
 	t.Logf("a, b and c balanced %v after c started; hand-overs in all: %d", time.Since(start).Round(time.Millisecond),
 		a.node.Handovers()+b.node.Handovers()+c.node.Handovers())
 	natstest.WaitFor(t, "the ownership records agreeing", 30*time.Second, func() bool { return recordsAgree(ctx, js, svcs, a, b, c) })
+	// The store lists its own keys only: the i. and o. records beside
+	// them are no targets (no poll here commits state).
+	if keys, err := a.node.Store().Keys(); err != nil || len(keys) != 0 {
+		t.Errorf("store keys %v, %v; want none beside the instance and ownership records", keys, err)
+	}
+	if recs, err := readInstances(ctx, a.node.kv); err != nil || len(recs) != 3 {
+		t.Errorf("instance records %+v, %v; want a, b and c", recs, err)
+	}
 	stopTicks()
 	tally.check(t)
 	if h := a.node.Handovers() + b.node.Handovers() + c.node.Handovers(); h > 6 {
@@ -317,6 +325,14 @@ func TestHABalanceOffServicesStay(t *testing.T) {
 	}
 	if h := a.node.Handovers(); h != 0 {
 		t.Errorf("a handed %d Services over with balance off", h)
+	}
+	// A graceful stop removes the instance's record: it stops counting
+	// at once rather than after 3 pinned TTLs.
+	b.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if recs, err := readInstances(ctx, a.node.kv); err != nil || len(recs) != 1 || recs[0].Instance != "a" {
+		t.Errorf("instance records after b stopped: %+v, %v; want a's alone", recs, err)
 	}
 }
 
