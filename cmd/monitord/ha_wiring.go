@@ -55,7 +55,7 @@ func haWorkConfig(cfg *config.Config) work.Config {
 // haConfig converts the ha section to the Node's config.
 func haConfig(cfg *config.Config, log *zap.Logger) ha.Config {
 	return ha.Config{Instance: cfg.Instance, Work: haWorkConfig(cfg), CreateAssets: cfg.HA.CreateAssets, Log: log,
-		KV: kvstore.Config{Bucket: cfg.HA.Bucket, Replicas: cfg.HA.Replicas}}
+		KV: kvstore.Config{Bucket: cfg.HA.Bucket, Replicas: cfg.HA.Replicas}, Balance: cfg.HA.Balance}
 }
 
 // spendBurstOnOwned is the Node's OnOwned: a Service this instance takes
@@ -145,7 +145,8 @@ func (h *haWiring) start(ctx context.Context) error {
 
 // view is the /status section of ha mode.
 func (h *haWiring) view() *admin.HAView {
-	v := &admin.HAView{Instance: h.instance, Services: h.node.Services(), TicksSkipped: h.node.TicksSkipped(), KV: "ok"}
+	v := &admin.HAView{Instance: h.instance, Services: h.node.Services(), TicksSkipped: h.node.TicksSkipped(),
+		Handovers: h.node.Handovers(), KV: "ok"}
 	for _, o := range h.node.Owned() {
 		v.Owned = append(v.Owned, admin.HAOwned{Service: o.Service, Since: o.Since})
 	}

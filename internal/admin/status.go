@@ -42,6 +42,7 @@ type HAView struct {
 	Owned        []HAOwned `json:"owned"`
 	KV           string    `json:"kv"` // "ok" or the error reaching the bucket
 	TicksSkipped int64     `json:"ticks_skipped"`
+	Handovers    int64     `json:"handovers"` // Services handed over to balance the load (ha.balance)
 }
 
 // HAOwned is one Service this instance owns, since when.

@@ -22,6 +22,10 @@ type HA struct {
 	// at start. Off, they must exist (`monitord nats-assets` prints the
 	// commands) and start fails naming the first one missing.
 	CreateAssets bool `koanf:"create_assets"`
+	// Balance hands Services over so that they spread evenly over the
+	// live instances (docs/ha.md, "Balance"). Off, a Service stays with
+	// the instance that took it until that instance stops or dies.
+	Balance bool `koanf:"balance"`
 	// Tasks is the work-queue stream of poll tasks.
 	Tasks HATasks `koanf:"tasks"`
 }
@@ -57,6 +61,7 @@ func DefaultHA() HA {
 		Bucket:       "monitord_state",
 		Replicas:     3,
 		CreateAssets: true,
+		Balance:      true,
 		Tasks: HATasks{
 			Stream:        "MONITORD_TASKS",
 			SubjectPrefix: "monitord_work",

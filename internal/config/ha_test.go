@@ -51,3 +51,33 @@ ha:
 		t.Errorf("Load: %v, want the empty prefix refused", err)
 	}
 }
+
+// TestHABalance: ha.balance is on by default (TestHAEnabledWithDefaults),
+// false turns it off, and a value that is not a bool is refused naming
+// the key.
+func TestHABalance(t *testing.T) {
+	const head = `twilio:
+  account_sid: AC0123456789abcdef0123456789abcdef
+  auth_token: tok
+targets:
+  - service_sid: KS0123456789abcdef0123456789abcdef
+    session_sid: KC0123456789abcdef0123456789abcdef
+    participant_sid: KP0123456789abcdef0123456789abcdef
+ha:
+  enabled: true
+`
+	path := filepath.Join(t.TempDir(), "ha.yaml")
+	writeFile(t, path, head+"  balance: false\n")
+	cfg, err := Load(path, nil, nil)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.HA.Balance {
+		t.Error("ha.balance: false loaded as true")
+	}
+	writeFile(t, path, head+"  balance: maybe\n")
+	_, err = Load(path, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `ha.balance: expected true or false, got "maybe"`) {
+		t.Errorf("Load: %v, want ha.balance named", err)
+	}
+}

@@ -58,6 +58,10 @@ type Config struct {
 	// daemon spends the Service's burst there, so that a takeover cannot
 	// put two owners' bursts into one of Twilio's 5 s windows.
 	OnOwned func(service string)
+	// Balance hands Services over to spread them evenly over the live
+	// instances (docs/ha.md, "Balance"). Off, a Service stays with
+	// whichever instance the server pinned until it stops or dies.
+	Balance bool
 	// Log may be nil.
 	Log *zap.Logger
 }
@@ -93,8 +97,14 @@ type Node struct {
 	// confirmed is when the owner loop last read each Service's pinned
 	// id: a belief not confirmed for a pinned TTL is dropped.
 	confirmed map[string]time.Time
-	removed   []string       // Services removed while owned: their records go (owner loop)
-	runGroup  sync.WaitGroup // the workers started under runCtx
+	removed   []string // Services removed while owned: their records go (owner loop)
+	// liveWritten, liveOwned and liveServices are the last instance
+	// record written (i.<instance>).
+	liveWritten               time.Time
+	liveOwned, liveServices   int
+	lastHandover              time.Time      // the last hand-over to balance
+	handovers, instanceWrites atomic.Int64   // hand-overs to balance; instance records written
+	runGroup                  sync.WaitGroup // the workers started under runCtx
 }
 
 type task struct {
@@ -364,8 +374,8 @@ func (n *Node) syncWorkersLocked() {
 // and keeps this instance's ownership records, until ctx is done. Then it
 // stops the workers (a poll under way finishes, or is handed back to the
 // next owner when ctx's cancellation reaches it; each worker unpins the
-// Service it owned) and removes its ownership records. Stop it before the
-// poller: its workers poll through the poller.
+// Service it owned) and removes its ownership and instance records. Stop
+// it before the poller: its workers poll through the poller.
 func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	if n.runCtx != nil {

@@ -33,7 +33,9 @@ type Owner struct {
 // tells nobody when it moves, so this is the one place that compares. An
 // owner writes o.<service> when it takes the Service and again every
 // pinned TTL; the next owner overwrites it. It also creates the consumers
-// still missing (a Service added while NATS was away).
+// still missing (a Service added while NATS was away), keeps this
+// instance's record i.<instance> and, with Config.Balance, hands a Service
+// over when this instance owns more than its share (balance.go).
 func (n *Node) ownerLoop(ctx context.Context) {
 	tk := time.NewTicker(n.cfg.Work.PullExpiry)
 	defer tk.Stop()
@@ -50,6 +52,9 @@ func (n *Node) ownerLoop(ctx context.Context) {
 			n.ensureLog.Do(func() { n.log.Warn("ha: consumers not ensured; their Services are not polled", zap.Error(err)) })
 		}
 		n.checkOwnership(ectx)
+		now := time.Now().UTC()
+		n.writeInstance(ectx, now)
+		n.balance(ectx, now)
 		cancel()
 	}
 }
@@ -176,6 +181,7 @@ func (n *Node) dropOwnership() {
 	for _, svc := range svcs {
 		n.deleteOwner(ctx, svc)
 	}
+	n.deleteInstance(ctx)
 }
 
 // Owners lists the ownership records of bucket, by Service: which instance

@@ -143,6 +143,7 @@ func (p *recPoller) Poll(ctx context.Context, t proxy.Target, tick poller.Tick) 
 type instance struct {
 	name   string
 	nc     *nats.Conn
+	w      *Worker
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -179,7 +180,7 @@ func startInstance(t *testing.T, name, urls string, c Config, targets []proxy.Ta
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{name: name, nc: nc, cancel: cancel, done: make(chan struct{}), outcomes: map[string][]Outcome{},
+	in := &instance{name: name, nc: nc, w: w, cancel: cancel, done: make(chan struct{}), outcomes: map[string][]Outcome{},
 		pinned: map[string]time.Time{}}
 	w.OnPinned(func(svc string) {
 		in.mu.Lock()

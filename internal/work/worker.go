@@ -46,6 +46,31 @@ type Worker struct {
 	pins  map[string]string // by Service: the pin id of the last task delivered, while consuming
 
 	onPinned func(service string) // may be nil; see OnPinned
+
+	handover map[string]chan time.Duration // by Service: HandOver's requests, the hold-off
+}
+
+// HandOver asks the worker to give up service gracefully, to balance the
+// Services over the instances: it stops pulling the Service's tasks, lets
+// the polls under way finish and acknowledge (a poll cancelled would leave
+// its task to wait out the ack wait before anyone polls the target), then
+// unpins the consumer when it still holds the pin, and pulls nothing of the
+// Service for holdOff, so that a worker of another instance, pulling
+// already, gets the pin. Then it pulls again, as a standby that takes the
+// Service over if its new owner dies. It returns false, doing nothing, when
+// the worker does not serve service or a hand-over of it is under way. A
+// request that finds the worker holding no pin is dropped.
+func (w *Worker) HandOver(service string, holdOff time.Duration) bool {
+	ch, ok := w.handover[service]
+	if !ok {
+		return false
+	}
+	select {
+	case ch <- holdOff:
+		return true
+	default:
+		return false
+	}
 }
 
 // OnPinned sets f to be called when this worker is pinned for a Service
@@ -71,7 +96,12 @@ func NewWorker(js jetstream.JetStream, c Config, p Poller, services []string, lo
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Worker{js: js, cfg: c, poll: p, services: slices.Clone(services), log: log, pins: map[string]string{}}, nil
+	ho := make(map[string]chan time.Duration, len(services))
+	for _, svc := range services {
+		ho[svc] = make(chan time.Duration, 1)
+	}
+	return &Worker{js: js, cfg: c, poll: p, services: slices.Clone(services), log: log, pins: map[string]string{},
+		handover: ho}, nil
 }
 
 // Pin returns the pin id the server stamped on the last task of service
@@ -112,9 +142,22 @@ func (w *Worker) serve(ctx context.Context, svc string) {
 	log := w.log.With(zap.String("service", svc))
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := w.consume(ctx, svc, log)
-		if err == nil || ctx.Err() != nil {
+		holdOff, err := w.consume(ctx, svc, log)
+		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			// Handed over: stay away while another instance's pull takes
+			// the pin, then pull again as a standby.
+			t := time.NewTimer(holdOff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = 100 * time.Millisecond
+			continue
 		}
 		log.Warn("work consumer unavailable; retrying", zap.Error(err), zap.Duration("in", backoff))
 		t := time.NewTimer(backoff)
@@ -128,14 +171,15 @@ func (w *Worker) serve(ctx context.Context, svc string) {
 	}
 }
 
-// consume runs one Consume of svc's consumer until ctx is done (nil) or
-// the consumption ends without it (an error).
-func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error {
+// consume runs one Consume of svc's consumer until ctx is done (nil), a
+// hand-over is asked while it holds the pin (nil and the hold-off), or the
+// consumption ends otherwise (an error).
+func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) (time.Duration, error) {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	cons, err := w.js.Consumer(lctx, w.cfg.Stream, ConsumerName(svc))
 	cancel()
 	if err != nil {
-		return fmt.Errorf("look up consumer %s: %w", ConsumerName(svc), err)
+		return 0, fmt.Errorf("look up consumer %s: %w", ConsumerName(svc), err)
 	}
 	var (
 		polls    sync.WaitGroup
@@ -168,15 +212,33 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 			log.Debug("work consume", zap.Error(err))
 		}))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", ConsumerName(svc), err)
+		return 0, fmt.Errorf("consume %s: %w", ConsumerName(svc), err)
 	}
-	var gone error
-	select {
-	case <-ctx.Done():
-	case <-cc.Closed():
-		// The consumer was deleted, or the connection closed for good:
-		// serve looks it up again rather than wait here on nothing.
-		gone = fmt.Errorf("consume %s: stopped by the server or the connection", ConsumerName(svc))
+	var (
+		gone    error
+		holdOff time.Duration
+	)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-cc.Closed():
+			// The consumer was deleted, or the connection closed for good:
+			// serve looks it up again rather than wait here on nothing.
+			gone = fmt.Errorf("consume %s: stopped by the server or the connection", ConsumerName(svc))
+			break wait
+		case d := <-w.handover[svc]:
+			mu.Lock()
+			owner := pin != ""
+			mu.Unlock()
+			if owner {
+				holdOff = d
+				break wait
+			}
+			// Never pinned here: nothing to give; a request from before
+			// this consumption is stale.
+		}
 	}
 	cc.Stop()
 	mu.Lock()
@@ -184,12 +246,14 @@ func (w *Worker) consume(ctx context.Context, svc string, log *zap.Logger) error
 	held := pin
 	mu.Unlock()
 	w.setPin(svc, "")
+	// A hand-over leaves ctx alone: the polls under way finish and ack
+	// before the pin moves, so two owners never poll at once.
 	polls.Wait()
 	if gone != nil {
-		return gone
+		return 0, gone
 	}
 	w.release(svc, held, log)
-	return nil
+	return holdOff, nil
 }
 
 // release hands the pin of svc over at once when this worker holds it, so
