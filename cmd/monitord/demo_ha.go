@@ -138,10 +138,12 @@ func runDemoHA(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (*d
 	}
 	defer stopAll() //nolint:errcheck // on an early return only; the normal path checks it
 
-	// Partway: the halfway point of --duration, or 20 s in.
+	// Partway: halfway through the time --duration leaves once everything
+	// has started (a slow start must not leave no time for the takeover),
+	// or 20 s in.
 	failAfter := 20 * time.Second
-	if o.duration > 0 {
-		failAfter = o.duration / 2
+	if dl, ok := ctx.Deadline(); ok {
+		failAfter = time.Until(dl) / 2
 	}
 	select {
 	case <-ctx.Done():
