@@ -136,11 +136,11 @@ func TestHAAllServersRestarted(t *testing.T) {
 		// down for a tick's publish timeout at least, and nothing polled.
 		errs := map[string]int64{}
 		for name, in := range ins {
-			errs[name] = in.tickErrs.Load()
+			errs[name] = in.node.TicksSkipped()
 		}
 		natstest.WaitFor(t, "every instance failing to queue a tick", 20*time.Second, func() bool {
 			for name, in := range ins {
-				if in.tickErrs.Load() == errs[name] {
+				if in.node.TicksSkipped() == errs[name] {
 					return false
 				}
 			}
