@@ -69,15 +69,21 @@ func (j *journal) snapshot() []poll {
 	return append([]poll(nil), j.polls...)
 }
 
+// first is the first listing of service by an instance other than not
+// started after since, or the zero poll.
+func (j *journal) first(service, not string, since time.Time) poll {
+	for _, p := range j.snapshot() {
+		if p.service == service && p.inst != not && !p.at.Before(since) {
+			return p
+		}
+	}
+	return poll{}
+}
+
 // firstBy is when the first listing of service by an instance other than
 // not started after since, or zero.
 func (j *journal) firstBy(service, not string, since time.Time) time.Time {
-	for _, p := range j.snapshot() {
-		if p.service == service && p.inst != not && !p.at.Before(since) {
-			return p.at
-		}
-	}
-	return time.Time{}
+	return j.first(service, not, since).at
 }
 
 // owner is the instance that listed service last, or "".

@@ -32,7 +32,7 @@ func others(w *world, i int) []int {
 func TestHAPartitionOneNode(t *testing.T) {
 	w := newWorld(t, worldOptions())
 	j := &journal{}
-	startThree(t, w, j, nil)
+	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
 	cut := w.cl.StreamLeader(stateStream)
@@ -54,6 +54,7 @@ func TestHAPartitionOneNode(t *testing.T) {
 	w.step(2)
 	w.settled("after the heal", settle)
 	t.Logf("%d events expected in all", w.expectedCount())
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }
 
@@ -64,7 +65,7 @@ func TestHAPartitionOneNode(t *testing.T) {
 func TestHAStreamLeaderSteppedDown(t *testing.T) {
 	w := newWorld(t, worldOptions())
 	j := &journal{}
-	startThree(t, w, j, nil)
+	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
 	for n, stream := range []string{stateStream, w.wcfg.Stream, notify.DefaultStreamName} {
@@ -83,6 +84,7 @@ func TestHAStreamLeaderSteppedDown(t *testing.T) {
 	w.settled("after the consumers' leaders stepped down", settle)
 	t.Logf("task consumers' leaders stepped down: settled after %v; %d events expected in all",
 		time.Since(at).Round(time.Millisecond), w.expectedCount())
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }
 
@@ -94,7 +96,7 @@ func TestHAStreamLeaderSteppedDown(t *testing.T) {
 func TestHAStreamLeaderKilled(t *testing.T) {
 	w := newWorld(t, worldOptions())
 	j := &journal{}
-	startThree(t, w, j, nil)
+	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
 	dead := w.cl.StreamLeader(stateStream)
@@ -112,6 +114,7 @@ func TestHAStreamLeaderKilled(t *testing.T) {
 	w.step(2)
 	w.settled("with the node back", settle)
 	t.Logf("%d events expected in all", w.expectedCount())
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }
 
@@ -154,5 +157,6 @@ func TestHAAllServersRestarted(t *testing.T) {
 		downFor.Round(time.Millisecond), time.Since(at).Round(time.Millisecond), w.expectedCount())
 	w.step(3)
 	w.settled("the next change", settle)
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }
