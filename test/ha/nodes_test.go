@@ -23,6 +23,18 @@ func others(w *world, i int) []int {
 	return out
 }
 
+// stateLeader is the node leading the state bucket, once one does (an
+// election may be under way on a loaded machine).
+func stateLeader(t *testing.T, w *world) int {
+	t.Helper()
+	leader := -1
+	natstest.WaitFor(t, "a leader of the state bucket", settle, func() bool {
+		leader = w.cl.StreamLeader(stateStream)
+		return leader >= 0
+	})
+	return leader
+}
+
 // TestHAPartitionOneNode is issue 12's scenario 4, first part: the node
 // leading the state bucket is cut off from the other two, and keeps the
 // instance that prefers it. The majority elects new leaders, the other
@@ -35,10 +47,7 @@ func TestHAPartitionOneNode(t *testing.T) {
 	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
-	cut := w.cl.StreamLeader(stateStream)
-	if cut < 0 {
-		t.Fatal("the state bucket has no leader")
-	}
+	cut := stateLeader(t, w)
 	w.connect(others(w, cut)...)
 	w.cl.Partition(cut)
 	at := time.Now()
@@ -99,10 +108,7 @@ func TestHAStreamLeaderKilled(t *testing.T) {
 	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
-	dead := w.cl.StreamLeader(stateStream)
-	if dead < 0 {
-		t.Fatal("the state bucket has no leader")
-	}
+	dead := stateLeader(t, w)
 	at := time.Now()
 	w.cl.Kill(dead)
 	w.step(1)
@@ -141,7 +147,7 @@ func TestHAAllServersRestarted(t *testing.T) {
 		for name, in := range ins {
 			errs[name] = in.node.TicksSkipped()
 		}
-		natstest.WaitFor(t, "every instance failing to queue a tick", 20*time.Second, func() bool {
+		natstest.WaitFor(t, "every instance failing to queue a tick", settle, func() bool {
 			for name, in := range ins {
 				if in.node.TicksSkipped() == errs[name] {
 					return false
