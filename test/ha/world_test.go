@@ -202,10 +202,13 @@ func (w *world) retry(what string, f func(context.Context) error) {
 }
 
 // transient reports whether err is one the cluster's next answer may not
-// repeat: nobody answered, or not in time.
+// repeat: nobody answered, not in time, or JetStream said it was
+// temporarily unavailable (503, while it elects a leader).
 func transient(err error) bool {
+	var ae *jetstream.APIError
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		(errors.As(err, &ae) && ae.Code == 503)
 }
 
 // notifyConfig is an instance's publisher: three replicas, short retries.
