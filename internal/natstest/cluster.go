@@ -16,6 +16,7 @@ package natstest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -368,9 +369,20 @@ func (c *Cluster) stepDown(subject string) {
 		c.t.Fatalf("natstest: connect for %s: %v", subject, err)
 	}
 	defer nc.Close()
-	msg, err := nc.Request(subject, nil, 10*time.Second)
-	if err != nil {
-		c.t.Fatalf("natstest: %s: %v", subject, err)
+	// A node of a loaded in-process cluster may answer with no responders
+	// for a moment (nothing received the request): it is sent again. A
+	// timeout is not: the step-down may have been applied.
+	var msg *nats.Msg
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		msg, err = nc.Request(subject, nil, 10*time.Second)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			c.t.Fatalf("natstest: %s: %v", subject, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	var resp struct {
 		Success bool `json:"success"`

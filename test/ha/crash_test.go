@@ -1,9 +1,14 @@
 package ha
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/monitord/monitord/internal/ha"
 )
 
 // settle is how long a scenario waits for the instances to catch up with
@@ -19,6 +24,38 @@ func startThree(t *testing.T, w *world, j *journal, cp *crashPoint) map[string]*
 		ins[name] = startInstance(t, w, name, i, j, cp)
 	}
 	return ins
+}
+
+// settledOwners waits until every Service has an ownership record (the
+// Node's o.<service>) naming a live instance whose Node says it owns the
+// Service: after a kill, the takeover has reached the records that
+// `monitord status --cluster` and the heartbeat show.
+func (w *world) settledOwners(what string, ins map[string]*instance) {
+	w.t.Helper()
+	w.await(what, settle, func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// A transient error of the loaded cluster (no responders, a
+		// timeout) is one more round.
+		recs, err := ha.Owners(ctx, w.js, bucket)
+		if err != nil {
+			return fmt.Sprintf("read the ownership records: %v", err)
+		}
+		for _, svc := range w.services {
+			i := slices.IndexFunc(recs, func(o ha.Owner) bool { return o.Service == svc })
+			if i < 0 {
+				return svc + ": no ownership record"
+			}
+			in := ins[recs[i].Instance]
+			if in == nil || in.dead.Load() {
+				return fmt.Sprintf("%s: recorded owner %q is not a live instance", svc, recs[i].Instance)
+			}
+			if !slices.ContainsFunc(in.node.Owned(), func(o ha.Owner) bool { return o.Service == svc }) {
+				return fmt.Sprintf("%s: recorded owner %s does not hold its pin", svc, recs[i].Instance)
+			}
+		}
+		return ""
+	})
 }
 
 // awaitCrash waits for the crash point to be reached.
@@ -60,6 +97,7 @@ func TestHACrashBetweenCommitAndPublish(t *testing.T) {
 	w.step(2)
 	w.settled("the next change", settle)
 	t.Logf("%s crashed after committing %d events; %d events expected in all", name, len(cp.ids), w.expectedCount())
+	w.settledOwners("ownership after "+name+" crashed", ins)
 	w.checkListings()
 }
 
@@ -81,6 +119,7 @@ func TestHACrashBetweenPublishAndClear(t *testing.T) {
 	w.step(2)
 	w.settled("the next change", settle)
 	t.Logf("%s crashed after publishing; %d events expected in all", name, w.expectedCount())
+	w.settledOwners("ownership after "+name+" crashed", ins)
 	w.checkListings()
 }
 
@@ -106,5 +145,6 @@ func TestHAFailoverKilledMidPoll(t *testing.T) {
 	t.Logf("%s killed mid-poll; settled %v later", name, time.Since(at).Round(time.Millisecond))
 	w.step(2)
 	w.settled("the next change", settle)
+	w.settledOwners("ownership after "+name+" died", ins)
 	w.checkListings()
 }

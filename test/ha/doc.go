@@ -1,9 +1,11 @@
-// Package ha holds issue 12's failure scenarios, run on the real parts at
-// the component level: a 3-node JetStream cluster in the test process
+// Package ha holds issue 12's failure scenarios, run on the daemon's own
+// composition: a 3-node JetStream cluster in the test process
 // (internal/natstest) whose routes a test can cut, three instances each
-// made of its own NATS connections, a kvstore.Store, a poller.Poller, a
-// work.Worker, a work.Queue fed by a poller.Scheduler and a
-// notify.Publisher draining the store, and one simulated Proxy API.
+// built as cmd/monitord builds one with ha.enabled (an internal/ha Node
+// on its own NATS connection, a poller.Poller dispatching its ticks to
+// the Node and polling the tasks the Node's workers receive, and a
+// notify.Publisher draining the Node's store), and one simulated Proxy
+// API.
 //
 // Each scenario checks that every event id is in the events stream
 // exactly once, that none expected is missing, and that the stored state

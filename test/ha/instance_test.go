@@ -13,16 +13,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/robfig/cron/v3"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/monitord/monitord/internal/event"
+	"github.com/monitord/monitord/internal/ha"
 	"github.com/monitord/monitord/internal/notify"
 	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/proxy"
 	"github.com/monitord/monitord/internal/state"
 	"github.com/monitord/monitord/internal/state/kvstore"
-	"github.com/monitord/monitord/internal/work"
 )
 
 // errCrashed is what a crashed instance's store answers: its process is
@@ -70,15 +69,21 @@ func (j *journal) snapshot() []poll {
 	return append([]poll(nil), j.polls...)
 }
 
+// first is the first listing of service by an instance other than not
+// started after since, or the zero poll.
+func (j *journal) first(service, not string, since time.Time) poll {
+	for _, p := range j.snapshot() {
+		if p.service == service && p.inst != not && !p.at.Before(since) {
+			return p
+		}
+	}
+	return poll{}
+}
+
 // firstBy is when the first listing of service by an instance other than
 // not started after since, or zero.
 func (j *journal) firstBy(service, not string, since time.Time) time.Time {
-	for _, p := range j.snapshot() {
-		if p.service == service && p.inst != not && !p.at.Before(since) {
-			return p.at
-		}
-	}
-	return time.Time{}
+	return j.first(service, not, since).at
 }
 
 // owner is the instance that listed service last, or "".
@@ -104,22 +109,29 @@ func (r *recLister) AppendInteractions(ctx context.Context, t proxy.Target, dst 
 	return r.l.AppendInteractions(ctx, t, dst)
 }
 
-// instance is one monitord instance as issue 12 composes it, at the
-// component level: its own NATS connection for the state and the work
-// queue, a kvstore.Store, a poller.Poller listing the simulator, a
-// work.Worker running the poller's polls, a poller.Scheduler publishing
-// ticks into a work.Queue, and a notify.Publisher (its own connection)
-// draining the store.
+// instance is one monitord instance in ha mode, composed as the daemon
+// composes it (cmd/monitord: daemon.go, ha_wiring.go): an ha.Node opened
+// on the instance's own NATS connection, a poller.Poller whose ticks go to
+// Node.Dispatch and whose target set goes through Node.Targets, a worker
+// per Service inside the Node (OnOwned spends the Service's burst, as the
+// daemon's does), and a notify.Publisher (its own connection) draining the
+// same store. The poller and the publisher see the Node's store through a
+// hookStore, where a scenario's crash points are.
 type instance struct {
-	name   string
-	nc     *nats.Conn
-	kv     *kvstore.Store
-	cancel context.CancelFunc
-	done   chan struct{}
-	dead   atomic.Bool
-	cp     *crashPoint
-	// tickErrs counts the ticks its scheduler could not queue.
-	tickErrs atomic.Int64
+	name string
+	nc   *nats.Conn
+	node *ha.Node
+	kv   *kvstore.Store // node.Store()
+	dead atomic.Bool
+	cp   *crashPoint
+	// owned records when the Node's workers were pinned for a Service
+	// anew (OnOwned): the takeovers of this instance.
+	owned *journal
+
+	cancelNode, cancelPoll, cancelPub context.CancelFunc
+	nodeDone, pollDone, pubDone       chan struct{}
+	done                              chan struct{} // closed once the three have returned
+	stopOnce                          sync.Once
 }
 
 // startInstance starts an instance whose connection prefers node (its
@@ -139,90 +151,97 @@ func startInstance(t *testing.T, w *world, name string, node int, j *journal, cp
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{name: name, nc: nc, cancel: cancel, done: make(chan struct{}), cp: cp}
-	octx, ocancel := context.WithTimeout(ctx, 20*time.Second)
-	defer ocancel()
-	if in.kv, err = kvstore.Open(octx, js, kvstore.Config{Bucket: bucket, Timeout: 2 * time.Second}); err != nil {
-		t.Fatalf("%s: open state: %v", name, err)
-	}
-	st := &hookStore{in: in}
+	in := &instance{name: name, nc: nc, cp: cp, owned: &journal{}, done: make(chan struct{})}
 	log := zaptest.NewLogger(t).Named(name)
+	rt := w.sim.Transport()
+	if cp != nil && cp.midPoll != nil {
+		rt = &trapTransport{in: in, cp: cp, next: rt}
+	}
+	client := w.clientOn(rt) // the instance's own: its budget is its own
+
+	octx, ocancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer ocancel()
+	// The daemon's order: the Node first, on the instance's own
+	// connection, its store the poller's and the publisher's.
+	in.node, err = ha.Open(octx, js, ha.Config{Instance: name, Work: w.wcfg, CreateAssets: true, Log: log,
+		KV: kvstore.Config{Bucket: bucket, Replicas: 3, Timeout: 2 * time.Second},
+		OnOwned: func(service string) {
+			// The daemon's spendBurstOnOwned, and the takeover's time.
+			client.SpendBurst(service)
+			in.owned.add(poll{inst: name, service: service, at: time.Now()})
+		}})
+	if err != nil {
+		t.Fatalf("%s: open ha node: %v", name, err)
+	}
+	in.kv = in.node.Store()
+	st := &hookStore{in: in}
 	pub, err := notify.New(w.notifyConfig(name), st, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pc := w.pollerConfig(st)
 	pc.Waker, pc.Log = pub, log
+	pc.Spread = true
+	pc.Dispatch = in.node.Dispatch // ticks become tasks; the Service's owner polls them
 	p, err := poller.New(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := w.sim.Transport()
-	if cp != nil && cp.midPoll != nil {
-		rt = &trapTransport{in: in, cp: cp, next: rt}
-	}
-	lister := w.clientOn(rt)
-	if err := p.SetTargets(w.specs(lister, func(l poller.Lister) poller.Lister {
+	if err := in.node.Targets(p).SetTargets(w.specs(client, func(l poller.Lister) poller.Lister {
 		return &recLister{inst: name, j: j, l: l}
 	})); err != nil {
 		t.Fatal(err)
 	}
-	q, err := work.NewQueue(js, w.wcfg)
-	if err != nil {
-		t.Fatal(err)
+	if err := in.node.EnsureServices(octx); err != nil {
+		t.Fatalf("%s: ensure services: %v", name, err)
 	}
-	wk, err := work.NewWorker(js, w.wcfg, p, w.services, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byKey := map[string]proxy.Target{}
-	for _, tg := range w.targets {
-		byKey[tg.Key()] = tg
-	}
-	var pubs sync.WaitGroup
-	sched := poller.NewScheduler(poller.RealClock{}, time.UTC, func(tick poller.Tick) {
-		// Dispatch must not block the scheduler's loop. A tick that
-		// cannot be queued (no quorum, a closed connection) is lost as
-		// a skipped one: the next tick lists everything again.
-		pubs.Go(func() {
-			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-			defer pcancel()
-			if _, err := q.Publish(pctx, byKey[tick.Key], tick); err != nil {
-				in.tickErrs.Add(1)
+	// Every cancel is in place before anything runs: a crash point may
+	// kill the instance from inside its first poll.
+	var pubCtx, pollCtx, nodeCtx context.Context
+	pubCtx, in.cancelPub = context.WithCancel(context.Background())
+	pollCtx, in.cancelPoll = context.WithCancel(context.Background())
+	nodeCtx, in.cancelNode = context.WithCancel(context.Background())
+	run := func(ctx context.Context, f func(context.Context) error, what string) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("%s: %s: %v", name, what, err)
 			}
-		})
-	}, nil)
-	now := time.Now()
-	for _, tg := range w.targets {
-		sched.Set(tg.Key(), poller.Spread(tg.Key(), cron.ConstantDelaySchedule{Delay: time.Second}, now, 0))
+		}()
+		return done
 	}
+	in.pubDone = run(pubCtx, pub.Run, "publisher")
+	in.pollDone = run(pollCtx, p.Run, "poller")
+	in.nodeDone = run(nodeCtx, in.node.Run, "ha node")
 	go func() {
-		defer close(in.done)
-		var wg sync.WaitGroup
-		wg.Go(func() { _ = sched.Run(ctx) })
-		wg.Go(func() { _ = wk.Run(ctx) })
-		wg.Go(func() {
-			if err := pub.Run(ctx); err != nil {
-				t.Errorf("%s: publisher: %v", name, err)
-			}
-		})
-		wg.Wait()
-		pubs.Wait()
+		<-in.nodeDone
+		<-in.pollDone
+		<-in.pubDone
+		close(in.done)
 	}()
 	t.Cleanup(in.stop)
 	return in
 }
 
-// stop stops the instance gracefully: the worker hands its Services
-// over, the store writes what it held back, the connections close.
+// stop stops the instance gracefully, in the daemon's order: the Node (its
+// workers poll through the poller; each unpins the Service it owned and
+// its ownership records go), the poller, the publisher; then the store
+// writes what it held back and the connection closes. After a kill it only
+// waits for the instance's goroutines.
 func (in *instance) stop() {
-	in.cancel()
-	<-in.done
-	if !in.dead.Load() {
-		_ = in.kv.Close()
-	}
-	in.nc.Close()
+	in.stopOnce.Do(func() {
+		in.cancelNode()
+		<-in.nodeDone
+		in.cancelPoll()
+		<-in.pollDone
+		in.cancelPub()
+		<-in.pubDone
+		if !in.dead.Load() {
+			_ = in.kv.Close()
+		}
+		in.nc.Close()
+	})
 }
 
 // kill makes the instance vanish as a dead host would: its connection
@@ -232,11 +251,14 @@ func (in *instance) stop() {
 func (in *instance) kill() {
 	in.dead.Store(true)
 	in.nc.Close()
-	in.cancel()
+	in.cancelNode()
+	in.cancelPoll()
+	in.cancelPub()
 }
 
-// hookStore is the instance's kvstore.Store as its poller and publisher
-// see it: refused once the instance is dead, and where a crashPoint is
+// hookStore is the Node's store (a kvstore.Store) as the instance's
+// poller and publisher see it; the Node itself commits, publishes and
+// clears nothing, its workers commit through the poller: refused once the instance is dead, and where a crashPoint is
 // armed, the place the instance dies.
 type hookStore struct{ in *instance }
 

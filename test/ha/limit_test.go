@@ -55,7 +55,16 @@ func TestHAFailoverRequestsWithinLimit(t *testing.T) {
 	killedAt := time.Now()
 	ins[owner].kill()
 	natstest.WaitFor(t, "a new owner of "+svc, settle, func() bool { return !j.firstBy(svc, owner, killedAt).IsZero() })
-	failover := j.firstBy(svc, owner, killedAt).Sub(killedAt)
+	taken := j.first(svc, owner, killedAt)
+	first, next := taken.at, taken.inst
+	failover := first.Sub(killedAt)
+	// The new owner's Node called OnOwned (the daemon spends the
+	// Service's burst there) before that first listing.
+	pinned := ins[next].owned.firstBy(svc, "", killedAt)
+	if pinned.IsZero() || pinned.After(first) {
+		t.Errorf("%s took %s over without OnOwned before its first listing (OnOwned at %v, listing at %v)",
+			next, svc, pinned, first)
+	}
 	natstest.WaitFor(t, "40 listings by the new owner", settle, func() bool { return countBy(svc, killedAt) >= 40 })
 	elapsed := time.Since(start)
 
@@ -73,10 +82,12 @@ func TestHAFailoverRequestsWithinLimit(t *testing.T) {
 				s, es.MaxPerWindow, budget)
 		}
 	}
-	t.Logf("owner %s of %s killed: first listing by another instance after %v", owner, svc, failover.Round(time.Millisecond))
+	t.Logf("owner %s of %s killed: %s pinned after %v, first listing by it after %v", owner, svc, next,
+		pinned.Sub(killedAt).Round(time.Millisecond), failover.Round(time.Millisecond))
 
 	// The usual end: a change reaches the stream once, the state is the listing.
 	w.step(1)
 	w.settled("after the failover", settle)
+	w.settledOwners("ownership after the failover", ins)
 	w.checkListings()
 }

@@ -23,6 +23,18 @@ func others(w *world, i int) []int {
 	return out
 }
 
+// stateLeader is the node leading the state bucket, once one does (an
+// election may be under way on a loaded machine).
+func stateLeader(t *testing.T, w *world) int {
+	t.Helper()
+	leader := -1
+	natstest.WaitFor(t, "a leader of the state bucket", settle, func() bool {
+		leader = w.cl.StreamLeader(stateStream)
+		return leader >= 0
+	})
+	return leader
+}
+
 // TestHAPartitionOneNode is issue 12's scenario 4, first part: the node
 // leading the state bucket is cut off from the other two, and keeps the
 // instance that prefers it. The majority elects new leaders, the other
@@ -32,13 +44,10 @@ func others(w *world, i int) []int {
 func TestHAPartitionOneNode(t *testing.T) {
 	w := newWorld(t, worldOptions())
 	j := &journal{}
-	startThree(t, w, j, nil)
+	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
-	cut := w.cl.StreamLeader(stateStream)
-	if cut < 0 {
-		t.Fatal("the state bucket has no leader")
-	}
+	cut := stateLeader(t, w)
 	w.connect(others(w, cut)...)
 	w.cl.Partition(cut)
 	at := time.Now()
@@ -54,6 +63,7 @@ func TestHAPartitionOneNode(t *testing.T) {
 	w.step(2)
 	w.settled("after the heal", settle)
 	t.Logf("%d events expected in all", w.expectedCount())
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }
 
@@ -64,7 +74,7 @@ func TestHAPartitionOneNode(t *testing.T) {
 func TestHAStreamLeaderSteppedDown(t *testing.T) {
 	w := newWorld(t, worldOptions())
 	j := &journal{}
-	startThree(t, w, j, nil)
+	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
 	for n, stream := range []string{stateStream, w.wcfg.Stream, notify.DefaultStreamName} {
@@ -83,6 +93,7 @@ func TestHAStreamLeaderSteppedDown(t *testing.T) {
 	w.settled("after the consumers' leaders stepped down", settle)
 	t.Logf("task consumers' leaders stepped down: settled after %v; %d events expected in all",
 		time.Since(at).Round(time.Millisecond), w.expectedCount())
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }
 
@@ -94,13 +105,10 @@ func TestHAStreamLeaderSteppedDown(t *testing.T) {
 func TestHAStreamLeaderKilled(t *testing.T) {
 	w := newWorld(t, worldOptions())
 	j := &journal{}
-	startThree(t, w, j, nil)
+	ins := startThree(t, w, j, nil)
 	w.settled("baseline", settle)
 
-	dead := w.cl.StreamLeader(stateStream)
-	if dead < 0 {
-		t.Fatal("the state bucket has no leader")
-	}
+	dead := stateLeader(t, w)
 	at := time.Now()
 	w.cl.Kill(dead)
 	w.step(1)
@@ -112,6 +120,7 @@ func TestHAStreamLeaderKilled(t *testing.T) {
 	w.step(2)
 	w.settled("with the node back", settle)
 	t.Logf("%d events expected in all", w.expectedCount())
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }
 
@@ -136,11 +145,11 @@ func TestHAAllServersRestarted(t *testing.T) {
 		// down for a tick's publish timeout at least, and nothing polled.
 		errs := map[string]int64{}
 		for name, in := range ins {
-			errs[name] = in.tickErrs.Load()
+			errs[name] = in.node.TicksSkipped()
 		}
-		natstest.WaitFor(t, "every instance failing to queue a tick", 20*time.Second, func() bool {
+		natstest.WaitFor(t, "every instance failing to queue a tick", settle, func() bool {
 			for name, in := range ins {
-				if in.tickErrs.Load() == errs[name] {
+				if in.node.TicksSkipped() == errs[name] {
 					return false
 				}
 			}
@@ -154,5 +163,6 @@ func TestHAAllServersRestarted(t *testing.T) {
 		downFor.Round(time.Millisecond), time.Since(at).Round(time.Millisecond), w.expectedCount())
 	w.step(3)
 	w.settled("the next change", settle)
+	w.settledOwners("ownership at the end", ins)
 	w.checkListings()
 }

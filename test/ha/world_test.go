@@ -126,19 +126,18 @@ func newWorld(t *testing.T, so proxysim.Options) *world {
 	w.cl = natstest.StartCluster(t, 3)
 
 	w.connect(0, 1, 2)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := work.Ensure(ctx, w.js, w.wcfg, w.services); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.js.CreateOrUpdateStream(ctx, notify.ProvisionedStream(w.notifyConfig("ensure"))); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if w.kv, err = kvstore.Open(ctx, w.js, kvstore.Config{Bucket: bucket, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
+	w.retry("create the work queue", func(ctx context.Context) error { return work.Ensure(ctx, w.js, w.wcfg, w.services) })
+	w.retry("create the events stream", func(ctx context.Context) error {
+		_, err := w.js.CreateOrUpdateStream(ctx, notify.ProvisionedStream(w.notifyConfig("ensure")))
+		return err
+	})
+	w.retry("open the state bucket", func(ctx context.Context) error {
+		var err error
+		w.kv, err = kvstore.Open(ctx, w.js, kvstore.Config{Bucket: bucket, Replicas: 3})
+		return err
+	})
 
+	var err error
 	if w.mem, err = state.NewMemory(state.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -171,12 +170,45 @@ func (w *world) connect(nodes ...int) {
 		w.t.Fatal(err)
 	}
 	if w.kv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if w.kv, err = kvstore.Open(ctx, w.js, kvstore.Config{Bucket: bucket}); err != nil {
-			w.t.Fatal(err)
-		}
+		w.retry("open the state bucket again", func(ctx context.Context) error {
+			var err error
+			w.kv, err = kvstore.Open(ctx, w.js, kvstore.Config{Bucket: bucket})
+			return err
+		})
 	}
+}
+
+// retry runs f, each attempt bounded by 10 s, until it succeeds, and
+// fails the test when it fails otherwise than transiently or is still
+// failing after settle: a node of the loaded in-process cluster may answer
+// the JetStream API with no responders or not in time, just after it
+// started or while it elects a leader.
+func (w *world) retry(what string, f func(context.Context) error) {
+	w.t.Helper()
+	deadline := time.Now().Add(settle)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := f(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if !transient(err) || time.Now().After(deadline) {
+			w.t.Fatalf("%s: %v", what, err)
+		}
+		w.t.Logf("%s (trying again): %v", what, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// transient reports whether err is one the cluster's next answer may not
+// repeat: nobody answered, not in time, or JetStream said it was
+// temporarily unavailable (503, while it elects a leader).
+func transient(err error) bool {
+	var ae *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		(errors.As(err, &ae) && ae.Code == 503)
 }
 
 // notifyConfig is an instance's publisher: three replicas, short retries.
@@ -318,10 +350,12 @@ func (w *world) checkListings() {
 		if err != nil {
 			w.t.Fatalf("list %s: %v", t.Key(), err)
 		}
-		ts, _, err := w.kv.Load(t.Key())
-		if err != nil {
-			w.t.Fatal(err)
-		}
+		var ts state.TargetState
+		w.retry("load "+t.Key(), func(context.Context) error {
+			var err error
+			ts, _, err = w.kv.Load(t.Key()) // bounded by the store's own timeout
+			return err
+		})
 		changes, next := diff.Diff(ts.Snapshot, listing, w.clock(), rules)
 		if len(changes) > 0 || !next.Equal(ts.Snapshot) {
 			w.t.Errorf("%s: stored state differs from the listing: %d changes", t.Key(), len(changes))
