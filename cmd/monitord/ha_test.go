@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +145,11 @@ func TestHADaemonsShareServices(t *testing.T) {
 		for _, svc := range services {
 			if !strings.Contains(out.String(), svc+"  "+owners[svc]) {
 				return false
+			}
+		}
+		for name := range addrs {
+			if !regexp.MustCompile(`(?m)^` + name + `\s+\d+\s+` + strconv.Itoa(len(services)) + `\s+\d+s ago$`).MatchString(out.String()) {
+				return false // its instance record: live, serving every Service
 			}
 		}
 		return true

@@ -12,7 +12,8 @@ import (
 
 // cmdStatus is `monitord status --cluster -c FILE`: which instance owns
 // (polls) which Service, read from the ownership records every owner keeps
-// in the ha bucket. One instance's own view is its /status.
+// in the ha bucket, then the instances that run, from their instance
+// records. One instance's own view is its /status.
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newConfigFlags("status", "status --cluster -c FILE [overrides]", stderr)
 	cluster := f.fs.Bool("cluster", false, "list which instance owns which Service (ha.enabled)")
@@ -55,6 +56,24 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if len(owners) == 0 {
 		fmt.Fprintln(tw, "(no Service owned yet)")
+	}
+	insts, err := ha.Instances(ctx, js, cfg.HA.Bucket)
+	if err != nil {
+		return err
+	}
+	// An instance writes its record every pinned TTL and counts as live
+	// for three (docs/ha.md, "Balance").
+	live := 3 * cfg.HA.Tasks.PinnedTTL
+	fmt.Fprintln(tw, "\nINSTANCE\tOWNS\tSERVES\tSEEN")
+	for _, in := range insts {
+		seen := now.Sub(in.Seen).Round(time.Second).String() + " ago"
+		if now.Sub(in.Seen) > live {
+			seen += " (not live: stopped without removing it?)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", in.Instance, in.Owned, in.Services, seen)
+	}
+	if len(insts) == 0 {
+		fmt.Fprintln(tw, "(no instance running)")
 	}
 	return tw.Flush()
 }

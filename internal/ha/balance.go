@@ -77,6 +77,18 @@ func (n *Node) deleteInstance(ctx context.Context) {
 	}
 }
 
+// Instances lists the instance records of bucket, sorted by name, for
+// `monitord status --cluster`: the instances that run (or ran: a record
+// whose Seen is older than three pinned TTLs is one that died without
+// stopping), and how many Services each owns and serves.
+func Instances(ctx context.Context, js jetstream.JetStream, bucket string) ([]Instance, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open kv bucket %s: %w", bucket, err)
+	}
+	return readInstances(ctx, kv)
+}
+
 // readInstances lists the instance records in kv, sorted by name, stale
 // ones included (Seen tells).
 func readInstances(ctx context.Context, kv jetstream.KeyValue) ([]Instance, error) {
