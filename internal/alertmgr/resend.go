@@ -124,8 +124,8 @@ func (b *Bridge) restore(ctx context.Context, cons jetstream.Consumer) int {
 		b.log.Warn("restore active alerts: no consumer; only new alerts will be re-sent", zap.Error(err))
 		return 0
 	}
-	var alerts []Alert
 	for done := false; !done && ctx.Err() == nil; {
+		var alerts []Alert
 		batch, err := oc.Fetch(restoreBatch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			b.log.Warn("restore active alerts: read the stream; only new alerts will be re-sent", zap.Error(err))
@@ -148,8 +148,8 @@ func (b *Bridge) restore(ctx context.Context, cons jetstream.Consumer) int {
 		if n < restoreBatch {
 			done = true // the end of the stream
 		}
+		b.active.add(alerts) // batch by batch: add keeps at most MaxActive
 	}
-	b.active.add(alerts)
 	b.active.prune(now)
 	restored := len(b.active.alerts)
 	if restored > 0 {
