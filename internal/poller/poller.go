@@ -242,7 +242,7 @@ type Poller struct {
 	entries    map[string]*entry
 	perService map[string]chan struct{}
 	sched      *Scheduler      // set while Run schedules
-	pollCtx    context.Context // parent of every scheduled poll while running
+	pollCtx    context.Context // parent of every scheduled poll while running: cancelled after the shutdown grace
 	runCtx     context.Context // cancelled at shutdown: queued polls give up
 	stopped    bool
 	cycle      cycle

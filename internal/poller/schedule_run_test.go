@@ -172,10 +172,7 @@ func TestNotFoundPolledLess(t *testing.T) {
 	f.sim.SetTargetError(f.sim.Targets()[0], 404)
 	// Drive activations by hand, as the scheduler would.
 	key := f.p.Status()[0].Key
-	e := f.p.entries[key]
-	f.p.runCtx = context.Background()
-	e.ctx, e.cancel = context.WithCancel(context.Background())
-	defer e.cancel()
+	f.p.runCtx, f.p.pollCtx = context.Background(), context.Background()
 	for range 9 {
 		f.p.activate(Tick{Key: key})
 		f.p.polls.Wait()

@@ -22,10 +22,8 @@ type entry struct {
 	spec     atomic.Pointer[TargetSpec] // replaced in place on reload
 	schedule string                     // the spec in force; guarded by Poller.mu
 	sched    cron.Schedule              // parsed, not yet spread; guarded by Poller.mu
-	ctx      context.Context            // cancelled when the target is removed; set while scheduled
-	cancel   context.CancelFunc
-	// gone is cancelled when the target is removed, from its creation
-	// on, Run or not: a Poll that starts before Run still ends at removal.
+	// gone is done once the target is removed: every poll of it, scheduled
+	// or through Poll, before Run or after, is cancelled then.
 	gone   context.Context
 	remove context.CancelFunc
 
@@ -135,7 +133,6 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 			e.remove()
 			if p.sched != nil {
 				p.sched.Remove(key)
-				e.cancel()
 			}
 		}
 	}
@@ -194,7 +191,6 @@ func (p *Poller) SetTargets(specs []TargetSpec) error {
 // scheduleLocked adds e to the running scheduler, unless it is driven.
 // p.mu is held.
 func (p *Poller) scheduleLocked(e *entry, now time.Time) {
-	e.ctx, e.cancel = context.WithCancel(p.pollCtx)
 	if !e.spec.Load().Driven {
 		p.sched.Set(e.key, p.spread(e, now))
 	}

@@ -22,9 +22,9 @@ func (p *Poller) activate(tick Tick) {
 	fired := time.Now()
 	p.mu.Lock()
 	e, ok := p.entries[tick.Key]
-	runCtx, stopped := p.runCtx, p.stopped
+	runCtx, pollCtx, stopped := p.runCtx, p.pollCtx, p.stopped
 	p.mu.Unlock()
-	if !ok || stopped || e.ctx == nil || e.ctx.Err() != nil {
+	if !ok || stopped || e.gone.Err() != nil {
 		return // removed after its tick was popped, or shutting down
 	}
 	if p.cfg.Dispatch != nil {
@@ -51,7 +51,11 @@ func (p *Poller) activate(tick Tick) {
 	go func() {
 		defer p.polls.Done()
 		defer e.running.Unlock()
-		p.work(runCtx, e.ctx, e, fired)
+		// The poll ends at removal, or when the shutdown grace is over.
+		pctx, cancel := context.WithCancel(pollCtx)
+		defer cancel()
+		defer context.AfterFunc(e.gone, cancel)()
+		p.work(runCtx, pctx, e, fired)
 	}()
 }
 
