@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/monitord/monitord/internal/natstest"
@@ -110,15 +109,7 @@ func mustInt(t *testing.T, s string) int {
 // assets Open and EnsureServices create, as the server reports them.
 func TestClusterAssetsCommandsMatchEnsure(t *testing.T) {
 	cl := natstest.StartCluster(t, 1)
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := Config{Instance: "a", Work: testWork(1), KV: kvstore.Config{Bucket: "st", Replicas: 1}, CreateAssets: true}
@@ -224,21 +215,13 @@ func TestClusterAssetsCommandsMatchEnsure(t *testing.T) {
 // EnsureServices name the first asset missing and say how to create it.
 func TestClusterAssetsMissingNamed(t *testing.T) {
 	cl := natstest.StartCluster(t, 1)
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := Config{Instance: "a", Work: testWork(1), KV: kvstore.Config{Bucket: "st", Replicas: 1}}
 	svc := "KS" + strings.Repeat("3", 32)
 
-	_, err = Open(ctx, js, cfg)
+	_, err := Open(ctx, js, cfg)
 	if err == nil || !strings.Contains(err.Error(), "kv bucket st missing") || !strings.Contains(err.Error(), "monitord nats-assets") {
 		t.Fatalf("Open without the bucket: %v; want it named, with the way to create it", err)
 	}

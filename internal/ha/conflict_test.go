@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -67,15 +65,7 @@ func TestHADoublePollOneCommitWins(t *testing.T) {
 		b       = &barrier{n: 2, all: make(chan struct{})}
 	)
 	for i := range pollers {
-		nc, err := nats.Connect(cl.URLs())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, js := cl.Connect()
 		s, err := kvstore.Open(ctx, js, kvstore.Config{Bucket: "monitord_state", Replicas: 3})
 		if err != nil {
 			t.Fatal(err)
@@ -160,15 +150,7 @@ func TestHADoublePollOneCommitWins(t *testing.T) {
 	if err := pub.WaitEmptyConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ids := streamEvents(t, js)
 	total := counts[0].n.Load() + counts[1].n.Load()
 	seen := map[string]bool{}

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/monitord/monitord/internal/discover"
 	"github.com/monitord/monitord/internal/natstest"
 	"github.com/monitord/monitord/internal/poller"
@@ -269,15 +266,7 @@ func TestHADiscoveryThreeInstancesFailover(t *testing.T) {
 		n, _, _, err := next.node.Store().OutboxStats()
 		return err == nil && n == 0
 	})
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ids := streamEvents(t, js)
 	if len(ids) == 0 {
 		t.Fatal("no event in the stream: the test checks nothing")

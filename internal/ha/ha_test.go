@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/natstest"
 	"github.com/monitord/monitord/internal/proxysim"
@@ -57,15 +54,7 @@ func TestHAThreeInstancesFailover(t *testing.T) {
 		}
 		owners[svc] = ps[0]
 	}
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	natstest.WaitFor(t, "ownership records naming the listing instances", 10*time.Second, func() bool {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -36,15 +34,7 @@ func (p *pubErrors) Connected(bool) {}
 // once and no publisher counts a failure.
 func TestClusterPublishersShareOutbox(t *testing.T) {
 	cl := natstest.StartCluster(t, 3)
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	store, err := kvstore.Open(ctx, js, kvstore.Config{Bucket: "monitord_state", Replicas: 3})

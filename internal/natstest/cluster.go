@@ -27,6 +27,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Node is one server of a Cluster.
@@ -358,6 +359,23 @@ func (c *Cluster) StepDownConsumer(stream, consumer string) int {
 		return leader >= 0 && leader != old
 	})
 	return leader
+}
+
+// Connect opens a client connection to the cluster (any node) and its
+// JetStream context, failing the test when it cannot; the connection is
+// closed in t.Cleanup.
+func (c *Cluster) Connect() (*nats.Conn, jetstream.JetStream) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		c.t.Fatalf("natstest: connect: %v", err)
+	}
+	c.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatalf("natstest: jetstream: %v", err)
+	}
+	return nc, js
 }
 
 // stepDown sends a step-down request of the JetStream API and fails the

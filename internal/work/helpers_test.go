@@ -250,15 +250,7 @@ func (in *instance) kill() {
 // ensure creates the stream and consumers through a connection of its own.
 func ensure(t *testing.T, cl *natstest.Cluster, c Config, targets []proxy.Target) {
 	t.Helper()
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := Ensure(ctx, js, c, servicesOf(targets)); err != nil {

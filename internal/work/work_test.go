@@ -94,15 +94,7 @@ func TestBadTaskTerminated(t *testing.T) {
 	c.Replicas = 1
 	targets := makeTargets(1, 1)
 	ensure(t, cl, c, targets)
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	core, logs := observer.New(zap.InfoLevel)
 	j := newJournal()
 	w, err := NewWorker(js, c, &recPoller{inst: "a", j: j}, servicesOf(targets), zap.New(core))
@@ -155,15 +147,7 @@ func TestClusterPublishOutcomes(t *testing.T) {
 	c := testConfig()
 	targets := makeTargets(1, 2)
 	ensure(t, cl, c, targets)
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	q, err := NewQueue(js, c)
 	if err != nil {
 		t.Fatal(err)
@@ -236,15 +220,7 @@ func TestHALongPollKeepsItsTask(t *testing.T) {
 		}
 	}()
 
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	q, err := NewQueue(js, c)
 	if err != nil {
 		t.Fatal(err)
@@ -294,15 +270,7 @@ func TestClusterConsumerRecreated(t *testing.T) {
 	}
 	j.waitUntil(t, "a first poll", 30*time.Second, func(ps []poll) bool { return len(ps) > 0 })
 
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := js.DeleteConsumer(ctx, c.Stream, ConsumerName(targets[0].ServiceSID)); err != nil {

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/monitord/monitord/internal/diff"
 	"github.com/monitord/monitord/internal/event"
 	"github.com/monitord/monitord/internal/natstest"
@@ -24,15 +21,7 @@ import (
 // other writer at all, and the poll was lost as a state error.
 func TestClusterOneWriterNeverConflicts(t *testing.T) {
 	cl := natstest.StartCluster(t, 3)
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := cl.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	st, err := kvstore.Open(ctx, js, kvstore.Config{Bucket: bucketName(), Replicas: 3})
