@@ -130,9 +130,7 @@ func (w *activityWiring) configure(cfg *config.Config) {
 	w.bmu.Lock()
 	for svc, b := range w.budgets {
 		if lim, ok := w.limits[svc]; ok {
-			if r, n := b.Limits(); r != lim.RequestsPerSecond || n != lim.Burst {
-				b.SetLimits(lim.RequestsPerSecond, lim.Burst, now)
-			}
+			b.SetLimits(lim.RequestsPerSecond, lim.Burst, now)
 		}
 	}
 	w.bmu.Unlock()
@@ -279,9 +277,9 @@ func (w *activityWiring) SetTargets(specs []poller.TargetSpec) error {
 			}
 		}
 		l.mu.Lock()
-		if sl, ok := lister[svc]; ok {
-			l.sessions = sl
-		}
+		// nil when the Service has no target any more: its index stops
+		// (and never lists through a client a reload closed).
+		l.sessions = lister[svc]
 		l.targetSessions = sessions
 		l.mu.Unlock()
 		l.poke()

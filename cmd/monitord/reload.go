@@ -41,6 +41,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 	old := d.accountClients()
 	clients, err := buildClients(cfg, old, d.metrics, d.activity)
 	if err != nil {
+		d.restoreActivity()
 		return err
 	}
 	if err := d.targets.configure(cfg, clients); err != nil { // merged with discovered targets
@@ -49,6 +50,7 @@ func (d *daemon) Reload(cfg *config.Config) error {
 				c.client.Close()
 			}
 		}
+		d.restoreActivity()
 		return err
 	}
 	d.poller.SetRules(diffRules(cfg), cfg.Rules.PublishKinds)
@@ -69,6 +71,15 @@ func (d *daemon) Reload(cfg *config.Config) error {
 	d.cfg = cfg
 	d.log.Info("reloaded", zap.Int("targets", len(targetSpecs(cfg, clients))))
 	return nil
+}
+
+// restoreActivity puts the activity wiring's limits and budgets back as
+// the running config has them, after a reload that failed past its
+// configure: on error nothing is changed.
+func (d *daemon) restoreActivity() {
+	if d.activity != nil {
+		d.activity.configure(d.cfg)
+	}
 }
 
 // restartOnly names the sections that changed but that a reload does not

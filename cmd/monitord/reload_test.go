@@ -111,4 +111,15 @@ func TestReloadChangesActivityBudget(t *testing.T) {
 	if r, n := b.Limits(); r != 5 || n != 3 {
 		t.Errorf("budget after the reload: %v/s, burst %d; want 5/s, burst 3", r, n)
 	}
+
+	// A reload refused after the budgets were set changes nothing.
+	refused := changed
+	refused.Twilio.Limits.RequestsPerSecond = 9
+	refused.Poll.Schedule = "not a schedule"
+	if err := d.Reload(&refused); err == nil {
+		t.Fatal("a reload with a bad schedule was accepted")
+	}
+	if r, n := b.Limits(); r != 5 || n != 3 {
+		t.Errorf("budget after a refused reload: %v/s, burst %d; want 5/s, burst 3 as before", r, n)
+	}
 }
