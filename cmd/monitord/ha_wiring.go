@@ -122,7 +122,7 @@ func (h *haWiring) discover(w *targetWiring) error {
 		if err != nil {
 			return fmt.Errorf("discover %s: schedule: %w", e.cfg.ServiceSID, err)
 		}
-		err = h.node.Discover(ha.DiscoveredService{Service: e.cfg.ServiceSID, Schedule: sched, Source: e.cfg.Source,
+		err = h.node.Discover(ha.DiscoveredService{Service: e.cfg.ServiceSID, Schedule: sched, Location: w.loc, Source: e.cfg.Source,
 			Discovery: e.d, Tracker: e.tracker})
 		if err != nil {
 			return err

@@ -34,6 +34,8 @@ type targetWiring struct {
 	// for ha.enabled (haWiring.discover).
 	haEntries []haEntry
 	listers   map[string]*accountLister // by account name
+	// loc is poll.timezone, the zone of the discover schedules.
+	loc *time.Location
 
 	// onRefresh, when set, also gets each refresh's result: once uses it
 	// to name the Services whose discovery failed. Set before any refresh.
@@ -92,6 +94,7 @@ func newTargetWiring(cfg *config.Config, clients map[string]*accountClient, p ta
 	if err != nil {
 		return nil, fmt.Errorf("poll.timezone: %w", err)
 	}
+	w.loc = loc
 	dlog := log.Named("discover")
 	for _, a := range cfg.EffectiveAccounts() {
 		if len(a.Discover) == 0 {

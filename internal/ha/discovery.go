@@ -62,6 +62,10 @@ type DiscoveredService struct {
 	// the same instants from it (poller.Aligned), so the refresh ticks of
 	// the three schedulers are one task each.
 	Schedule cron.Schedule
+	// Location is the time zone the schedule is read in (poll.timezone,
+	// as for the poll ticks); nil is UTC. Every instance must read it in
+	// the same zone, or their ticks' ids differ and each refreshes.
+	Location *time.Location
 	// Source is the entry's target source, recorded with its set.
 	Source proxy.Source
 	// Discovery runs the refresh when this instance owns the Service.
@@ -86,6 +90,9 @@ func (n *Node) Discover(ds DiscoveredService) error {
 	}
 	if ds.Source == "" {
 		ds.Source = proxy.SourceParticipant
+	}
+	if ds.Location == nil {
+		ds.Location = time.UTC
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -158,13 +165,7 @@ func (w workPoller) Refresh(ctx context.Context, service string, due time.Time) 
 // down across a tick, does not wait a whole interval for its set.
 func (n *Node) discoverTicks(ctx context.Context, ds *discState) {
 	sched := poller.Aligned(ds.Schedule)
-	now := time.Now()
-	var start time.Time
-	if iv := poller.Interval(ds.Schedule, now); iv > 0 {
-		if p := sched.Next(now.Add(-iv)); !p.After(now) {
-			start = p
-		}
-	}
+	start := lastDue(sched, ds.Schedule, time.Now().In(ds.Location))
 	for ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		rec, _, err := n.readDiscovery(rctx, ds.Service)
@@ -189,13 +190,25 @@ func (n *Node) discoverTicks(ctx context.Context, ds *discState) {
 		n.publishDiscover(ctx, ds.Service, start)
 	}
 	for {
-		now := time.Now()
+		now := time.Now().In(ds.Location)
 		next := sched.Next(now)
 		if next.IsZero() || !sleep(ctx, next.Sub(now)) {
 			return
 		}
 		n.publishDiscover(ctx, ds.Service, next)
 	}
+}
+
+// lastDue is the schedule's last instant at or before now (zero when its
+// interval is unknown). now is in the schedule's time zone: a spec such
+// as "0 3 * * *" means 03:00 there, whatever zone the host runs in.
+func lastDue(sched, spec cron.Schedule, now time.Time) time.Time {
+	if iv := poller.Interval(spec, now); iv > 0 {
+		if p := sched.Next(now.Add(-iv)); !p.After(now) {
+			return p
+		}
+	}
+	return time.Time{}
 }
 
 // publishDiscover queues one refresh tick; like a poll tick, a failure is

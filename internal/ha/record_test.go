@@ -15,7 +15,9 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/monitord/monitord/internal/natstest"
+	"github.com/monitord/monitord/internal/poller"
 	"github.com/monitord/monitord/internal/proxy"
+	"github.com/monitord/monitord/internal/schedule"
 	"github.com/monitord/monitord/internal/state/kvstore"
 	"github.com/monitord/monitord/internal/work"
 )
@@ -211,4 +213,35 @@ func TestHADiscoveryRecordTooLarge(t *testing.T) {
 func sid(prefix string, i, j int) string {
 	h := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(j)})
 	return prefix + hex.EncodeToString(h[:16])
+}
+
+// TestHADiscoveryTicksInTheScheduleZone: a discover schedule is read in
+// poll.timezone (DiscoveredService.Location), as the poll ticks and
+// single-instance discovery read it, not in the host's zone: "0 3 * * *"
+// is 03:00 there. Two hosts in different zones must compute the same
+// instants, or their ticks' ids differ and the Service is refreshed twice.
+func TestHADiscoveryTicksInTheScheduleZone(t *testing.T) {
+	spec, err := schedule.Parse("0 3 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone := time.FixedZone("UTC-5", -5*3600)
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC) // 05:00 in zone
+	want := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC) // 03:00 in zone
+	if got := lastDue(poller.Aligned(spec), spec, now.In(zone)); !got.Equal(want) {
+		t.Errorf("last refresh instant %v, want %v (03:00 in the schedule's zone)", got.UTC(), want)
+	}
+	// Read in the host's zone (UTC here), as before, it was 03:00 UTC.
+	if got := lastDue(poller.Aligned(spec), spec, now); got.Equal(want) {
+		t.Errorf("the host's zone gave the schedule zone's instant: the test shows nothing")
+	}
+	ds := DiscoveredService{Service: "KS" + strings.Repeat("1", 32), Schedule: spec,
+		Discovery: nopDiscovery{}, Tracker: nopTracker{}}
+	n := &Node{discovered: map[string]*discState{}}
+	if err := n.Discover(ds); err != nil {
+		t.Fatal(err)
+	}
+	if loc := n.discovered[ds.Service].Location; loc != time.UTC {
+		t.Errorf("an entry without a Location reads its schedule in %v, want UTC", loc)
+	}
 }
