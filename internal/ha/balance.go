@@ -3,10 +3,7 @@ package ha
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -92,35 +89,7 @@ func Instances(ctx context.Context, js jetstream.JetStream, bucket string) ([]In
 // readInstances lists the instance records in kv, sorted by name, stale
 // ones included (Seen tells).
 func readInstances(ctx context.Context, kv jetstream.KeyValue) ([]Instance, error) {
-	kl, err := kv.ListKeysFiltered(ctx, instancePrefix+">")
-	if err != nil {
-		return nil, fmt.Errorf("list instances: %w", err)
-	}
-	var keys []string
-	for k := range kl.Keys() {
-		keys = append(keys, k)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list instances: %w", err)
-	}
-	var out []Instance
-	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // stopped meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read instance %s: %w", k, err)
-		}
-		var in Instance
-		if json.Unmarshal(e.Value(), &in) != nil {
-			continue // not ours to judge; it does not count as live
-		}
-		in.Instance = strings.TrimPrefix(k, instancePrefix)
-		out = append(out, in)
-	}
-	slices.SortFunc(out, func(a, b Instance) int { return strings.Compare(a.Instance, b.Instance) })
-	return out, nil
+	return readRecords(ctx, kv, instancePrefix, "instances", func(in *Instance, name string) { in.Instance = name })
 }
 
 // balance hands one owned Service over when this instance owns at least
@@ -138,7 +107,14 @@ func (n *Node) balance(ctx context.Context, now time.Time) {
 		return
 	}
 	n.mu.Lock()
-	wait := n.lastHandover.Add(n.cooldown()).After(now)
+	// Nothing to give below two Services (another instance owning none
+	// is one less, not two); the records change once per pinned TTL at
+	// most, so they are read no more often than that.
+	wait := len(n.owned) < 2 || n.lastHandover.Add(n.cooldown()).After(now) ||
+		n.balanceRead.Add(n.cfg.Work.PinnedTTL).After(now)
+	if !wait {
+		n.balanceRead = now
+	}
 	n.mu.Unlock()
 	if wait {
 		return

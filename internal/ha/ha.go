@@ -103,6 +103,7 @@ type Node struct {
 	liveWritten               time.Time
 	liveOwned, liveServices   int
 	lastHandover              time.Time      // the last hand-over to balance
+	balanceRead               time.Time      // when balance last read the instance records
 	handovers, instanceWrites atomic.Int64   // hand-overs to balance; instance records written
 	runGroup                  sync.WaitGroup // the workers started under runCtx
 }

@@ -193,33 +193,42 @@ func Owners(ctx context.Context, js jetstream.JetStream, bucket string) ([]Owner
 	if err != nil {
 		return nil, fmt.Errorf("open kv bucket %s: %w", bucket, err)
 	}
-	kl, err := kv.ListKeysFiltered(ctx, ownerPrefix+">")
+	return readRecords(ctx, kv, ownerPrefix, "owners", func(o *Owner, name string) { o.Service = name })
+}
+
+// readRecords reads every JSON record under prefix in kv, sorted by the
+// key's name after the prefix, which name sets on each. A key deleted
+// meanwhile is skipped; a record that does not decode is an error naming
+// it. what names the records in errors.
+func readRecords[T any](ctx context.Context, kv jetstream.KeyValue, prefix, what string, name func(*T, string)) ([]T, error) {
+	kl, err := kv.ListKeysFiltered(ctx, prefix+">")
 	if err != nil {
-		return nil, fmt.Errorf("list owners: %w", err)
+		return nil, fmt.Errorf("list %s: %w", what, err)
 	}
 	var keys []string
 	for k := range kl.Keys() {
 		keys = append(keys, k)
 	}
+	// The channel also closes when ctx ends: that listing is incomplete.
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list owners: %w", err)
+		return nil, fmt.Errorf("list %s: %w", what, err)
 	}
-	var out []Owner
+	sort.Strings(keys)
+	out := make([]T, 0, len(keys))
 	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // handed over meanwhile
+			continue // deleted meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read owner %s: %w", k, err)
+			return nil, fmt.Errorf("read %s %s: %w", what, k, err)
 		}
-		var o Owner
-		if err := json.Unmarshal(e.Value(), &o); err != nil {
-			return nil, fmt.Errorf("read owner %s: %w", k, err)
+		var v T
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			return nil, fmt.Errorf("read %s %s: %w", what, k, err)
 		}
-		o.Service = strings.TrimPrefix(k, ownerPrefix)
-		out = append(out, o)
+		name(&v, strings.TrimPrefix(k, prefix))
+		out = append(out, v)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
 	return out, nil
 }

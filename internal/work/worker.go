@@ -276,12 +276,8 @@ func (w *Worker) release(svc, pin string, log *zap.Logger) {
 		log.Debug("work unpin: look up consumer", zap.Error(err))
 		return
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		log.Debug("work unpin: consumer info", zap.Error(err))
-		return
-	}
-	for _, g := range info.PriorityGroups {
+	// Looking the consumer up fetched its info: no second request.
+	for _, g := range cons.CachedInfo().PriorityGroups {
 		if g.Group == Group && g.PinnedClientID == pin {
 			if err := s.UnpinConsumer(ctx, ConsumerName(svc), Group); err != nil {
 				log.Debug("work unpin", zap.Error(err))
