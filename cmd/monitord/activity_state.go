@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -121,33 +120,9 @@ func (w *activityWiring) save() error {
 	if err != nil {
 		return fmt.Errorf("save activity state: %w", err)
 	}
-	return writeFileAtomic(w.statePath, b)
-}
-
-// writeFileAtomic replaces path with b: a temporary file in the same
-// directory, synced, renamed over it. A crash leaves the old file or the
-// new one, never half of one.
-func writeFileAtomic(path string, b []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("save activity state: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
+	if err := writePrivateFile(w.statePath, b); err != nil {
 		return fmt.Errorf("save activity state: %w", err)
 	}
 	return nil
 }
+

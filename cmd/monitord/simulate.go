@@ -162,10 +162,12 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// writePrivateFile writes data to path as a new file of mode 0600, then
-// renames it over path. os.WriteFile's mode applies only to a file it
+// writePrivateFile writes data to path as a new file of mode 0600, synced,
+// then renames it over path. os.WriteFile's mode applies only to a file it
 // creates: over an existing 0644 file the token would stay readable by
-// all. The rename also means a reader never sees half a config.
+// all. The rename means a reader, or the next start after a crash, finds
+// the old file or the new one, never half of one (a config, the activity
+// planners' state).
 func writePrivateFile(path string, data []byte) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*") // mode 0600
 	if err != nil {
@@ -178,6 +180,9 @@ func writePrivateFile(path string, data []byte) (err error) {
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
