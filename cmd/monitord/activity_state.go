@@ -125,4 +125,3 @@ func (w *activityWiring) save() error {
 	}
 	return nil
 }
-
