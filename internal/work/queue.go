@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,18 +31,18 @@ type task struct {
 // instance's per-Service budget (docs/ha.md, "Discovery with ha").
 const KindDiscover = "discover"
 
-// DiscoverSubject is the subject of service's discovery refresh tasks:
+// discoverSubject is the subject of service's discovery refresh tasks:
 // under the Service's token, so its consumer delivers them, and apart from
 // every target's hash (16 hex digits), so a refresh never waits on a poll.
-func DiscoverSubject(prefix, service string) string {
+func discoverSubject(prefix, service string) string {
 	return prefix + ".task." + service + "." + KindDiscover
 }
 
-// DiscoverTickID names one refresh of service due at due, as every
-// instance's scheduler names it: the Nats-Msg-Id that makes their copies
+// discoverTick is one refresh of service due at due; its ID, the same on
+// every instance's scheduler, is the Nats-Msg-Id that makes their copies
 // one task.
-func DiscoverTickID(service string, due time.Time) string {
-	return KindDiscover + "/" + service + "@" + strconv.FormatInt(due.UnixMilli(), 10)
+func discoverTick(service string, due time.Time) poller.Tick {
+	return poller.Tick{Key: KindDiscover + "/" + service, Due: due}
 }
 
 // decodeTask reads a task message and checks the target it names. A
@@ -64,7 +63,7 @@ func decodeTask(data []byte) (t proxy.Target, tick poller.Tick, discover bool, e
 			return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("discover task due_ms %d: want a positive unix time in milliseconds", tk.DueMillis)
 		}
 		due := time.UnixMilli(tk.DueMillis).UTC()
-		return proxy.Target{ServiceSID: tk.ServiceSID}, poller.Tick{Key: KindDiscover + "/" + tk.ServiceSID, Due: due}, true, nil
+		return proxy.Target{ServiceSID: tk.ServiceSID}, discoverTick(tk.ServiceSID, due), true, nil
 	default:
 		return proxy.Target{}, poller.Tick{}, false, fmt.Errorf("task kind %q: want %q or none", tk.Kind, KindDiscover)
 	}
@@ -158,7 +157,7 @@ func (q *Queue) Publish(ctx context.Context, t proxy.Target, tick poller.Tick) (
 
 // PublishDiscover queues the discovery refresh of service due at due (an
 // instant of the entry's schedule, the same on every instance), with
-// DiscoverTickID as Nats-Msg-Id so that every scheduler's copy is one
+// discoverTick's ID as Nats-Msg-Id so that every scheduler's copy is one
 // task. As Publish, an error means it may or may not be queued.
 func (q *Queue) PublishDiscover(ctx context.Context, service string, due time.Time) (Outcome, error) {
 	if err := proxy.CheckSID("service_sid", "KS", service); err != nil {
@@ -168,7 +167,7 @@ func (q *Queue) PublishDiscover(ctx context.Context, service string, due time.Ti
 	if err != nil {
 		return 0, fmt.Errorf("encode task: %w", err)
 	}
-	return q.publish(ctx, DiscoverSubject(q.cfg.Prefix, service), DiscoverTickID(service, due), data)
+	return q.publish(ctx, discoverSubject(q.cfg.Prefix, service), discoverTick(service, due).ID(), data)
 }
 
 // publish sends one task with id as Nats-Msg-Id and waits for the final
