@@ -306,27 +306,51 @@ func (w *Worker) handle(ctx context.Context, svc string, m jetstream.Msg, polls 
 		w.handleDiscover(ctx, svc, m, tick.Due, polls, log)
 		return
 	}
+	w.runTask(polls, m, log, func() (answer, string) {
+		res, err := w.poll.Poll(ctx, t, tick)
+		switch {
+		case err != nil:
+			log.Warn("work: task for a target this instance does not poll", zap.String("target", t.Key()), zap.Error(err))
+			return answerTerm, "not a current target"
+		case res == poller.ResultCancelled || ctx.Err() != nil:
+			// Shutting down mid-poll: the next owner polls it now rather
+			// than after the ack wait.
+			return answerNak, ""
+		}
+		return answerAck, ""
+	})
+}
+
+// answer is what the worker tells the server about a task it ran.
+type answer int
+
+const (
+	answerAck  answer = iota // done
+	answerNak                // shutting down: the next owner takes it now
+	answerTerm               // never doable here: not redelivered
+)
+
+// runTask runs f in polls, telling the server the task is in progress
+// while it runs, then answers m as f says (with term's reason). An ack
+// that fails brings the task back after the ack wait: done again, a
+// wasted poll or refresh, never a lost one.
+func (w *Worker) runTask(polls *sync.WaitGroup, m jetstream.Msg, log *zap.Logger, f func() (answer, string)) {
 	polls.Go(func() {
 		stop := make(chan struct{})
 		var beats sync.WaitGroup
 		beats.Go(func() { w.inProgress(m, stop) })
-		res, err := w.poll.Poll(ctx, t, tick)
+		a, reason := f()
 		close(stop)
 		beats.Wait()
-		switch {
-		case err != nil:
-			log.Warn("work: task for a target this instance does not poll", zap.String("target", t.Key()), zap.Error(err))
-			_ = m.TermWithReason("not a current target")
-		case res == poller.ResultCancelled || ctx.Err() != nil:
-			// Shutting down mid-poll: the next owner polls it now rather
-			// than after the ack wait.
+		switch a {
+		case answerTerm:
+			_ = m.TermWithReason(reason)
+		case answerNak:
 			_ = m.Nak()
 		default:
 			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := m.DoubleAck(actx); err != nil {
-				// The task comes back after the ack wait and is polled
-				// again: a wasted poll, never a lost one.
-				log.Debug("work: ack", zap.String("target", t.Key()), zap.Error(err))
+				log.Debug("work: ack", zap.String("subject", m.Subject()), zap.Error(err))
 			}
 			cancel()
 		}
@@ -361,24 +385,14 @@ func (w *Worker) handleDiscover(ctx context.Context, svc string, m jetstream.Msg
 		_ = m.TermWithReason("no discovery here")
 		return
 	}
-	polls.Go(func() {
-		stop := make(chan struct{})
-		var beats sync.WaitGroup
-		beats.Go(func() { w.inProgress(m, stop) })
+	w.runTask(polls, m, log, func() (answer, string) {
 		err := r.Refresh(ctx, svc, due)
-		close(stop)
-		beats.Wait()
 		if ctx.Err() != nil {
-			_ = m.Nak()
-			return
+			return answerNak, ""
 		}
 		if err != nil {
 			log.Warn("work: discovery refresh", zap.Error(err))
 		}
-		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := m.DoubleAck(actx); err != nil {
-			log.Debug("work: ack discover", zap.Error(err))
-		}
-		cancel()
+		return answerAck, ""
 	})
 }
