@@ -116,12 +116,24 @@ func missing(what string, err error) error {
 	return fmt.Errorf("%s: %w (ha.create_assets is false: create it with the commands `monitord nats-assets` prints)", what, err)
 }
 
+// checkBucket checks that bucket exists, and that it reads from its
+// leader: a replicated bucket with direct gets on (as created before
+// monitord turned them off) would let a lagging replica answer, and
+// kvstore.Open, which turns them off, may not edit streams here.
 func checkBucket(ctx context.Context, js jetstream.JetStream, bucket string) error {
 	if _, err := js.KeyValue(ctx, bucket); err != nil {
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			return missing("kv bucket "+bucket+" missing", err)
 		}
 		return fmt.Errorf("kv bucket %s: %w", bucket, err)
+	}
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return fmt.Errorf("kv bucket %s: stream: %w", bucket, err)
+	}
+	if c := s.CachedInfo().Config; c.AllowDirect && c.Replicas > 1 {
+		return fmt.Errorf("kv bucket %s has direct gets on over %d replicas, so a lagging replica would answer reads "+
+			"(ha.create_assets is false: turn them off with the stream edit `monitord nats-assets` prints)", bucket, c.Replicas)
 	}
 	return nil
 }

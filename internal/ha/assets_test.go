@@ -287,3 +287,35 @@ func TestAssetsReplicatedBucketReadsFromLeader(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterAssetsDirectGetsNamed: with create_assets off, a replicated
+// bucket that still reads with direct gets (created before monitord turned
+// them off) fails Open with what is wrong and how to fix it, instead of the
+// permission error of an edit this instance may not make.
+func TestClusterAssetsDirectGetsNamed(t *testing.T) {
+	cl := natstest.StartCluster(t, 3)
+	_, js := cl.Connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := Config{Instance: "a", Work: testWork(3), KV: kvstore.Config{Bucket: "st", Replicas: 3}}
+	if _, err := js.CreateKeyValue(ctx, kvstore.BucketConfig(cfg.KV)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(ctx, js, cfg)
+	if err == nil || !strings.Contains(err.Error(), "direct gets on over 3 replicas") ||
+		!strings.Contains(err.Error(), "monitord nats-assets") {
+		t.Fatalf("Open over a replicated bucket with direct gets: %v; want it named, with the fix", err)
+	}
+	s, err := js.Stream(ctx, "KV_st")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	sc.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, js, cfg); err == nil || !strings.Contains(err.Error(), "stream MONITORD_TASKS missing") {
+		t.Fatalf("Open once direct gets are off: %v; want the next missing asset named", err)
+	}
+}

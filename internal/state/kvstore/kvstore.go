@@ -154,14 +154,11 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		// direct gets: 1.6-2x cheaper per read (docs/ha.md). The handles
 		// read the setting when they bind, so they are bound again.
 		sc.AllowDirect = false
-		if _, err := js.UpdateStream(ctx, sc); err != nil {
+		if stream, err = js.UpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("open kv state bucket %s: turn direct gets off: %w", cfg.Bucket, err)
 		}
 		if kv, err = js.KeyValue(ctx, cfg.Bucket); err != nil {
 			return nil, fmt.Errorf("open kv state bucket %s: %w", cfg.Bucket, err)
-		}
-		if stream, err = js.Stream(ctx, "KV_"+cfg.Bucket); err != nil {
-			return nil, fmt.Errorf("open kv state bucket %s: stream: %w", cfg.Bucket, err)
 		}
 	}
 	// The KV key and the publish headers travel with the value.
