@@ -194,6 +194,30 @@ func deliveredSID(t *testing.T, ctx context.Context, base string, cr proxysim.Cr
 	return ""
 }
 
+// waitStream waits until the daemon has made its events stream on the
+// server at url. A test that stops the daemon and the server sooner can
+// catch the server creating the stream while it shuts down, which leaves
+// the stream's file store goroutines behind (nats-server), and the leak
+// checks of the next tests fail on them.
+func waitStream(t *testing.T, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the events stream", 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.Stream(ctx, "MONITORD")
+		return err == nil
+	})
+}
+
 // storedEvents counts the messages in the stream that are not heartbeats.
 func storedEvents(t *testing.T, url string) int {
 	t.Helper()

@@ -38,6 +38,7 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 	// WATCHDOG=1 comes from the running scheduler: every actor has started,
 	// the signal handler among them.
 	waitFor(t, "WATCHDOG=1", 20*time.Second, func() bool { return sock.has("WATCHDOG=1") })
+	waitStream(t, ns.ClientURL())
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
